@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make demo` (the main job) and `make test` (the tests).
+# Both create .venv when missing. TORCH picks the PyTorch build: the default is the CPU build
+# pinned for small machines; a GPU user runs e.g. `make demo TORCH=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.steadydiff-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/steadydiff train --data digits --out runs/demo
+	$(VENV)/bin/steadydiff sample runs/demo --n 64 --steps 18 --sampler heun --seed 0 --out runs/demo/final-samples.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs build dist src/*.egg-info

@@ -1,0 +1,36 @@
+"""Configuration of the data layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is prepared.
+
+    `source` is a built-in name (`toy:grid25`, `toy:ring8`, `toy:swissroll`, `digits`, `mnist`, `iris`,
+    `wine`) or a path: a folder of PNG/JPEG images, a `.npy`/`.npz` array file, or a `.csv` file.
+    """
+
+    source: str = "digits"
+    image_size: int = 32  # folders of images are resized to image_size × image_size
+    channels: Literal["auto", "grey", "rgb"] = "auto"  # auto: RGB if any image has colour
+    hflip: bool = False  # random horizontal flips of training images (never of held-out data)
+    holdout: float = 0.1  # held-out share: a fraction (< 1) or a count (≥ 1) of items
+    split_seed: int = 0  # the held-out split depends on this alone, never on the training seed
+    toy_samples: int = 20000  # how many points the built-in 2-D sets draw
+    npz_key: str | None = None  # which array of a .npz file (needed when it holds several)
+
+    def check(self) -> None:
+        if not self.source:
+            raise ConfigError("data.source is empty: give a built-in name (e.g. digits) or a path")
+        if self.image_size < 4:
+            raise ConfigError(f"data.image_size must be at least 4, got {self.image_size}")
+        if self.holdout < 0:
+            raise ConfigError(f"data.holdout must be ≥ 0, got {self.holdout}")
+        if self.toy_samples < 2:
+            raise ConfigError(f"data.toy_samples must be ≥ 2, got {self.toy_samples}")

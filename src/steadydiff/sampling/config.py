@@ -1,0 +1,29 @@
+"""Configuration of sampling: which solver, how many steps, which step list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+SamplerName = Literal["euler", "heun", "ddim", "ancestral", "dpmpp-2m"]
+ScheduleName = Literal["karras", "vp-uniform"]
+
+
+@dataclass
+class SampleConfig:
+    """Defaults for `Model.sample`, `steadydiff sample` and the grids written during training."""
+
+    sampler: SamplerName = "heun"
+    steps: int = 18  # solver steps; Heun uses 2·steps − 1 network evaluations
+    schedule: ScheduleName = "karras"
+    rho: float = 7.0  # Karras et al. (2022), Eq. 5
+    grid_n: int = 64  # samples in each grid written during training
+    grid_seed: int = 0
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"sample.steps must be ≥ 1, got {self.steps}")
+        if self.grid_n < 1:
+            raise ConfigError(f"sample.grid_n must be ≥ 1, got {self.grid_n}")
