@@ -1,0 +1,207 @@
+"""The data layer: read a source, validate it, split it once, and describe it to the user.
+
+`load_data(cfg, data)` returns a `Dataset` in the user's units (float32); the training loop fits a
+`Normaliser` on `Dataset.train` and augments training batches with `hflip`. The held-out split depends on
+`cfg.split_seed` alone, never on the training seed, so metrics on it stay comparable across runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .augment import hflip
+from .config import DataConfig
+from .normalise import Normaliser
+from .sources import BUILTINS, Raw, from_array, luma, read_source
+from .validate import check_finite, check_min_items
+
+__all__ = [
+    "BUILTINS",
+    "DataConfig",
+    "Dataset",
+    "Normaliser",
+    "check_finite",
+    "check_min_items",
+    "describe",
+    "hflip",
+    "load_data",
+    "split_indices",
+]
+
+
+@dataclass
+class Dataset:
+    """One data set, split once into training and held-out items, in the user's units."""
+
+    name: str  # e.g. "digits" or the path
+    kind: Literal["vector", "image"]
+    train: np.ndarray  # float32, raw user units, (N, D) or (N, C, H, W)
+    holdout: np.ndarray  # float32, same layout, may have 0 items
+    train_labels: np.ndarray | None = None  # int64 class labels where the source has them
+    holdout_labels: np.ndarray | None = None
+    columns: list[str] | None = None  # feature names for tables
+    modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
+    mode_std: float | None = None
+    notes: list[str] = field(default_factory=list)  # plain-language notes: conversions, resizes, ...
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.train.shape[1:])
+
+
+def split_indices(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices of n items: a shuffle by `seed`, each part kept in the source's order.
+
+    `holdout` < 1 is a fraction (round(holdout · n) items), ≥ 1 a count; at least one item must train.
+    """
+    k = math.floor(holdout * n + 0.5) if holdout < 1 else int(holdout)
+    if k >= n:
+        raise DataError(f"data.holdout={holdout:g} would hold out {k:,} of {n:,} items, leaving none "
+                        f"to train on; use a fraction below 1 (e.g. 0.1) or a count below {n:,}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
+    """Read, validate and split a data set.
+
+    `data`, when given, overrides `cfg.source`: a built-in name or path (str / os.PathLike), a numpy
+    array or torch tensor (shape rules as for .npy files), or a torch.utils.data.Dataset whose items
+    are arrays/tensors or tuples (item, label, ...) with integer labels.
+    """
+    cfg.check()
+    if data is None:
+        name, raw = cfg.source, read_source(cfg)
+    elif isinstance(data, str | os.PathLike):
+        name = os.fspath(data)
+        raw = read_source(dataclasses.replace(cfg, source=name))
+    elif isinstance(data, np.ndarray):
+        name, raw = "numpy array", from_array(data, "the numpy array")
+    elif isinstance(data, torch.Tensor):
+        name, raw = "torch tensor", from_array(data.detach().cpu().numpy(), "the torch tensor")
+    elif isinstance(data, torch.utils.data.Dataset):
+        name = f"{type(data).__name__} (torch Dataset)"
+        raw = _from_torch_dataset(data, name)
+    else:
+        raise DataError(f"cannot train on data of type {type(data).__name__}; give a built-in name, a path, "
+                        "a numpy array, a torch tensor or a torch.utils.data.Dataset")
+    if raw.kind == "image":
+        _apply_channels(raw, cfg.channels, name)
+
+    # Validation runs on every item, before the split.
+    check_finite(raw.x, name, lines=raw.lines, columns=raw.columns)
+    check_min_items(raw.x, name)
+    x = _as_float32(raw.x, name)
+
+    train_idx, hold_idx = split_indices(len(x), cfg.holdout, cfg.split_seed)
+    labels = raw.labels
+    ds = Dataset(
+        name=name,
+        kind=raw.kind,
+        train=np.ascontiguousarray(x[train_idx]),
+        holdout=np.ascontiguousarray(x[hold_idx]),
+        train_labels=None if labels is None else labels[train_idx],
+        holdout_labels=None if labels is None else labels[hold_idx],
+        columns=raw.columns,
+        modes=raw.modes,
+        mode_std=raw.mode_std,
+        notes=list(raw.notes),
+    )
+    if ds.kind == "vector":
+        ds.notes.extend(Normaliser.fit(ds.train, "vector", ds.columns).notes)
+    return ds
+
+
+def describe(ds: Dataset) -> str:
+    """One line for the user, e.g. "digits: 1,500 train + 297 held-out images 1×8×8, values 0–16"."""
+    both = np.concatenate([ds.train, ds.holdout])
+    lo, hi = float(both.min()), float(both.max())
+    values = f"{lo:.4g}–{hi:.4g}" if lo >= 0 else f"{lo:.4g} to {hi:.4g}"
+    if ds.kind == "image":
+        what = "images " + "×".join(str(s) for s in ds.item_shape)
+    else:
+        what = f"vectors of {ds.item_shape[0]} feature{'s' if ds.item_shape[0] != 1 else ''}"
+    return f"{ds.name}: {len(ds.train):,} train + {len(ds.holdout):,} held-out {what}, values {values}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers.
+
+
+def _as_float32(x: np.ndarray, where: str) -> np.ndarray:
+    with np.errstate(over="ignore"):  # overflow is reported below, with the item
+        y = np.asarray(x, dtype=np.float32)
+    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4 and not np.isfinite(y).all():
+        item = int(np.argwhere(~np.isfinite(y))[0][0])
+        raise DataError(f"{where}: values beyond the float32 range (±3.4e38), the first at item {item}; "
+                        "rescale the data (e.g. divide by its largest value)")
+    return y
+
+
+def _apply_channels(raw: Raw, channels: str, where: str) -> None:
+    """Make (N, C, H, W) images grey or RGB as data.channels asks; "auto" keeps what the source has."""
+    c = raw.x.shape[1]
+    if channels == "grey" and c == 3:
+        raw.x = luma(raw.x)
+        raw.notes.append(f"{where}: converted RGB images to grey (data.channels=grey, ITU-R BT.601 weights)")
+    elif channels == "rgb" and c == 1:
+        raw.x = np.repeat(raw.x, 3, axis=1)
+        raw.notes.append(f"{where}: repeated grey images over 3 channels (data.channels=rgb)")
+    elif channels not in ("auto", "grey", "rgb"):
+        raise DataError(f"data.channels must be 'auto', 'grey' or 'rgb', got {channels!r}")
+
+
+def _int_label(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point() and v.dtype != torch.bool:
+        return int(v.item())
+    return None
+
+
+def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
+    """Stack the items of a map-style or iterable torch Dataset; labels from integer second elements."""
+    if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
+        items = (ds[i] for i in range(len(ds)))
+    else:
+        items = iter(ds)
+    arrays: list[np.ndarray] = []
+    labels: list[int | None] = []
+    for i, item in enumerate(items):
+        label = None
+        if isinstance(item, tuple | list):
+            if not item:
+                raise DataError(f"{where}: item {i} is an empty {type(item).__name__}; items must be arrays "
+                                "or tuples (item, label)")
+            if len(item) > 1:
+                label = _int_label(item[1])
+            item = item[0]
+        try:
+            a = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{where}: item {i} ({type(item).__name__}) cannot be read as an array ({e})") \
+                from None
+        if arrays and a.shape != arrays[0].shape:
+            raise DataError(f"{where}: item {i} has shape {a.shape} but item 0 has {arrays[0].shape}; all "
+                            "items must have one shape (resize or pad them, e.g. with a transform)")
+        arrays.append(a)
+        labels.append(label)
+    if not arrays:
+        raise DataError(f"{where}: the dataset is empty")
+    raw = from_array(np.stack(arrays), where)
+    if all(v is not None for v in labels):
+        raw.labels = np.asarray(labels, dtype=np.int64)
+    elif any(v is not None for v in labels):
+        first = next(i for i, v in enumerate(labels) if v is None)
+        raw.notes.append(f"{where}: labels ignored because item {first} has no integer label")
+    return raw

@@ -36,3 +36,7 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion.p_std must be > 0, got {self.p_std}")
         if self.min_snr_gamma <= 0:
             raise ConfigError(f"diffusion.min_snr_gamma must be > 0, got {self.min_snr_gamma}")
+
+    def sigma_range(self, sigma_data: float) -> tuple[float, float]:
+        """Sampling σ range in data units: EDM's [0.002, 80] was set for σ_data = 0.5, so scale by 2σ_data."""
+        return self.sigma_min * 2 * sigma_data, self.sigma_max * 2 * sigma_data

@@ -1,0 +1,53 @@
+"""Denoiser backbones F(x, c_noise, cond=None) -> tensor of x's shape (see DESIGN.md, `nets/`).
+
+`build_backbone(cfg, item_shape)` picks and builds one: the residual MLP for vector items (D,),
+the 2-D U-Net for image items (C, H, W). Both output exactly 0 at initialisation.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import ConfigError
+from .config import MLPConfig, NetConfig, UNetConfig
+from .mlp import MLPBackbone
+from .unet import UNet2D
+
+__all__ = ["MLPBackbone", "MLPConfig", "NetConfig", "UNet2D", "UNetConfig", "build_backbone", "count_parameters"]
+
+
+def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...]) -> nn.Module:
+    """The backbone for data items of shape `item_shape`: (D,) for vectors, (C, H, W) for images.
+
+    A kind that does not fit the items raises ConfigError naming both. We do not flatten images
+    into the MLP: it would train, but badly, and silently; asking for it explicitly is clearer.
+    """
+    cfg.check()
+    shape = tuple(int(s) for s in item_shape)
+    if any(s < 1 for s in shape):
+        raise ConfigError(f"data items shaped {shape} have an empty dimension")
+    kind = cfg.kind
+    if kind == "auto":
+        if len(shape) == 1:
+            kind = "mlp"
+        elif len(shape) == 3:
+            kind = "unet2d"
+        else:
+            raise ConfigError(f"net.kind='auto' has no backbone for items shaped {shape}: it needs vectors "
+                              f"(D,) or images (C, H, W)")
+    if kind == "mlp":
+        if len(shape) != 1:
+            raise ConfigError(f"net.kind='mlp' needs vector items shaped (D,); this data has items shaped "
+                              f"{shape}. Use net.kind=unet2d or auto.")
+        return MLPBackbone(shape[0], cfg.mlp)
+    if kind == "unet2d":
+        if len(shape) != 3:
+            raise ConfigError(f"net.kind='unet2d' needs image items shaped (C, H, W); this data has items "
+                              f"shaped {shape}. Use net.kind=mlp or auto.")
+        return UNet2D(shape[0], (shape[1], shape[2]), cfg.unet)
+    raise ConfigError(f"unknown net.kind {kind!r}: use 'auto', 'mlp' or 'unet2d'")
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalar parameters (trainable or not; buffers excluded)."""
+    return sum(p.numel() for p in module.parameters())

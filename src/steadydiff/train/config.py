@@ -28,6 +28,8 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl lines
     checkpoint_every: int = 1000  # steps between checkpoints (one is always written at the end)
     sample_every: int = 1000  # steps between sample grids (0: only at the end)
+    val_every: int = 250  # steps between fixed-noise validation losses
+    val_items: int = 128  # held-out items in the fixed validation set
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     device: str = "auto"  # auto: cuda when available, else cpu
 
@@ -35,7 +37,9 @@ class TrainConfig:
         positive = {"train.steps": self.steps, "train.batch_size": self.batch_size, "train.lr": self.lr,
                     "train.log_every": self.log_every, "train.checkpoint_every": self.checkpoint_every,
                     "train.ema_halflife_samples": self.ema_halflife_samples,
-                    "train.keep_checkpoints": self.keep_checkpoints, "train.decay_samples": self.decay_samples}
+                    "train.keep_checkpoints": self.keep_checkpoints,
+                    "train.val_every": self.val_every, "train.val_items": self.val_items,
+                    "train.decay_samples": self.decay_samples}
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")

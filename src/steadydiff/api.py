@@ -1,0 +1,109 @@
+"""The Python API: `train`, `load`, `Run`, `Model` (the CLI is a thin layer over these)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig, load_toml
+from .data.normalise import Normaliser
+from .diffusion import Denoiser
+from .errors import SteadydiffError
+from .sampling import nfe as count_nfe
+from .train import checkpoint as ckpt
+from .train.loop import build_denoiser, generate, resolve_device
+from .train.loop import train as train_loop
+
+
+@dataclass
+class Model:
+    """A trained denoiser with its normaliser: samples come back in the user's units."""
+
+    denoiser: Denoiser
+    config: RunConfig
+    normaliser: Normaliser
+    item_shape: tuple[int, ...]
+    kind: str
+    columns: list[str] | None
+    step: int
+    device: torch.device
+
+    def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
+               cond: Any = None, schedule: str | None = None, batch_size: int = 500,
+               normalised: bool = False) -> np.ndarray:
+        """n samples (float32 array, user units). Sample i depends on (seed, i) only, never on batch size."""
+        if cond is not None:
+            raise SteadydiffError("this model was trained without conditioning; call sample() without cond")
+        if n < 1:
+            raise SteadydiffError(f"n must be ≥ 1, got {n}")
+        x = generate(self.denoiser, self.config, self.item_shape, n, seed=seed, steps=steps, sampler=sampler,
+                     schedule=schedule, batch_size=batch_size, device=self.device)
+        x = x.numpy()
+        return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
+
+    def nfe(self, steps: int | None = None, sampler: str | None = None) -> int:
+        """Network evaluations one sample costs with these settings."""
+        return count_nfe(sampler or self.config.sample.sampler, steps or self.config.sample.steps)
+
+
+@dataclass
+class Run:
+    dir: Path
+    config: RunConfig
+    summary: dict[str, Any]
+
+    def load(self, ema: bool = True, checkpoint: str = "last") -> Model:
+        return load(self.dir, ema=ema, checkpoint=checkpoint)
+
+
+def _config_from_any(config: RunConfig | dict | str | Path | None) -> RunConfig:
+    if config is None:
+        return RunConfig()
+    if isinstance(config, RunConfig):
+        return copy.deepcopy(config)
+    if isinstance(config, dict):
+        from .config import from_dict
+
+        return from_dict(config)
+    return load_toml(config)
+
+
+def train(config: RunConfig | dict | str | Path | None = None, data: Any = None, *, out: str | Path = "runs/run",
+          progress: bool = True) -> Run:
+    """Train (or resume, if `out` holds this run) and return the run.
+
+    `data` may be a built-in name, a path, a numpy array or a torch Dataset; None uses config.data.source.
+    """
+    cfg = _config_from_any(config)
+    if isinstance(data, (str, Path)):
+        cfg.data.source = str(data)
+        data = None
+    result = train_loop(cfg, out, data, progress=progress)
+    return Run(dir=result.run_dir, config=result.config, summary=result.summary)
+
+
+def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device: str = "auto") -> Model:
+    """Load a trained model from a run directory (EMA weights by default)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise SteadydiffError(f"{run_dir} is not a steadydiff run directory (no config.toml); "
+                              "train one with `steadydiff train --out DIR`")
+    cfg = load_toml(run_dir / "config.toml")
+    info = json.loads((run_dir / "dataset.json").read_text())
+    norm = Normaliser.from_dict(json.loads((run_dir / "normaliser.json").read_text()))
+    path = ckpt.resolve_checkpoint(run_dir, checkpoint)
+    state = ckpt.load_checkpoint(path)
+    dev = resolve_device(device)
+    if cfg.diffusion.sigma_data is None:
+        raise SteadydiffError(f"{run_dir / 'config.toml'} lacks diffusion.sigma_data; the run never started")
+    net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data)
+    net.load_state_dict(state["ema" if ema else "model"])
+    net.to(dev).eval().requires_grad_(False)
+    return Model(denoiser=net, config=cfg, normaliser=norm, item_shape=tuple(info["item_shape"]),
+                 kind=info["kind"], columns=info.get("columns"), step=state["state"]["step"], device=dev)

@@ -1,0 +1,168 @@
+"""The command line: `steadydiff train | sample | info`, a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import RunConfig, apply_overrides, load_toml, set_value, to_toml, validate
+from .errors import SteadydiffError
+
+
+def _train_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults < --config file < named flags < --set."""
+    cfg = load_toml(args.config) if args.config else RunConfig()
+    flags = {"data.source": args.data, "train.steps": args.steps, "train.batch_size": args.batch_size,
+             "train.lr": args.lr, "train.seed": args.seed, "data.image_size": args.image_size}
+    for key, value in flags.items():
+        if value is not None:
+            set_value(cfg, key, value)
+    apply_overrides(cfg, [s for group in args.set for s in group])
+    return validate(cfg)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _train_config(args)
+    if args.dry_run:
+        from .data import describe, load_data
+        from .nets import build_backbone, count_parameters
+
+        ds = load_data(cfg.data)
+        net = build_backbone(cfg.net, ds.item_shape)
+        print(f"# {describe(ds)}")
+        for note in ds.notes:
+            print(f"# data: {note}")
+        print(f"# backbone {type(net).__name__}: {count_parameters(net):,} parameters; nothing trained (--dry-run)")
+        print(to_toml(cfg), end="")
+        return 0
+    from .api import train
+
+    run = train(cfg, out=args.out, progress=not args.quiet)
+    s = run.summary
+    q = s.get("quality", {})
+    print(f"trained {s['data']}")
+    print(f"  {s['backbone']} with {s['parameters']:,} parameters; {s['steps']} steps, batch {s['batch_size']}, "
+          f"{s['wall_s']:.0f} s; final loss {s['final_loss']:.4f}; fixed validation loss (EMA) "
+          f"{s.get('val_loss_ema', float('nan')):.4f}")
+    if "modes_covered" in q:
+        print(f"  {q['n_samples']} samples: {q['modes_covered']}/{q['modes_total']} modes covered, "
+              f"{100 * q['high_quality']:.1f}% within 3 std of a mode centre")
+    if "fd_data_space" in q:
+        print(f"  Fréchet distance to held-out data (normalised data space): {q['fd_data_space']:.3f} "
+              f"(real training data: {q['fd_data_space_train_floor']:.3f})")
+    if "copy_fraction" in q:
+        print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples")
+    print(f"  run directory: {run.dir} (samples in {run.dir / 'samples'}, summary.json)")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .api import load
+    from .data.export import FORMATS, save_samples
+
+    out = Path(args.out)
+    if out.suffix.lower() not in FORMATS:
+        raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
+    if args.n < 1 or args.steps < 1:
+        raise SteadydiffError("--n and --steps must be ≥ 1")
+    model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    x = model.sample(args.n, steps=args.steps, sampler=args.sampler, seed=args.seed, schedule=args.schedule)
+    save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
+                 title=f"{args.n} samples, {args.sampler}, {model.nfe(args.steps, args.sampler)} NFE")
+    print(f"wrote {args.n} samples to {out} ({args.sampler}, {args.steps} steps = "
+          f"{model.nfe(args.steps, args.sampler)} network evaluations per sample, "
+          f"{'raw' if args.raw else 'EMA'} weights of step {model.step})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .train.checkpoint import list_checkpoints
+
+    run = Path(args.run)
+    if not (run / "config.toml").is_file():
+        raise SteadydiffError(f"{run} is not a steadydiff run directory (no config.toml)")
+    cfg = load_toml(run / "config.toml")
+    info = json.loads((run / "dataset.json").read_text()) if (run / "dataset.json").exists() else {}
+    ckpts = list_checkpoints(run / "checkpoints")
+    print(f"run {run}")
+    print(f"  data: {info.get('description', cfg.data.source)}")
+    print(f"  net: {cfg.net.kind}; parameterisation {cfg.diffusion.parameterization}, "
+          f"σ_data {cfg.diffusion.sigma_data}")
+    print(f"  train: {cfg.train.steps} steps, batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
+          f"{cfg.train.optimizer}, {cfg.train.lr_schedule}")
+    print(f"  checkpoints: {', '.join(p.name for p in ckpts) or 'none'}")
+    metrics = run / "metrics.jsonl"
+    if metrics.exists():
+        lines = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+        if lines:
+            last = lines[-1]
+            print(f"  last logged step {last['step']}: loss {last['loss']:.4f}, lr {last['lr']:.3g}, "
+                  f"{last['samples_per_s']:.0f} samples/s")
+    if (run / "summary.json").exists():
+        print("  summary: " + json.dumps(json.loads((run / "summary.json").read_text()), indent=None))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steadydiff", description="Train diffusion models on your own data.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (or resume the run in --out)")
+    t.add_argument("--data", help="built-in name (toy:grid25, toy:ring8, toy:swissroll, digits, mnist, iris, "
+                                  "wine) or a path: image folder, .npy/.npz, .csv")
+    t.add_argument("--out", required=True, help="run directory; an existing run there is resumed")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--image-size", type=int, help="size images from a folder are resized to")
+    t.add_argument("--config", help="TOML file with config values")
+    t.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config value, e.g. --set net.unet.channels=32 train.ema_halflife_samples=1e5")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and model size, train nothing")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--steps", type=int, default=18, help="solver steps (heun uses 2·steps−1 evaluations)")
+    s.add_argument("--sampler", default="heun", choices=["euler", "heun", "ddim", "ancestral", "dpmpp-2m"])
+    s.add_argument("--schedule", default=None, choices=["karras", "vp-uniform"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
+    s.add_argument("--checkpoint", default="last", help="last or step-N")
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("info", help="describe a run directory")
+    i.add_argument("run")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("steadydiff: %(message)s"))
+    logger = logging.getLogger("steadydiff")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        return args.func(args)
+    except SteadydiffError as exc:
+        print(f"steadydiff: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("steadydiff: interrupted; re-run the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

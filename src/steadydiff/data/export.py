@@ -1,0 +1,85 @@
+"""Write samples in the user's units: PNG (image grid or 2-D scatter), .npy or .csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SteadydiffError
+
+FORMATS = (".png", ".npy", ".csv")
+
+
+def image_grid(x: np.ndarray, value_range: tuple[float, float], *, cols: int | None = None,
+               min_cell: int = 32) -> np.ndarray:
+    """(N, C, H, W) images in `value_range` → one uint8 grid (H', W') or (H', W', 3), 1-pixel gaps.
+
+    Tiny images (8×8 digits) are enlarged by a whole factor so a cell is at least `min_cell` pixels.
+    """
+    n, c, h, w = x.shape
+    lo, hi = value_range
+    u8 = np.clip((x - lo) / max(hi - lo, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    k = max(1, math.ceil(min_cell / max(h, w)))
+    u8 = u8.repeat(k, axis=2).repeat(k, axis=3)
+    h, w = h * k, w * k
+    grid = np.full((c, rows * (h + 1) + 1, cols * (w + 1) + 1), 255 if c == 1 else 128, np.uint8)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = u8[i]
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def _scatter_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    if reference is not None:
+        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="#bbbbbb", alpha=0.5, label="data")
+    ax.scatter(x[:, 0], x[:, 1], s=2, c="#1f4e9c", alpha=0.7, label="samples")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=4)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tuple[float, float] | None = None,
+                 columns: list[str] | None = None, reference: np.ndarray | None = None, title: str = "") -> Path:
+    """Write `x` (user units) to `path`, choosing the format by its suffix; written atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise SteadydiffError(f"cannot write samples to {str(path)!r}: use a name ending in .png, .npy or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+    if suffix == ".npy":
+        np.save(tmp, x.astype(np.float32))
+    elif suffix == ".csv":
+        flat = x.reshape(len(x), -1)
+        names = columns if columns and len(columns) == flat.shape[1] else [f"x{i}" for i in range(flat.shape[1])]
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(names)
+            writer.writerows([[f"{v:.6g}" for v in row] for row in flat])
+    elif kind == "image":
+        from PIL import Image
+
+        lo_hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
+        Image.fromarray(image_grid(x, lo_hi)).save(tmp, format="PNG")
+    elif x.ndim == 2 and x.shape[1] >= 2:
+        default_title = f"{len(x)} samples" + (", first two features" if x.shape[1] > 2 else "")
+        _scatter_png(tmp, x, reference, title or default_title)
+    else:
+        raise SteadydiffError(f"cannot draw {x.shape[1:]}-shaped items as a PNG; write .npy or .csv instead")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,142 @@
+"""The fitted, saved, invertible map between the user's units and the network's.
+
+Fit it on the training split only (held-out items must not leak into it), save `to_dict()` with the run,
+and invert it when sampling so samples come back in the user's units.
+
+- Images: one affine map of the data set's range [lo, hi] onto [-1, 1] (a single pair for all pixels and
+  channels, so colours keep their relation); `inverse` clips to [lo, hi].
+- Vectors: per-feature standardisation (x − mean) / std. A constant feature (std ≤ 1e-12 · (1 + |mean|))
+  gets std 1, so it maps to 0 and back to its value exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+Kind = Literal["vector", "image"]
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+class Normaliser:
+    """Affine, per-data-set (images) or per-feature (vectors) normalisation; see the module docstring."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        lo: float = 0.0,
+        hi: float = 1.0,
+        mean: Sequence[float] = (),
+        std: Sequence[float] = (),
+        notes: Sequence[str] = (),
+    ) -> None:
+        if kind not in ("vector", "image"):
+            raise DataError(f"normaliser kind must be 'vector' or 'image', got {kind!r}")
+        self.kind: Kind = kind
+        self.lo, self.hi = float(lo), float(hi)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.notes = list(notes)
+        if kind == "image":
+            if not self.hi >= self.lo:
+                raise DataError(f"image normaliser needs lo ≤ hi, got lo={self.lo}, hi={self.hi}")
+            # Affine map centre ± half-range → ±1; a constant data set maps to 0 with unit scale.
+            self._shift = np.float64((self.lo + self.hi) / 2)
+            self._scale = np.float64(2.0 / (self.hi - self.lo) if self.hi > self.lo else 1.0)
+        else:
+            if self.mean.ndim != 1 or self.mean.shape != self.std.shape or self.mean.size == 0:
+                raise DataError(f"vector normaliser needs mean and std of one equal length, got "
+                                f"{self.mean.shape} and {self.std.shape}")
+            if not (self.std > 0).all():
+                raise DataError("vector normaliser needs every std > 0")
+            self._shift = self.mean
+            self._scale = 1.0 / self.std
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray | torch.Tensor, kind: Kind, columns: Sequence[str] | None = None
+    ) -> Normaliser:
+        """Fit on training items `x` ((N, D) vectors or (N, C, H, W) images); `columns` names features."""
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        a = a.astype(np.float64)
+        if a.ndim < 2 or a.shape[0] == 0:
+            raise DataError(f"cannot fit a normaliser on an array of shape {a.shape}: it needs (N, ...) "
+                            "items")
+        if kind == "image":
+            return cls("image", lo=float(a.min()), hi=float(a.max()))
+        if kind != "vector":
+            raise DataError(f"normaliser kind must be 'vector' or 'image', got {kind!r}")
+        if a.ndim != 2:
+            raise DataError(f"vector normaliser needs (N, D) items, got shape {a.shape}")
+        mean, std = a.mean(axis=0), a.std(axis=0)
+        constant = std <= 1e-12 * (1 + np.abs(mean))
+        notes = []
+        if constant.any():
+            names = [columns[j] if columns is not None else f"feature {j}" for j in np.flatnonzero(constant)]
+            notes.append(f"{len(names)} constant feature(s) ({', '.join(names)}): std set to 1, so they "
+                         "stay at their single value")
+            std = np.where(constant, 1.0, std)
+        return cls("vector", mean=mean, std=std, notes=notes)
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """(lo, hi) of image data in user units (what `inverse` clips to); None for vectors."""
+        return (self.lo, self.hi) if self.kind == "image" else None
+
+    def _apply(self, x: Array, inverse: bool) -> Array:
+        if self.kind == "vector" and x.shape[-1] != self.mean.size:
+            raise DataError(f"normaliser fitted on {self.mean.size} features got an array of shape "
+                            f"{tuple(x.shape)}")
+        if isinstance(x, torch.Tensor):
+            dtype = x.dtype if x.is_floating_point() else torch.float32
+            shift = torch.as_tensor(self._shift, dtype=dtype, device=x.device)
+            scale = torch.as_tensor(self._scale, dtype=dtype, device=x.device)
+            x = x.to(dtype)
+            if not inverse:
+                return (x - shift) * scale
+            y = x / scale + shift
+            return y.clamp(self.lo, self.hi) if self.kind == "image" else y
+        a = np.asarray(x)
+        dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float32)
+        shift, scale = self._shift.astype(dtype), self._scale.astype(dtype)
+        a = a.astype(dtype, copy=False)
+        if not inverse:
+            return (a - shift) * scale
+        y = a / scale + shift
+        return np.clip(y, dtype.type(self.lo), dtype.type(self.hi)) if self.kind == "image" else y
+
+    def forward(self, x: Array) -> Array:
+        """User units → network units (images in [-1, 1], vectors standardised)."""
+        return self._apply(x, inverse=False)
+
+    def inverse(self, x: Array) -> Array:
+        """Network units → user units (images clipped to the fitted range)."""
+        return self._apply(x, inverse=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe parameters; `from_dict(to_dict())` reproduces them exactly."""
+        if self.kind == "image":
+            return {"kind": "image", "lo": self.lo, "hi": self.hi, "notes": list(self.notes)}
+        return {"kind": "vector", "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
+                "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normaliser:
+        kind = d.get("kind")
+        if kind == "image":
+            return cls("image", lo=d["lo"], hi=d["hi"], notes=d.get("notes", ()))
+        if kind == "vector":
+            return cls("vector", mean=d["mean"], std=d["std"], notes=d.get("notes", ()))
+        raise DataError(f"saved normaliser has unknown kind {kind!r}; expected 'vector' or 'image' (is the "
+                        "run directory from another program or version?)")
+
+    def __repr__(self) -> str:
+        if self.kind == "image":
+            return f"Normaliser(image, range [{self.lo:g}, {self.hi:g}] → [-1, 1])"
+        return f"Normaliser(vector, {self.mean.size} features standardised)"

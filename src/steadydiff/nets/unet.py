@@ -1,0 +1,167 @@
+"""2-D U-Net backbone F(x, c_noise) for images (N, C, H, W).
+
+The layout follows the ADM U-Net (Dhariwal & Nichol 2021, "improved DDPM" blocks): residual blocks
+with the noise embedding injected by scale-shift after the second normalisation, self-attention at
+chosen resolutions and in the middle, a skip connection from every encoder block to the decoder, and
+zero-initialised last layers so F ≡ 0 at initialisation. Resampling has no weights (average pool
+down, nearest up; as in EDM2, Karras et al. 2024), which works for any size: odd sizes are pooled
+with ceil (7 → 4) and upsampled back to the exact size of the matching skip (4 → 7).
+
+On a CPU the activations run in channels_last memory order, which oneDNN convolutions prefer
+(about 2x faster here); the attention reads that layout as (N, H·W, C) without a copy. The weights
+stay in the default layout so that checkpoints (safetensors needs contiguous tensors) are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import UNetConfig
+from .layers import NoiseEmbedding, check_cond, flat_noise, make_norm, scale_shift, zero_conv2d, zero_linear
+
+
+class ResBlock(nn.Module):
+    """norm → SiLU → conv → norm → scale-shift(emb) → SiLU → dropout → conv(zero init), plus skip.
+
+    The scale-shift after the second normalisation is ADM's `use_scale_shift_norm` (Nichol &
+    Dhariwal 2021, Sec. 3 / Appendix A), which they found better than adding the embedding. That
+    norm has no affine of its own: the projection's bias already supplies one.
+    """
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, cfg: UNetConfig):
+        super().__init__()
+        self.norm1 = make_norm(cfg.norm, cin, cfg.groups)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = make_norm(cfg.norm, cout, cfg.groups, affine=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.conv2 = zero_conv2d(cout, cout, 3)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = F.silu(scale_shift(self.norm2(h), self.emb(emb)))
+        h = self.conv2(self.dropout(h))
+        return self.skip(x) + h
+
+
+class SelfAttention2d(nn.Module):
+    """Multi-head self-attention over the H·W positions, pre-norm and residual (ADM's AttentionBlock)."""
+
+    def __init__(self, channels: int, cfg: UNetConfig):
+        super().__init__()
+        heads = max(1, channels // cfg.head_channels)
+        while channels % heads:  # e.g. 112 channels at 32 per head: 3 heads do not divide, use 2
+            heads -= 1
+        self.heads = heads
+        self.norm = make_norm(cfg.norm, channels, cfg.groups)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = zero_linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # (N, C, H, W) → (N, H·W, C): a free view when x is channels_last, one copy otherwise.
+        t = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        q, k, v = self.qkv(t).view(n, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, H·W, head_channels), 1/√d scaling
+        o = self.proj(o.transpose(1, 2).reshape(n, h * w, c))
+        return x + o.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class Level(nn.Module):
+    """One residual block, optionally followed by self-attention."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, attn: bool, cfg: UNetConfig):
+        super().__init__()
+        self.res = ResBlock(cin, cout, emb_dim, cfg)
+        self.attn = SelfAttention2d(cout, cfg) if attn else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x = self.res(x, emb)
+        return x if self.attn is None else self.attn(x)
+
+
+def downsample(x: torch.Tensor) -> torch.Tensor:
+    """2×2 average pool; ceil_mode gives odd sizes a last, partial window (7 → 4), averaged over
+    its in-bounds pixels only (padding=0), so no fake zeros enter at the border."""
+    return F.avg_pool2d(x, 2, ceil_mode=True)
+
+
+def upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Nearest-neighbour to the skip's exact size: pixel i reads ⌊i·h/H⌋, which equals ⌊i/2⌋ (the
+    pooling window it came from) also for odd H with h = ⌈H/2⌉, so up(down(x)) stays aligned."""
+    return F.interpolate(x, size=size, mode="nearest")
+
+
+class UNet2D(nn.Module):
+    """F(x, c_noise) for images x of shape (N, in_channels, H, W); returns a tensor of x's shape."""
+
+    def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig):
+        super().__init__()
+        self.item_shape = (in_channels, *image_size)
+        ch = [cfg.channels * m for m in cfg.channel_mult]
+        emb_dim = cfg.emb_mult * cfg.channels
+        self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels)
+        self.conv_in = nn.Conv2d(in_channels, ch[0], 3, padding=1)
+
+        # Encoder: blocks_per_level blocks per level, then a (weightless) downsample. Every block's
+        # output, and the input to each level, is kept for the decoder (ADM's skip layout).
+        self.down = nn.ModuleList()
+        skip_ch = [ch[0]]
+        cin = ch[0]
+        for lvl, cout in enumerate(ch):
+            for _ in range(cfg.blocks_per_level):
+                self.down.append(Level(cin, cout, emb_dim, lvl in cfg.attn_levels, cfg))
+                cin = cout
+                skip_ch.append(cin)
+            if lvl < len(ch) - 1:
+                skip_ch.append(cin)  # the downsampled tensor is a skip too
+
+        # Middle: residual block, self-attention, residual block at the lowest resolution.
+        self.mid1 = ResBlock(cin, cin, emb_dim, cfg)
+        self.mid_attn = SelfAttention2d(cin, cfg)
+        self.mid2 = ResBlock(cin, cin, emb_dim, cfg)
+
+        # Decoder: blocks_per_level + 1 blocks per level, each taking one skip by concatenation,
+        # then an upsample to the next level's exact size.
+        self.up = nn.ModuleList()
+        for lvl in reversed(range(len(ch))):
+            for _ in range(cfg.blocks_per_level + 1):
+                self.up.append(Level(cin + skip_ch.pop(), ch[lvl], emb_dim, lvl in cfg.attn_levels, cfg))
+                cin = ch[lvl]
+        self.levels = len(ch)
+        self.blocks_per_level = cfg.blocks_per_level
+
+        self.norm_out = make_norm(cfg.norm, cin, cfg.groups)
+        self.conv_out = zero_conv2d(cin, in_channels, 3)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        check_cond(cond)
+        if tuple(x.shape[1:]) != self.item_shape:
+            raise ValueError(f"UNet2D built for items {self.item_shape}, got a batch shaped {tuple(x.shape)}")
+        emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device))
+        h = self.conv_in(x.contiguous(memory_format=torch.channels_last))
+
+        skips = [h]
+        blocks = iter(self.down)
+        for lvl in range(self.levels):
+            for _ in range(self.blocks_per_level):
+                h = next(blocks)(h, emb)
+                skips.append(h)
+            if lvl < self.levels - 1:
+                h = downsample(h)
+                skips.append(h)
+
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+
+        blocks = iter(self.up)
+        for lvl in reversed(range(self.levels)):
+            for _ in range(self.blocks_per_level + 1):
+                h = next(blocks)(torch.cat([h, skips.pop()], dim=1), emb)
+            if lvl > 0:
+                h = upsample(h, skips[-1].shape[-2:])
+
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return out.contiguous()

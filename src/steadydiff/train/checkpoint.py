@@ -1,0 +1,113 @@
+"""Checkpoints: tensors in safetensors, everything else in JSON; written atomically; never pickled.
+
+    checkpoints/step-N/model.safetensors      raw weights
+    checkpoints/step-N/ema.safetensors        EMA weights
+    checkpoints/step-N/optimizer.safetensors  optimiser moments (tensors only)
+    checkpoints/step-N/state.json             step, samples seen, optimiser hyper-parameters, …
+
+A checkpoint is written under a temporary name and renamed into place, so a crash leaves either the
+whole checkpoint or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import SteadydiffError
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state_dict into tensors (for safetensors) and JSON-safe rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in state["state"].items():
+        for name, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{name}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor],
+                    optimizer: dict[str, Any], state: dict[str, Any], keep: int) -> Path:
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / f"step-{step}"
+    tmp = ckpt_root / f".tmp-step-{step}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_file(_contiguous(model), str(tmp / "model.safetensors"))
+    save_file(_contiguous(ema), str(tmp / "ema.safetensors"))
+    opt_tensors, opt_meta = optimizer_to_flat(optimizer)
+    save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2, sort_keys=True))
+    if final.exists():  # re-writing the same step (e.g. after a rollback): replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(ckpt_root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary directories are ignored)."""
+    if not ckpt_root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
+    """`last` or `step-N` → the checkpoint folder, or a clear error listing what exists."""
+    ckpts = list_checkpoints(run_dir / "checkpoints")
+    if not ckpts:
+        raise SteadydiffError(f"{run_dir} has no checkpoint yet (looked in {run_dir / 'checkpoints'}); "
+                              "train it first with `steadydiff train --out " + str(run_dir) + "`")
+    if which == "last":
+        return ckpts[-1]
+    for p in ckpts:
+        if p.name == which:
+            return p
+    raise SteadydiffError(f"{run_dir} has no checkpoint {which!r}; it has: {', '.join(p.name for p in ckpts)}")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    state = json.loads((path / "state.json").read_text())
+    opt_meta = state.pop("optimizer")
+    return {
+        "model": load_file(str(path / "model.safetensors")),
+        "ema": load_file(str(path / "ema.safetensors")),
+        "optimizer": optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), opt_meta),
+        "state": state,
+    }

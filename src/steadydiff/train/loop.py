@@ -1,0 +1,303 @@
+"""The training loop: one linear function with labelled sections (EDM2's training_loop.py, nanoGPT).
+
+Sections: 1. data and normaliser  2. networks and optimiser  3. run directory and resume
+4. the loop (batch → loss → backward → clip → step → EMA → log/validate/checkpoint/sample)  5. summary.
+Every random draw is derived from (seed, step), so resuming from a checkpoint reproduces an unbroken run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import RunConfig, validate
+from ..data import Dataset, describe, load_data
+from ..data.augment import hflip
+from ..data.normalise import Normaliser
+from ..diffusion import Denoiser, DenoisingLoss
+from ..nets import build_backbone, count_parameters
+from ..sampling import sample as run_sampler
+from ..sampling import step_list
+from . import checkpoint as ckpt
+from .ema import EMA, ema_beta
+from .optim import build_optimizer, lr_at
+from .order import batch_indices, derive_seed
+from .rundir import JsonlLog, check_resume_config, save_config, write_text_atomic
+from .validation import FixedValidation, sigma_grid
+
+log = logging.getLogger("steadydiff")
+
+SIGMA_BINS = 8  # equal-probability bins of the training σ distribution, for per-σ statistics
+_STREAM_NOISE, _STREAM_DROPOUT, _STREAM_AUG, _STREAM_VAL = 1, 2, 3, 4
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def measure_sigma_data(x: np.ndarray) -> float:
+    """σ_data: the standard deviation of the normalised training data over all entries."""
+    return float(np.std(x.astype(np.float64)))
+
+
+def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float) -> Denoiser:
+    backbone = build_backbone(cfg.net, item_shape)
+    autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
+    return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
+
+
+def make_loss(cfg: RunConfig) -> DenoisingLoss:
+    d = cfg.diffusion
+    return DenoisingLoss(noise=d.noise, p_mean=d.p_mean, p_std=d.p_std, weighting=d.weighting,
+                         min_snr_gamma=d.min_snr_gamma)
+
+
+def sample_seeds(seed: int, n: int) -> list[int]:
+    """Per-sample seeds: sample i of a call with `seed` depends on (seed, i) alone."""
+    return [derive_seed(seed, i) for i in range(n)]
+
+
+@torch.no_grad()
+def generate(denoiser: Denoiser, cfg: RunConfig, item_shape: tuple[int, ...], n: int, *, seed: int,
+             steps: int | None = None, sampler: str | None = None, schedule: str | None = None,
+             batch_size: int = 500, device: torch.device | str = "cpu", callback=None) -> torch.Tensor:
+    """n samples in normalised units, deterministic per (seed, index) whatever the batch size."""
+    sigma_min, sigma_max = cfg.diffusion.sigma_range(denoiser.sigma_data)
+    sigmas = step_list(schedule or cfg.sample.schedule, steps or cfg.sample.steps, sigma_min, sigma_max,
+                       rho=cfg.sample.rho).to(device)
+    seeds = sample_seeds(seed, n)
+    was_training = denoiser.training
+    denoiser.eval()
+    out = []
+    for s in range(0, n, batch_size):
+        chunk = seeds[s:s + batch_size]
+        out.append(run_sampler(denoiser, (len(chunk), *item_shape), sigmas, sampler or cfg.sample.sampler, chunk,
+                               device=device, callback=callback).cpu())
+    denoiser.train(was_training)
+    return torch.cat(out)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: RunConfig
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> dict[str, Any]:
+    """How well: mode statistics where modes are known; Fréchet distance and copies otherwise."""
+    from ..metrics import copy_fraction, frechet_distance, mode_stats
+
+    q: dict[str, Any] = {"n_samples": int(len(samples_user))}
+    if not np.isfinite(samples_user).all():
+        q["non_finite_samples"] = int((~np.isfinite(samples_user.reshape(len(samples_user), -1))).any(1).sum())
+        return q
+    if ds.modes is not None and ds.mode_std is not None:
+        q.update(mode_stats(samples_user, ds.modes, ds.mode_std))
+    train_n = np.asarray(norm.forward(ds.train)).reshape(len(ds.train), -1)
+    samp_n = np.asarray(norm.forward(samples_user)).reshape(len(samples_user), -1)
+    if len(ds.holdout) >= 2 and train_n.shape[1] <= 1024:
+        held_n = np.asarray(norm.forward(ds.holdout)).reshape(len(ds.holdout), -1)
+        k = min(len(train_n), len(samp_n))
+        q["fd_data_space"] = round(frechet_distance(samp_n, held_n), 4)
+        q["fd_data_space_train_floor"] = round(frechet_distance(train_n[:k], held_n), 4)
+    q.update({k: round(v, 5) for k, v in copy_fraction(samp_n, train_n[:5000]).items()})
+    return q
+
+
+def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True) -> TrainResult:
+    cfg = validate(copy.deepcopy(cfg))
+    tc = cfg.train
+    run_dir = Path(out)
+    device = resolve_device(tc.device)
+    saved_cfg = check_resume_config(run_dir, cfg)  # refuse another run's directory before any work
+
+    # 1. Data and normaliser ---------------------------------------------------------------------
+    ds = load_data(cfg.data, data)
+    log.info(describe(ds))
+    for note in ds.notes:
+        log.info("data: %s", note)
+    norm_path = run_dir / "normaliser.json"
+    norm = Normaliser.from_dict(json.loads(norm_path.read_text())) if norm_path.exists() else \
+        Normaliser.fit(ds.train, ds.kind)
+    train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
+    n_items = len(train_x)
+    sigma_data = cfg.diffusion.sigma_data
+    if sigma_data is None:
+        sigma_data = saved_cfg.diffusion.sigma_data if saved_cfg else measure_sigma_data(train_x.numpy())
+        cfg.diffusion.sigma_data = round(float(sigma_data), 6)
+        sigma_data = cfg.diffusion.sigma_data
+    batch = tc.batch_size
+    if n_items < batch:
+        batch = n_items
+        log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
+                    "of %d instead (set train.batch_size to silence this)", n_items, tc.batch_size, batch)
+    total_samples = tc.steps * batch
+
+    # 2. Networks, loss, optimiser ---------------------------------------------------------------
+    torch.manual_seed(derive_seed(tc.seed, 0))  # initial weights depend on the seed alone
+    net = build_denoiser(cfg, ds.item_shape, sigma_data).to(device)
+    ema = EMA(net)
+    ema_net = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = build_optimizer(net.parameters(), tc)
+    loss_fn = make_loss(cfg)
+    n_params = count_parameters(net.backbone)
+    _, bin_edges = sigma_grid(loss_fn, sigma_data, SIGMA_BINS)
+    bin_edges = bin_edges.to(device)
+    val_source = ds.holdout if len(ds.holdout) else ds.train
+    val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
+    validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
+                                       seed=derive_seed(cfg.data.split_seed, _STREAM_VAL))
+
+    # 3. Run directory and resume ----------------------------------------------------------------
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    save_config(run_dir, cfg)
+    write_text_atomic(norm_path, json.dumps(norm.to_dict()))
+    write_text_atomic(run_dir / "dataset.json", json.dumps({
+        "name": ds.name, "kind": ds.kind, "item_shape": list(ds.item_shape), "n_train": len(ds.train),
+        "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
+        "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
+    }, indent=2))
+    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
+    step, samples_seen, wall_before = 0, 0, 0.0
+    existing = ckpt.list_checkpoints(run_dir / "checkpoints")
+    if existing:
+        state = ckpt.load_checkpoint(existing[-1])
+        net.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
+        wall_before = state["state"].get("wall_s", 0.0)
+        log.info("resuming %s from step %d (%d samples seen)", run_dir, step, samples_seen)
+    metrics_log.truncate_after(step)
+    log.info("training %s backbone, %s parameters, batch %d, lr %g, %d steps on %s",
+             type(net.backbone).__name__, f"{n_params:,}", batch, tc.lr, tc.steps, device)
+
+    def checkpoint_now() -> None:
+        ckpt.save_checkpoint(run_dir / "checkpoints", step, model=net.state_dict(), ema=ema.state_dict(),
+                             optimizer=opt.state_dict(), keep=tc.keep_checkpoints,
+                             state={"step": step, "samples_seen": samples_seen, "batch_size": batch,
+                                    "wall_s": wall_before + time.perf_counter() - t_start})
+
+    def write_grid(tag: str) -> None:
+        ema.copy_to(ema_net)
+        x = generate(ema_net, cfg, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, device=device)
+        user = np.asarray(norm.inverse(x.numpy()))
+        from ..data.export import save_samples
+
+        np.save(run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
+        if ds.kind == "image" or user.shape[1] >= 2:
+            save_samples(run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=norm.value_range,
+                         reference=ds.train[:2000] if ds.kind == "vector" else None, title=f"{ds.name}, {tag}")
+
+    # 4. The loop ---------------------------------------------------------------------------------
+    net.train()
+    t_start = time.perf_counter()
+    window = {"loss": torch.zeros((), device=device), "n": 0, "t": time.perf_counter(), "samples": 0,
+              "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
+              "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
+    last_loss = float("nan")
+    bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
+               mininterval=0.5)
+    while step < tc.steps:
+        # Batch, in a data order derived from (seed, epoch); augmentation and noise from (seed, step).
+        idx = batch_indices(n_items, tc.seed, samples_seen, batch)
+        x = train_x[torch.from_numpy(idx)].to(device)
+        if cfg.data.hflip and ds.kind == "image":
+            x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUG, step)))
+        torch.manual_seed(derive_seed(tc.seed, _STREAM_DROPOUT, step))
+        g = torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_NOISE, step))
+
+        lr = lr_at(samples_seen, tc, total_samples)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        per_sample, sigma = loss_fn(net, x, generator=g)
+        loss = per_sample.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+        opt.step()
+        samples_seen += batch
+        step += 1
+        ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
+
+        # Statistics accumulate on the device; the host looks only when logging (no sync per step).
+        with torch.no_grad():
+            window["loss"] += loss.detach()
+            b = torch.bucketize(sigma.to(device), bin_edges)
+            window["bin_sum"].index_add_(0, b, per_sample.detach().double())
+            window["bin_n"].index_add_(0, b, torch.ones_like(per_sample, dtype=torch.float64))
+            window["grad"] = grad_norm.detach()
+        window["n"] += 1
+        window["samples"] += batch
+        bar.update(1)
+
+        if step % tc.log_every == 0 or step == tc.steps:
+            now = time.perf_counter()
+            last_loss = float(window["loss"]) / window["n"]
+            rate = window["samples"] / max(now - window["t"], 1e-9)
+            bins = (window["bin_sum"] / window["bin_n"].clamp(min=1)).tolist()
+            record = {"step": step, "samples_seen": samples_seen, "loss": round(last_loss, 6), "lr": lr,
+                      "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
+                      "wall_s": round(wall_before + now - t_start, 2),
+                      "loss_bins": [round(v, 6) for v in bins]}
+            if step % tc.val_every == 0 or step == tc.steps:
+                ema.copy_to(ema_net)
+                net.eval()
+                val_raw = validation.evaluate(net, loss_fn)
+                net.train()
+                val_ema = validation.evaluate(ema_net, loss_fn)
+                record.update({"val_loss": round(val_raw["loss"], 6), "val_loss_bins": val_raw["bins"],
+                               "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
+            metrics_log.write(record)
+            bar.set_postfix(loss=f"{last_loss:.4f}", samples_s=f"{rate:,.0f}", lr=f"{lr:.2g}")
+            window.update(loss=torch.zeros((), device=device), n=0, t=time.perf_counter(), samples=0, grad=0.0)
+            window["bin_sum"].zero_()
+            window["bin_n"].zero_()
+        if step % tc.checkpoint_every == 0 and step < tc.steps:
+            checkpoint_now()
+        if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
+            write_grid(f"step-{step}")
+    bar.close()
+
+    # 5. Final checkpoint, samples and summary ----------------------------------------------------
+    checkpoint_now()
+    wall = wall_before + time.perf_counter() - t_start
+    write_grid(f"step-{step}")
+    ema.copy_to(ema_net)
+    n_eval = min(1000, max(len(ds.holdout), 500))
+    x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, 0x5EE), device=device)
+    samples_user = np.asarray(norm.inverse(x.numpy()))
+    from ..sampling import nfe
+
+    summary = {
+        "data": describe(ds), "backbone": type(net.backbone).__name__, "parameters": n_params,
+        "steps": step, "samples_seen": samples_seen, "batch_size": batch, "wall_s": round(wall, 1),
+        "sigma_data": sigma_data, "final_loss": round(last_loss, 6),
+        "sampler": {"name": cfg.sample.sampler, "steps": cfg.sample.steps,
+                    "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
+        "quality": _summary_quality(ds, norm, samples_user),
+    }
+    last_val = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in ln]
+    if last_val:
+        summary["val_loss"] = last_val[-1]["val_loss"]
+        summary["val_loss_ema"] = last_val[-1]["val_loss_ema"]
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
+
+
+__all__ = ["TrainResult", "build_denoiser", "generate", "sample_seeds", "train"]

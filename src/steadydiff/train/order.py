@@ -1,0 +1,35 @@
+"""Deterministic randomness for training: everything random is derived from (seed, what, when).
+
+EDM2 re-derives its seed from (seed, rank, samples seen) so a resumed run draws exactly what an
+unbroken one would; we do the same for the data order, the noise and dropout, so no RNG state needs
+saving and a change of batch size keeps the data order.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@lru_cache(maxsize=4)
+def epoch_permutation(n_items: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng(derive_seed(seed, 0x0DA7A, epoch)).permutation(n_items)
+
+
+def batch_indices(n_items: int, seed: int, start: int, batch_size: int) -> np.ndarray:
+    """Item indices for the batch that begins at sample `start` of an endless sequence of epochs,
+    each a fresh permutation; a batch may run over an epoch's end into the next."""
+    out = []
+    pos = start
+    while pos < start + batch_size:
+        epoch, offset = divmod(pos, n_items)
+        take = min(start + batch_size - pos, n_items - offset)
+        out.append(epoch_permutation(n_items, seed, epoch)[offset:offset + take])
+        pos += take
+    return np.concatenate(out)

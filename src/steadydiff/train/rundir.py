@@ -1,0 +1,67 @@
+"""The run directory: the resolved config, data description, logs; resume checks (DESIGN.md, Contracts)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, diff, load_toml, to_toml
+from ..errors import SteadydiffError
+
+# Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
+                  "train.keep_checkpoints", "train.device", "train.val_every")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
+    """The config saved in `run_dir`, after checking that `cfg` describes the same run.
+
+    Returns None for a fresh directory. Values left to be resolved at start (None, e.g. σ_data) match
+    whatever was resolved; a difference anywhere else means another run lives there.
+    """
+    saved_path = run_dir / "config.toml"
+    if not saved_path.exists():
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SteadydiffError(f"{run_dir} exists and is not empty but holds no steadydiff run (no config.toml); "
+                                  "choose another --out or empty it")
+        return None
+    saved = load_toml(saved_path)
+    conflicts = {k: v for k, v in diff(saved, cfg).items() if k not in RESUMABLE_KEYS and v[1] is not None}
+    if conflicts:
+        lines = "\n".join(f"  {k}: run has {a!r}, now {b!r}" for k, (a, b) in conflicts.items())
+        raise SteadydiffError(
+            f"{run_dir} holds a different run; its config differs in:\n{lines}\n"
+            f"Re-run with the same settings to resume it, or choose a new --out for a new run.")
+    return saved
+
+
+def save_config(run_dir: Path, cfg: RunConfig) -> None:
+    write_text_atomic(run_dir / "config.toml", to_toml(cfg))
+
+
+class JsonlLog:
+    """Append-only JSON lines, readable by another process while the run goes on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after `step` (a resumed run re-does those steps exactly)."""
+        if not self.path.exists():
+            return
+        kept = [ln for ln in self.path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        write_text_atomic(self.path, "".join(ln + "\n" for ln in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.flush()

@@ -1,0 +1,50 @@
+"""A fixed validation loss: fixed held-out items, fixed noise, fixed σ grid, so the curve moves only
+when the model does (the training loss mixes in fresh σ and noise every step and says little)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..diffusion import DenoisingLoss, sample_sigma
+
+
+def sigma_grid(loss: DenoisingLoss, sigma_data: float, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centres, inner edges) of `bins` equal-probability bins of the training σ distribution."""
+    kw = dict(sigma_data=sigma_data, p_mean=loss.p_mean, p_std=loss.p_std)
+    u_centres = (torch.arange(bins, dtype=torch.float64) + 0.5) / bins
+    u_edges = torch.arange(1, bins, dtype=torch.float64) / bins
+    centres = sample_sigma(bins, loss.noise, u=u_centres, **kw)
+    edges = sample_sigma(bins - 1, loss.noise, u=u_edges, **kw)
+    return centres, edges
+
+
+@dataclass
+class FixedValidation:
+    x: torch.Tensor  # (M·K, ...) items, each repeated for every σ of the grid
+    sigma: torch.Tensor  # (M·K,)
+    noise: torch.Tensor  # (M·K, ...)
+    bins: int
+
+    @classmethod
+    def build(cls, items: torch.Tensor, loss: DenoisingLoss, sigma_data: float, *, bins: int, seed: int,
+              ) -> FixedValidation:
+        centres, _ = sigma_grid(loss, sigma_data, bins)
+        m = items.shape[0]
+        x = items.repeat_interleave(bins, dim=0)
+        sigma = centres.repeat(m).to(items.device)
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(x.shape, generator=g).to(items.device)
+        return cls(x=x, sigma=sigma, noise=noise, bins=bins)
+
+    @torch.no_grad()
+    def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024) -> dict:
+        per = []
+        for s in range(0, len(self.x), batch_size):
+            sl = slice(s, s + batch_size)
+            value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl])
+            per.append(value)
+        per_sample = torch.cat(per).double().reshape(-1, self.bins)
+        by_bin = per_sample.mean(0)
+        return {"loss": float(by_bin.mean()), "bins": [round(float(v), 6) for v in by_bin]}
