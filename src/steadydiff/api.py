@@ -84,6 +84,8 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
     if isinstance(data, (str, Path)):
         cfg.data.source = str(data)
         data = None
+    elif data is not None:  # record honestly what was trained on; its fingerprint guards a resume
+        cfg.data.source = f"<{type(data).__name__} given to steadydiff.train>"
     result = train_loop(cfg, out, data, progress=progress)
     return Run(dir=result.run_dir, config=result.config, summary=result.summary)
 

@@ -22,7 +22,7 @@ class MLPConfig:
 class UNetConfig:
     """2-D U-Net for images."""
 
-    channels: int = 64  # channels at full resolution
+    channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution level
     blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
     attn_levels: tuple[int, ...] = (1,)  # levels (0 = full resolution) with self-attention

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import MLPConfig
-from .layers import NoiseEmbedding, check_cond, flat_noise, scale_shift, zero_linear
+from .layers import Dropout, NoiseEmbedding, check_cond, flat_noise, scale_shift, zero_linear
 
 
 class MLPBlock(nn.Module):
@@ -24,7 +24,7 @@ class MLPBlock(nn.Module):
         self.norm = nn.LayerNorm(width, elementwise_affine=False)  # the FiLM bias supplies the affine
         self.emb = nn.Linear(emb_dim, 2 * width)
         self.fc1 = nn.Linear(width, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc2 = zero_linear(width, width)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .layers import NoiseEmbedding, check_cond, flat_noise, make_norm, scale_shift, zero_conv2d, zero_linear
+from .layers import Dropout, NoiseEmbedding, check_cond, flat_noise, make_norm, scale_shift, zero_conv2d, zero_linear
 
 
 class ResBlock(nn.Module):
@@ -36,7 +36,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = make_norm(cfg.norm, cout, cfg.groups, affine=False)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.conv2 = zero_conv2d(cout, cout, 3)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -98,6 +98,9 @@ def upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
 class UNet2D(nn.Module):
     """F(x, c_noise) for images x of shape (N, in_channels, H, W); returns a tensor of x's shape."""
 
+    # Layout of the activations (see the module docstring); the output is returned contiguous.
+    memory_format = torch.channels_last
+
     def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig):
         super().__init__()
         self.item_shape = (in_channels, *image_size)
@@ -119,10 +122,10 @@ class UNet2D(nn.Module):
             if lvl < len(ch) - 1:
                 skip_ch.append(cin)  # the downsampled tensor is a skip too
 
-        # Middle: residual block, self-attention, residual block at the lowest resolution.
-        self.mid1 = ResBlock(cin, cin, emb_dim, cfg)
-        self.mid_attn = SelfAttention2d(cin, cfg)
-        self.mid2 = ResBlock(cin, cin, emb_dim, cfg)
+        # Middle: residual block and self-attention at the lowest resolution. ADM has a second
+        # residual block here; we drop it because the decoder's first block follows at the same
+        # resolution, and on a CPU it cost ~10% of a step and ~13% of the parameters of the digits net.
+        self.mid = Level(cin, cin, emb_dim, True, cfg)
 
         # Decoder: blocks_per_level + 1 blocks per level, each taking one skip by concatenation,
         # then an upsample to the next level's exact size.
@@ -142,7 +145,7 @@ class UNet2D(nn.Module):
         if tuple(x.shape[1:]) != self.item_shape:
             raise ValueError(f"UNet2D built for items {self.item_shape}, got a batch shaped {tuple(x.shape)}")
         emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device))
-        h = self.conv_in(x.contiguous(memory_format=torch.channels_last))
+        h = self.conv_in(x.contiguous(memory_format=self.memory_format))
 
         skips = [h]
         blocks = iter(self.down)
@@ -154,7 +157,7 @@ class UNet2D(nn.Module):
                 h = downsample(h)
                 skips.append(h)
 
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        h = self.mid(h, emb)
 
         blocks = iter(self.up)
         for lvl in reversed(range(self.levels)):

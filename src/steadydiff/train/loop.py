@@ -8,6 +8,7 @@ Every random draw is derived from (seed, step), so resuming from a checkpoint re
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from ..data import Dataset, describe, load_data
 from ..data.augment import hflip
 from ..data.normalise import Normaliser
 from ..diffusion import Denoiser, DenoisingLoss
+from ..errors import SteadydiffError
 from ..nets import build_backbone, count_parameters
 from ..sampling import sample as run_sampler
 from ..sampling import step_list
@@ -126,6 +128,12 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
 
     # 1. Data and normaliser ---------------------------------------------------------------------
     ds = load_data(cfg.data, data)
+    fingerprint = hashlib.sha256(np.ascontiguousarray(ds.train).tobytes()).hexdigest()[:16]
+    if saved_cfg is not None and (run_dir / "dataset.json").exists():
+        before = json.loads((run_dir / "dataset.json").read_text()).get("fingerprint")
+        if before not in (None, fingerprint):
+            raise SteadydiffError(f"{run_dir} was trained on different data ({before}, now {fingerprint}); "
+                                  "resume it with the same data, or choose a new --out for a new run")
     log.info(describe(ds))
     for note in ds.notes:
         log.info("data: %s", note)
@@ -169,6 +177,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     write_text_atomic(run_dir / "dataset.json", json.dumps({
         "name": ds.name, "kind": ds.kind, "item_shape": list(ds.item_shape), "n_train": len(ds.train),
         "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
+        "fingerprint": fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
     }, indent=2))
     metrics_log = JsonlLog(run_dir / "metrics.jsonl")

@@ -1,0 +1,117 @@
+"""The command line, run as a user runs it: a subprocess, its exit code, what it prints and writes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+QUICK = ["--steps", "20", "--batch-size", "64", "--set", "train.log_every=5", "train.val_every=10",
+         "train.sample_every=0", "net.mlp.width=64", "net.mlp.blocks=2", "data.toy_samples=1000", "sample.steps=6"]
+
+
+def steadydiff(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "steadydiff", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = steadydiff("train", "--data", "toy:ring8", "--out", out, "--quiet", *QUICK)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_train_prints_a_summary_and_writes_the_run(trained_run):
+    out, r = trained_run
+    assert "trained toy:ring8" in r.stdout and "modes covered" in r.stdout
+    assert (out / "config.toml").is_file() and (out / "checkpoints" / "step-20").is_dir()
+    assert "MLPBackbone" in r.stdout or "parameters" in r.stdout
+
+
+@pytest.mark.parametrize("suffix", [".png", ".npy", ".csv"])
+def test_sample_writes_each_format(trained_run, tmp_path, suffix):
+    out, _ = trained_run
+    target = tmp_path / f"s{suffix}"
+    r = steadydiff("sample", out, "--n", "40", "--steps", "5", "--sampler", "dpmpp-2m", "--seed", "1", "--out", target)
+    assert r.returncode == 0, r.stderr
+    assert "5 network evaluations" in r.stdout
+    if suffix == ".npy":
+        x = np.load(target)
+        assert x.shape == (40, 2) and np.isfinite(x).all()
+    elif suffix == ".csv":
+        lines = target.read_text().splitlines()
+        assert len(lines) == 41 and lines[0].count(",") == 1
+    else:
+        with Image.open(target) as im:
+            assert im.size[0] > 100
+
+
+def test_sample_same_seed_same_samples_and_heun_nfe(trained_run, tmp_path):
+    out, _ = trained_run
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    r = steadydiff("sample", out, "--n", "8", "--steps", "4", "--sampler", "heun", "--seed", "3", "--out", a)
+    assert "7 network evaluations" in r.stdout
+    steadydiff("sample", out, "--n", "8", "--steps", "4", "--sampler", "heun", "--seed", "3", "--out", b)
+    assert np.array_equal(np.load(a), np.load(b))
+
+
+def test_info(trained_run):
+    out, _ = trained_run
+    r = steadydiff("info", out)
+    assert r.returncode == 0 and "step-20" in r.stdout and "toy:ring8" in r.stdout
+
+
+def test_rerunning_a_finished_run_is_a_no_op_resume(trained_run):
+    out, _ = trained_run
+    before = (out / "metrics.jsonl").read_text()
+    r = steadydiff("train", "--data", "toy:ring8", "--out", out, "--quiet", *QUICK)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
+    r = steadydiff("train", "--data", "iris", "--out", tmp_path / "run", "--dry-run", "--set", "train.lr=1e-4")
+    assert r.returncode == 0, r.stderr
+    assert "lr = 0.0001" in r.stdout and "parameters" in r.stdout
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "no/such/folder", "--out", "{tmp}/r"], "no such file or folder"),
+    (["train", "--data", "digitz", "--out", "{tmp}/r"], "digits"),
+    (["train", "--data", "toy:ring8", "--out", "{tmp}/r", "--set", "train.lrate=1"], "Did you mean 'train.lr'"),
+    (["train", "--data", "toy:ring8", "--out", "{tmp}/r", "--set", "net.kind=unet2d"], "(C, H, W)"),
+    (["sample", "{tmp}", "--out", "{tmp}/x.png"], "not a steadydiff run directory"),
+    (["info", "{tmp}/none"], "not a steadydiff run directory"),
+])
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
+    r = steadydiff(*[a.format(tmp=tmp_path) for a in args])
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_csv_with_a_text_column_names_it(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("a,b\n1,2\n3,x\n")
+    r = steadydiff("train", "--data", path, "--out", tmp_path / "r")
+    assert r.returncode == 2
+    assert "'b'" in r.stderr and "line 3" in r.stderr and "'x'" in r.stderr, r.stderr
+
+
+def test_sample_bad_output_suffix(trained_run, tmp_path):
+    out, _ = trained_run
+    r = steadydiff("sample", out, "--n", "4", "--out", tmp_path / "x.jpg")
+    assert r.returncode == 2 and ".png, .npy or .csv" in r.stderr
+
+
+def test_summary_json_matches_printed(trained_run):
+    out, r = trained_run
+    s = json.loads((out / "summary.json").read_text())
+    assert s["steps"] == 20 and s["quality"]["modes_total"] == 8
