@@ -13,7 +13,9 @@ from .config import MLPConfig, NetConfig, UNetConfig
 from .mlp import MLPBackbone
 from .unet import UNet2D
 
-__all__ = ["MLPBackbone", "MLPConfig", "NetConfig", "UNet2D", "UNetConfig", "build_backbone", "count_parameters"]
+__all__ = [
+    "MLPBackbone", "MLPConfig", "NetConfig", "UNet2D", "UNetConfig", "build_backbone", "count_parameters",
+]
 
 
 def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...]) -> nn.Module:

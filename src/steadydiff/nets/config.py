@@ -25,7 +25,7 @@ class UNetConfig:
     channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution level
     blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
-    attn_levels: tuple[int, ...] = (1,)  # levels (0 = full resolution) with self-attention
+    attn_levels: tuple[int, ...] = ()  # levels (0 = full res) with self-attention; the middle always has it
     head_channels: int = 32  # channels per attention head
     dropout: float = 0.1
     norm: Literal["group", "layer"] = "group"

@@ -48,10 +48,14 @@ class MLPBackbone(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.width)
         self.out = zero_linear(cfg.width, dim)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         check_cond(cond)
         if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"MLPBackbone built for vectors of size {self.dim}, got a batch shaped {tuple(x.shape)}")
+            raise ValueError(
+                f"MLPBackbone built for vectors of size {self.dim}, got a batch shaped {tuple(x.shape)}"
+            )
         emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device))
         h = self.inp(x)
         for block in self.blocks:
