@@ -23,6 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/grid25.py
+	$(PY) benchmarks/digits_quality.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
