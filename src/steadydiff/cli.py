@@ -54,7 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  Fréchet distance to held-out data (normalised data space): {q['fd_data_space']:.3f} "
               f"(real training data: {q['fd_data_space_train_floor']:.3f})")
     if "copy_fraction" in q:
-        print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples")
+        base = q.get("copy_fraction_heldout")
+        print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples"
+              + (f" (held-out real data: {100 * base:.1f}%)" if base is not None else ""))
     print(f"  run directory: {run.dir} (samples in {run.dir / 'samples'}, summary.json)")
     return 0
 

@@ -116,6 +116,11 @@ def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) ->
         q["fd_data_space"] = round(frechet_distance(samp_n, held_n), 4)
         q["fd_data_space_train_floor"] = round(frechet_distance(train_n[:k], held_n), 4)
     q.update({k: round(v, 5) for k, v in copy_fraction(samp_n, train_n[:5000]).items()})
+    if len(ds.holdout) >= 2:
+        # Fresh real data also lands this close to a training item now and then (often, in 2-D):
+        # the held-out items' share is the baseline a copy fraction has to be read against.
+        held_n = np.asarray(norm.forward(ds.holdout)).reshape(len(ds.holdout), -1)
+        q["copy_fraction_heldout"] = round(copy_fraction(held_n, train_n[:5000])["copy_fraction"], 5)
     return q
 
 
@@ -142,11 +147,10 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         Normaliser.fit(ds.train, ds.kind)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
     n_items = len(train_x)
+    if cfg.diffusion.sigma_data is None:  # resolved once, then written to config.toml
+        cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
     sigma_data = cfg.diffusion.sigma_data
-    if sigma_data is None:
-        sigma_data = saved_cfg.diffusion.sigma_data if saved_cfg else measure_sigma_data(train_x.numpy())
-        cfg.diffusion.sigma_data = round(float(sigma_data), 6)
-        sigma_data = cfg.diffusion.sigma_data
+    cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)  # written to config.toml as used
     batch = tc.batch_size
     if n_items < batch:
         batch = n_items
@@ -191,6 +195,10 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
         wall_before = state["state"].get("wall_s", 0.0)
         log.info("resuming %s from step %d (%d samples seen)", run_dir, step, samples_seen)
+        if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
+            log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
+                        saved_cfg.train.steps, tc.steps)
+    start_step = step
     metrics_log.truncate_after(step)
     log.info("training %s backbone, %s parameters, batch %d, lr %g, %d steps on %s",
              type(net.backbone).__name__, f"{n_params:,}", batch, tc.lr, tc.steps, device)
@@ -284,7 +292,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     bar.close()
 
     # 5. Final checkpoint, samples and summary ----------------------------------------------------
-    checkpoint_now()
+    if step > start_step or not existing:
+        checkpoint_now()
     wall = wall_before + time.perf_counter() - t_start
     write_grid(f"step-{step}")
     ema.copy_to(ema_net)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, diff, load_toml, to_toml
+from ..config import RunConfig, diff, load_toml, set_value, to_toml
 from ..errors import SteadydiffError
 
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
@@ -24,8 +24,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
     """The config saved in `run_dir`, after checking that `cfg` describes the same run.
 
-    Returns None for a fresh directory. Values left to be resolved at start (None, e.g. σ_data) match
-    whatever was resolved; a difference anywhere else means another run lives there.
+    Returns None for a fresh directory. Values left to be resolved at start (None, e.g. σ_data) take
+    what the run resolved, written into `cfg`; a difference anywhere else means another run lives there.
     """
     saved_path = run_dir / "config.toml"
     if not saved_path.exists():
@@ -34,7 +34,11 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
                                   "choose another --out or empty it")
         return None
     saved = load_toml(saved_path)
-    conflicts = {k: v for k, v in diff(saved, cfg).items() if k not in RESUMABLE_KEYS and v[1] is not None}
+    differences = diff(saved, cfg)
+    for key, (was, now) in differences.items():
+        if now is None and was is not None:  # resolved when the run started: keep what it used
+            set_value(cfg, key, was)
+    conflicts = {k: v for k, v in differences.items() if k not in RESUMABLE_KEYS and v[1] is not None}
     if conflicts:
         lines = "\n".join(f"  {k}: run has {a!r}, now {b!r}" for k, (a, b) in conflicts.items())
         raise SteadydiffError(
