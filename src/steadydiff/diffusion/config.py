@@ -8,7 +8,7 @@ from typing import Literal
 from ..errors import ConfigError
 
 EDM_P_MEAN = -1.2
-VECTOR_P_MEAN = -2.6
+VECTOR_P_MEAN = -3.0
 
 
 @dataclass
@@ -44,9 +44,10 @@ class DiffusionConfig:
         """p_mean, or the default for this kind of data when unset.
 
         EDM's −1.2 (Karras et al. 2022, Table 1) was tuned on images of thousands of pixels. Low-dimensional
-        data (2-D mixtures, tables) keeps its fine structure at much smaller σ/σ_data: with −1.2 only ~1% of
-        training draws fall below σ = 0.02·σ_data, where the 25-mode grid's modes (std 0.018 σ_data) are
-        resolved, and samples come out blurred (87% within 3 std instead of ≥ 95%; see BENCHMARKS.md).
+        data (2-D mixtures, tables) keeps its fine structure at much smaller σ/σ_data: with −1.2 under 1% of
+        training draws fall below σ = 0.018·σ_data, the width of the 25-mode grid's modes, and samples come
+        out blurred (87% within 3 std of a mode); with −3.0, 8% do and 95% of samples are sharp
+        (BENCHMARKS.md, toy:grid25).
         """
         if self.p_mean is not None:
             return self.p_mean
