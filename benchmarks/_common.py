@@ -30,9 +30,32 @@ def parse_args(description: str, extra: Sequence[tuple[str, dict]] = ()) -> argp
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="tiny step counts: a smoke run under a minute that writes nothing to BENCHMARKS.md")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="an ablation: change config values (e.g. diffusion.p_mean=-2.0); its figures are printed "
+                        "and its run gets its own directory, but BENCHMARKS.md is left alone")
     for flag, kw in extra:
         p.add_argument(flag, **kw)
     return p.parse_args()
+
+
+def with_overrides(config: dict, sets: Sequence[str]) -> tuple[dict, str]:
+    """The config with `key.sub=value` ablations applied (values parsed as JSON where they parse), and a
+    run-directory suffix naming them."""
+    import json
+
+    for item in sets:
+        key, _, raw = item.partition("=")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    tag = "".join("-" + s.replace("=", "_").replace(".", "_") for s in sets)
+    return config, tag
 
 
 def command_line() -> str:

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 import steadydiff
-from _common import OUT, fmt_s, parse_args, table, write_section
+from _common import OUT, fmt_s, parse_args, table, with_overrides, write_section
 from steadydiff.data import DataConfig, load_data
 from steadydiff.metrics import copy_fraction
 from steadydiff.metrics.features import accuracy, frechet_feature_distance, save_feature_net, train_feature_net
@@ -57,7 +57,8 @@ def main() -> None:
     steps, every, n = (40, 20, 200) if args.quick else (3000, 500, 1500)
     config = {"data": {"source": "digits", "holdout": HOLDOUT},
               "train": {"steps": steps, "batch_size": 128, "checkpoint_every": every, "keep_checkpoints": 10}}
-    out = OUT / ("digits-quick" if args.quick else "digits")
+    config, tag = with_overrides(config, args.set)
+    out = OUT / (("digits-quick" if args.quick else "digits") + tag)
 
     # 1. The feature net, on the training split only (the same split the run uses: split_seed 0).
     ds = load_data(DataConfig(source="digits", holdout=HOLDOUT))
@@ -159,7 +160,7 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
-    if not args.quick:
+    if not args.quick and not args.set:
         write_section("digits_quality", "digits — Fréchet distance in a digit classifier's feature space", body)
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import steadydiff
-from _common import OUT, fmt_s, parse_args, table, write_section
+from _common import OUT, fmt_s, parse_args, table, with_overrides, write_section
 from steadydiff.metrics import mode_stats
 
 MODE_STD = 0.05
@@ -30,7 +30,8 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     steps, n = (60, 500) if args.quick else (5000, 2500)
     config = {"data": {"source": "toy:grid25"}, "train": {"steps": steps, "batch_size": 256}}
-    out = OUT / ("grid25-quick" if args.quick else "grid25")
+    config, tag = with_overrides(config, args.set)
+    out = OUT / (("grid25-quick" if args.quick else "grid25") + tag)
     if out.exists():  # this script's own run directory: start afresh so the wall time is a whole run's
         shutil.rmtree(out)
 
@@ -67,7 +68,7 @@ def main() -> None:
     ]
     body = "\n".join(lines)
     print(body)
-    if not args.quick:
+    if not args.quick and not args.set:
         write_section("grid25", "toy:grid25 — mode coverage and sample quality", body)
 
 

@@ -139,14 +139,14 @@ def test_toy_mixture_trains_end_to_end_and_covers_its_modes(tmp_path):
     cfg = from_dict({
         "data": {"source": "toy:ring8", "toy_samples": 4000},
         "net": {"mlp": {"width": 128, "blocks": 3}},
-        "train": {"steps": 600, "batch_size": 256, "lr": 3e-3, "warmup_samples": 10_000, "log_every": 100,
-                  "val_every": 300, "checkpoint_every": 600, "sample_every": 0, "ema_halflife_samples": 20_000},
+        "train": {"steps": 1000, "batch_size": 256, "warmup_samples": 10_000, "log_every": 100,
+                  "val_every": 500, "checkpoint_every": 1000, "sample_every": 0, "ema_halflife_samples": 20_000},
         "sample": {"steps": 18},
     })
     run = steadydiff.train(cfg, out=tmp_path / "run", progress=False)
     q = run.summary["quality"]
     assert q["modes_covered"] == 8
-    assert q["high_quality"] > 0.8
+    assert q["high_quality"] > 0.85  # measured 0.93 (1.0 would need the exact denoiser)
 
 
 def test_image_folder_trains_and_samples_images(tmp_path):
