@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,8 +228,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
               "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
               "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
     last_loss = float("nan")
+    # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
-               mininterval=0.5)
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
     while step < tc.steps:
         # Batch, in a data order derived from (seed, epoch); augmentation and noise from (seed, step).
         idx = batch_indices(n_items, tc.seed, samples_seen, batch)
