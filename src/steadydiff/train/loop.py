@@ -25,12 +25,13 @@ from tqdm.auto import tqdm
 from ..config import RunConfig, validate
 from ..data import Dataset, describe, load_data
 from ..data.augment import hflip
+from ..data.export import save_samples
 from ..data.normalise import Normaliser
 from ..diffusion import Denoiser, DenoisingLoss
 from ..errors import SteadydiffError
 from ..nets import build_backbone, count_parameters
+from ..sampling import nfe, step_list
 from ..sampling import sample as run_sampler
-from ..sampling import step_list
 from . import checkpoint as ckpt
 from .ema import EMA, ema_beta
 from .optim import build_optimizer, lr_at
@@ -214,8 +215,6 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         ema.copy_to(ema_net)
         x = generate(ema_net, cfg, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, device=device)
         user = np.asarray(norm.inverse(x.numpy()))
-        from ..data.export import save_samples
-
         np.save(run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
         if ds.kind == "image" or user.shape[1] >= 2:
             save_samples(run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=norm.value_range,
@@ -302,8 +301,6 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     n_eval = min(1000, max(len(ds.holdout), 500))
     x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, 0x5EE), device=device)
     samples_user = np.asarray(norm.inverse(x.numpy()))
-    from ..sampling import nfe
-
     summary = {
         "data": describe(ds), "backbone": type(net.backbone).__name__, "parameters": n_params,
         "steps": step, "samples_seen": samples_seen, "batch_size": batch, "wall_s": round(wall, 1),
