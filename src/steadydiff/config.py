@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import sys
 import types
-import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -69,14 +68,13 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", ""))):
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                pass
         raise ConfigError(f"{where}: {value!r} is not a valid {' or '.join(_type_name(a) for a in args)}")
     if origin in (list, tuple):
         (item_tp, *_) = get_args(tp) or (Any,)
@@ -243,4 +241,4 @@ def diff(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
 
 
 __all__ = ["RunConfig", "apply_overrides", "coerce", "diff", "from_dict", "load_toml", "set_value",
-           "to_dict", "to_toml", "validate", "typing"]
+           "to_dict", "to_toml", "validate"]
