@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,15 @@ def _config_from_any(config: RunConfig | dict | str | Path | None) -> RunConfig:
 
 
 def train(config: RunConfig | dict | str | Path | None = None, data: Any = None, *, out: str | Path = "runs/run",
-          progress: bool = True) -> Run:
+          progress: bool = True, backbone: torch.nn.Module | None = None,
+          batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> Run:
     """Train (or resume, if `out` holds this run) and return the run.
 
     `data` may be a built-in name, a path, a numpy array or a torch Dataset; None uses config.data.source.
+    `backbone` replaces the configured network F: any module called as F(x, c_noise, cond) that returns x's
+    shape (pass the same module to `load`). `batch_transform(step, x)` is applied to every training batch, in
+    normalised units, after the built-in augmentation.
+    Raises `TrainingStopped` (a SteadydiffError) when the stability guard gives up, with its diagnosis.
     """
     cfg = _config_from_any(config)
     if isinstance(data, (str, Path)):
@@ -86,12 +92,14 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
         data = None
     elif data is not None:  # record honestly what was trained on; its fingerprint guards a resume
         cfg.data.source = f"<{type(data).__name__} given to steadydiff.train>"
-    result = train_loop(cfg, out, data, progress=progress)
+    result = train_loop(cfg, out, data, progress=progress, backbone=backbone, batch_transform=batch_transform)
     return Run(dir=result.run_dir, config=result.config, summary=result.summary)
 
 
-def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device: str = "auto") -> Model:
-    """Load a trained model from a run directory (EMA weights by default)."""
+def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device: str = "auto",
+         backbone: torch.nn.Module | None = None) -> Model:
+    """Load a trained model from a run directory (EMA weights by default); `backbone`: the module a run was
+    trained with through `train(..., backbone=)`."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise SteadydiffError(f"{run_dir} is not a steadydiff run directory (no config.toml); "
@@ -104,7 +112,7 @@ def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device
     dev = resolve_device(device)
     if cfg.diffusion.sigma_data is None:
         raise SteadydiffError(f"{run_dir / 'config.toml'} lacks diffusion.sigma_data; the run never started")
-    net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data)
+    net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data, backbone=backbone)
     net.load_state_dict(state["ema" if ema else "model"])
     net.to(dev).eval().requires_grad_(False)
     return Model(denoiser=net, config=cfg, normaliser=norm, item_shape=tuple(info["item_shape"]),

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_toml, validate
-from .errors import SteadydiffError
+from .errors import SteadydiffError, TrainingStopped
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
@@ -57,6 +57,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = q.get("copy_fraction_heldout")
         print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples"
               + (f" (held-out real data: {100 * base:.1f}%)" if base is not None else ""))
+    st = s.get("stability")
+    if st is not None:
+        events = ", ".join(f"{k} {v}" for k, v in st["incidents"].items()) or "none"
+        print(f"  stability guard: {events}; {st['skipped_steps']} steps skipped, {st['rollbacks']} rollbacks"
+              + (f", LR now {st['lr_scale']:g}× the schedule" if st["lr_scale"] != 1 else "")
+              + (" (incidents.jsonl)" if st["incidents"] else ""))
     print(f"  run directory: {run.dir} (samples in {run.dir / 'samples'}, summary.json)")
     return 0
 
@@ -155,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     try:
         return args.func(args)
+    except TrainingStopped as exc:
+        print(f"steadydiff: training stopped: {exc}", file=sys.stderr)
+        return 3
     except SteadydiffError as exc:
         print(f"steadydiff: error: {exc}", file=sys.stderr)
         return 2

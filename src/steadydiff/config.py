@@ -22,7 +22,7 @@ from .diffusion.config import DiffusionConfig
 from .errors import ConfigError
 from .nets.config import NetConfig
 from .sampling.config import SampleConfig
-from .train.config import TrainConfig
+from .train.config import GuardConfig, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +38,7 @@ class RunConfig:
     net: NetConfig = field(default_factory=NetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
@@ -227,7 +228,7 @@ def to_toml(cfg: RunConfig) -> str:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Cross-field checks that one field's type cannot express; each component checks its own."""
-    for part in (cfg.data, cfg.net, cfg.diffusion, cfg.train, cfg.sample):
+    for part in (cfg.data, cfg.net, cfg.diffusion, cfg.train, cfg.guard, cfg.sample):
         check = getattr(part, "check", None)
         if check is not None:
             check()

@@ -16,3 +16,8 @@ class ConfigError(SteadydiffError, ValueError):
 
 class DataError(SteadydiffError, ValueError):
     """Data that cannot be trained on: missing, unreadable, non-numeric, non-finite, wrong shape."""
+
+
+class TrainingStopped(SteadydiffError):
+    """The stability guard gave up after repeated failed recoveries. The message is the diagnosis; the last good
+    state is on disk as a checkpoint. The CLI exits with status 3."""

@@ -2,7 +2,10 @@
 
 from .frechet import frechet_distance, frechet_distance_stats, gaussian_stats
 from .memorisation import copy_fraction, nearest_distances
+from .mmd import median_distance, mmd
 from .modes import mode_stats
+from .prdc import prdc
+from .sliced_wasserstein import sliced_wasserstein
 
-__all__ = ["copy_fraction", "frechet_distance", "frechet_distance_stats", "gaussian_stats", "mode_stats",
-           "nearest_distances"]
+__all__ = ["copy_fraction", "frechet_distance", "frechet_distance_stats", "gaussian_stats", "median_distance",
+           "mmd", "mode_stats", "nearest_distances", "prdc", "sliced_wasserstein"]

@@ -1,7 +1,9 @@
 """Denoiser backbones F(x, c_noise, cond=None) -> tensor of x's shape (see DESIGN.md, `nets/`).
 
 `build_backbone(cfg, item_shape)` picks and builds one: the residual MLP for vector items (D,),
-the 2-D U-Net for image items (C, H, W). Both output exactly 0 at initialisation.
+the 2-D U-Net for image items (C, H, W). Both output exactly 0 at initialisation. Stability options:
+`net.unet.norm` / `net.mlp.norm` pick the normalisation, and `net.unet.mp` / `net.mlp.mp` build the
+same networks from EDM2's magnitude-preserving layers with forced weight normalisation (`mp.py`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ class MLPConfig:
     blocks: int = 4
     emb_dim: int = 64  # noise-level embedding size
     dropout: float = 0.0
+    norm: Literal["layer", "none"] = "layer"  # normalisation of each block's input and of the output
+    mp: bool = False  # magnitude-preserving layers with forced weight normalisation (EDM2; see nets/mp.py)
 
 
 @dataclass
@@ -28,9 +30,14 @@ class UNetConfig:
     attn_levels: tuple[int, ...] = ()  # levels (0 = full res) with self-attention; the middle always has it
     head_channels: int = 32  # channels per attention head
     dropout: float = 0.1
-    norm: Literal["group", "layer"] = "group"
+    # "batch" (BatchNorm) couples the samples of a batch and is known to harm diffusion models: it
+    # logs a warning and is there for comparisons only. "none" leaves the activations unnormalised.
+    norm: Literal["group", "layer", "batch", "none"] = "group"
     groups: int = 8  # GroupNorm groups
     emb_mult: int = 4  # noise-embedding width = emb_mult × channels
+    # Magnitude-preserving layers with forced weight normalisation (EDM2; see nets/mp.py): no
+    # normalisation layers, so `norm` must stay at its default or be "none".
+    mp: bool = False
 
 
 @dataclass
@@ -48,8 +55,11 @@ class NetConfig:
         bad = [lvl for lvl in u.attn_levels if not 0 <= lvl < len(u.channel_mult)]
         if bad:
             raise ConfigError(f"net.unet.attn_levels {bad} out of range 0..{len(u.channel_mult) - 1}")
+        if u.mp and u.norm in ("layer", "batch"):
+            raise ConfigError(f"net.unet.norm={u.norm!r} cannot apply with net.unet.mp=true: magnitude-preserving "
+                              f"layers use no normalisation layers (leave norm at 'group' or set 'none')")
         for c in (u.channels * m for m in u.channel_mult):
-            if u.norm == "group" and c % u.groups:
+            if u.norm == "group" and not u.mp and c % u.groups:
                 raise ConfigError(f"net.unet: {c} channels do not split into {u.groups} GroupNorm groups")
         for name, value in (("net.unet.dropout", u.dropout), ("net.mlp.dropout", self.mlp.dropout)):
             if not 0 <= value < 1:

@@ -8,7 +8,10 @@ resolve both ranges.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import torch
@@ -17,7 +20,11 @@ from torch import nn
 
 from ..errors import ConfigError
 
-NormKind = Literal["group", "layer"]
+NormKind = Literal["group", "layer", "batch", "none"]  # net.unet.norm
+SampleNormKind = Literal["group", "layer", "none"]  # the per-sample ones, which make_norm builds
+NormFactory = Callable[..., nn.Module]  # (channels, affine=...) -> normalisation layer
+
+log = logging.getLogger("steadydiff")
 
 
 def check_cond(cond: torch.Tensor | None) -> None:
@@ -67,28 +74,33 @@ class FourierFeatures(nn.Module):
 
 class NoiseEmbedding(nn.Module):
     """c_noise (N,) → (N, out_dim): Fourier features followed by a 2-layer MLP (as in ADM's
-    `time_embed`). The final SiLU is applied here once, instead of at the start of every block's
-    projection as in ADM, which is the same function and saves one activation per block."""
+    `time_embed`). The final activation is applied here once, instead of at the start of every
+    block's projection as in ADM, which is the same function and saves one activation per block."""
 
-    def __init__(self, out_dim: int, fourier_dim: int):
+    def __init__(self, out_dim: int, fourier_dim: int, ops: Layers):
         super().__init__()
         self.fourier = FourierFeatures(fourier_dim)
+        self.fourier_gain = ops.fourier_gain
         self.mlp = nn.Sequential(
-            nn.Linear(fourier_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim), nn.SiLU()
+            ops.layer(fourier_dim, out_dim), ops.act_layer(), ops.layer(out_dim, out_dim), ops.act_layer()
         )
 
     def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.fourier(c_noise))
+        return self.mlp(self.fourier(c_noise) * self.fourier_gain)
 
 
-def make_norm(kind: NormKind, channels: int, groups: int, *, affine: bool = True) -> nn.Module:
-    """Normalisation for conv features (N, C, H, W) or vectors (N, C).
+def make_norm(kind: SampleNormKind, channels: int, groups: int, *, affine: bool = True) -> nn.Module:
+    """A normalisation that sees each sample alone, for conv features (N, C, H, W) or vectors (N, C).
 
     - "group": GroupNorm(groups, C), as in the DDPM/ADM U-Nets.
     - "layer": GroupNorm(1, C), i.e. LayerNorm over all of (C, H, W) per sample with a per-channel
       affine. We chose it over a channel-wise LayerNorm (over C at each pixel) because it uses the
       same fused kernel as GroupNorm, needs no permutes, and keeps spatial statistics (a per-pixel
       norm would also erase the per-pixel brightness a denoiser must see).
+    - "none": the identity.
+
+    BatchNorm is not built here but by `norm_factory`, so that a network can only get one together
+    with the warning about it.
     """
     if kind == "group":
         if channels % groups:
@@ -96,7 +108,30 @@ def make_norm(kind: NormKind, channels: int, groups: int, *, affine: bool = True
         return nn.GroupNorm(groups, channels, affine=affine)
     if kind == "layer":
         return nn.GroupNorm(1, channels, affine=affine)
-    raise ConfigError(f"unknown norm {kind!r}: use 'group' or 'layer'")
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown norm {kind!r} for make_norm: use 'group', 'layer' or 'none'")
+
+
+BATCH_NORM_WARNING = (
+    "net.unet.norm='batch': BatchNorm couples the samples of a batch, so a noisy sample's normalisation "
+    "statistics depend on the other noise levels in its batch, and the network behaves differently in "
+    "training (batch statistics) and in evaluation and sampling (running averages). This is known to harm "
+    "diffusion models; use net.unet.norm='group'."
+)
+
+
+def norm_factory(kind: NormKind, groups: int) -> NormFactory:
+    """`(channels, affine=...) -> layer` for the U-Net's normalisation `kind`; call once per network.
+
+    "batch" (BatchNorm2d) is offered for comparison experiments only: it logs BATCH_NORM_WARNING.
+    """
+    if kind == "batch":
+        log.warning(BATCH_NORM_WARNING)
+        return nn.BatchNorm2d
+    if kind not in ("group", "layer", "none"):
+        raise ConfigError(f"unknown norm {kind!r}: use 'group', 'layer', 'batch' or 'none'")
+    return partial(make_norm, kind, groups=groups)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -111,14 +146,6 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def zero_linear(in_features: int, out_features: int) -> nn.Linear:
-    return zero_init(nn.Linear(in_features, out_features))
-
-
-def zero_conv2d(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Conv2d:
-    return zero_init(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
-
-
 def scale_shift(h: torch.Tensor, emb_out: torch.Tensor) -> torch.Tensor:
     """FiLM / ADM scale-shift: h·(1 + scale) + shift, with [scale, shift] = emb_out split on dim 1.
 
@@ -127,7 +154,6 @@ def scale_shift(h: torch.Tensor, emb_out: torch.Tensor) -> torch.Tensor:
     """
     scale, shift = emb_out.view(emb_out.shape[0], emb_out.shape[1], *([1] * (h.dim() - 2))).chunk(2, dim=1)
     return torch.addcmul(shift, h, scale + 1.0)
-
 
 
 class Dropout(nn.Module):
@@ -164,3 +190,64 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+class Layers:
+    """The vocabulary a backbone is written in: learned layers and normalisations asked for by their
+    role, and the few elementwise operations that join them.
+
+    The MLP and the U-Net build every layer through this object, so one definition of each network
+    serves both this standard set and the magnitude-preserving one (`mp.MPLayers`, EDM2) instead of
+    a copy of each network per set. Layers are built in the caller's order, so a network draws the
+    same random initialisation as if it had called the layer classes itself.
+    """
+
+    fourier_gain = 1.0  # factor on the Fourier features of the noise embedding
+
+    def __init__(self, norm: NormFactory):
+        self.norm_factory = norm
+
+    # Learned maps: fully connected when kernel is None, else a kernel×kernel "same" convolution.
+    def layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
+        if kernel is None:
+            return nn.Linear(cin, cout)
+        return nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+
+    def input_layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
+        """The network's first layer, reading the data."""
+        return self.layer(cin, cout, kernel)
+
+    def branch_end(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
+        """Last layer of a residual branch; zero-initialised, so the block starts as the identity."""
+        return zero_init(self.layer(cin, cout, kernel))
+
+    def output_layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
+        """The network's last layer; zero-initialised, so F ≡ 0 at initialisation."""
+        return zero_init(self.layer(cin, cout, kernel))
+
+    def emb_proj(self, emb_dim: int, channels: int) -> nn.Module:
+        """Projects the noise embedding to what `modulate` takes: [scale, shift] per channel."""
+        return nn.Linear(emb_dim, 2 * channels)
+
+    def norm(self, channels: int, affine: bool = True) -> nn.Module:
+        return self.norm_factory(channels, affine=affine)
+
+    def input_norm(self, channels: int, affine: bool = True) -> nn.Module:
+        """The normalisation of a residual block's input; the standard set has one kind for all."""
+        return self.norm(channels, affine)
+
+    act = staticmethod(F.silu)
+    act_layer = nn.SiLU  # the same activation as a module
+    modulate = staticmethod(scale_shift)
+
+    def add(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """Join a residual branch to its skip path."""
+        return x + branch
+
+    def cat(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Join the U-Net decoder's features and a skip on the channel dim."""
+        return torch.cat([a, b], dim=1)
+
+    def head_norm(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Applied to attention's queries, keys and values, shaped (..., 3, heads, head_channels)."""
+        return qkv

@@ -20,16 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .layers import (
-    Dropout,
-    NoiseEmbedding,
-    check_cond,
-    flat_noise,
-    make_norm,
-    scale_shift,
-    zero_conv2d,
-    zero_linear,
-)
+from .layers import Dropout, Layers, NoiseEmbedding, check_cond, flat_noise, norm_factory
+from .mp import MPLayers
 
 
 class ResBlock(nn.Module):
@@ -37,56 +29,61 @@ class ResBlock(nn.Module):
 
     The scale-shift after the second normalisation is ADM's `use_scale_shift_norm` (Nichol &
     Dhariwal 2021, Sec. 3 / Appendix A), which they found better than adding the embedding. That
-    norm has no affine of its own: the projection's bias already supplies one.
+    norm has no affine of its own: the projection's bias already supplies one. (With `MPLayers`:
+    pixel norm → mp_silu → conv → scale(emb) → mp_silu → dropout → conv, joined by mp_sum.)
     """
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, cfg: UNetConfig):
+    def __init__(self, cin: int, cout: int, emb_dim: int, cfg: UNetConfig, ops: Layers):
         super().__init__()
-        self.norm1 = make_norm(cfg.norm, cin, cfg.groups)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * cout)
-        self.norm2 = make_norm(cfg.norm, cout, cfg.groups, affine=False)
+        self.ops = ops
+        self.norm1 = ops.input_norm(cin)
+        self.conv1 = ops.layer(cin, cout, 3)
+        self.emb = ops.emb_proj(emb_dim, cout)
+        self.norm2 = ops.norm(cout, affine=False)
         self.dropout = Dropout(cfg.dropout)
-        self.conv2 = zero_conv2d(cout, cout, 3)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.conv2 = ops.branch_end(cout, cout, 3)
+        self.skip = ops.layer(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = F.silu(scale_shift(self.norm2(h), self.emb(emb)))
+        ops = self.ops
+        h = self.conv1(ops.act(self.norm1(x)))
+        h = ops.act(ops.modulate(self.norm2(h), self.emb(emb)))
         h = self.conv2(self.dropout(h))
-        return self.skip(x) + h
+        return ops.add(self.skip(x), h)
 
 
 class SelfAttention2d(nn.Module):
     """Multi-head self-attention over the H·W positions, pre-norm and residual (ADM's AttentionBlock)."""
 
-    def __init__(self, channels: int, cfg: UNetConfig):
+    def __init__(self, channels: int, cfg: UNetConfig, ops: Layers):
         super().__init__()
         heads = max(1, channels // cfg.head_channels)
         while channels % heads:  # e.g. 112 channels at 32 per head: 3 heads do not divide, use 2
             heads -= 1
         self.heads = heads
-        self.norm = make_norm(cfg.norm, channels, cfg.groups)
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.proj = zero_linear(channels, channels)
+        self.ops = ops
+        self.norm = ops.norm(channels)
+        self.qkv = ops.layer(channels, 3 * channels)
+        self.proj = ops.branch_end(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         # (N, C, H, W) → (N, H·W, C): a free view when x is channels_last, one copy otherwise.
         t = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
-        q, k, v = self.qkv(t).view(n, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.ops.head_norm(self.qkv(t).view(n, h * w, 3, self.heads, c // self.heads))
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, H·W, head_channels), 1/√d scaling
         o = self.proj(o.transpose(1, 2).reshape(n, h * w, c))
-        return x + o.view(n, h, w, c).permute(0, 3, 1, 2)
+        return self.ops.add(x, o.view(n, h, w, c).permute(0, 3, 1, 2))
 
 
 class Level(nn.Module):
     """One residual block, optionally followed by self-attention."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, attn: bool, cfg: UNetConfig):
+    def __init__(self, cin: int, cout: int, emb_dim: int, attn: bool, cfg: UNetConfig, ops: Layers):
         super().__init__()
-        self.res = ResBlock(cin, cout, emb_dim, cfg)
-        self.attn = SelfAttention2d(cout, cfg) if attn else None
+        self.res = ResBlock(cin, cout, emb_dim, cfg, ops)
+        self.attn = SelfAttention2d(cout, cfg, ops) if attn else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         x = self.res(x, emb)
@@ -106,7 +103,11 @@ def upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
 
 
 class UNet2D(nn.Module):
-    """F(x, c_noise) for images x of shape (N, in_channels, H, W); returns a tensor of x's shape."""
+    """F(x, c_noise) for images x of shape (N, in_channels, H, W); returns a tensor of x's shape.
+
+    Built from the standard layers with normalisation `cfg.norm`, or from the magnitude-preserving
+    ones (`mp.MPLayers`, EDM2) when `cfg.mp` is true; the layout is the same.
+    """
 
     # Layout of the activations (see the module docstring); the output is returned contiguous.
     memory_format = torch.channels_last
@@ -114,10 +115,11 @@ class UNet2D(nn.Module):
     def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig):
         super().__init__()
         self.item_shape = (in_channels, *image_size)
+        self.ops = ops = MPLayers() if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups))
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = cfg.emb_mult * cfg.channels
-        self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels)
-        self.conv_in = nn.Conv2d(in_channels, ch[0], 3, padding=1)
+        self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops)
+        self.conv_in = ops.input_layer(in_channels, ch[0], 3)
 
         # Encoder: blocks_per_level blocks per level, then a (weightless) downsample. Every block's
         # output, and the input to each level, is kept for the decoder (ADM's skip layout).
@@ -126,7 +128,7 @@ class UNet2D(nn.Module):
         cin = ch[0]
         for lvl, cout in enumerate(ch):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(Level(cin, cout, emb_dim, lvl in cfg.attn_levels, cfg))
+                self.down.append(Level(cin, cout, emb_dim, lvl in cfg.attn_levels, cfg, ops))
                 cin = cout
                 skip_ch.append(cin)
             if lvl < len(ch) - 1:
@@ -135,20 +137,20 @@ class UNet2D(nn.Module):
         # Middle: residual block and self-attention at the lowest resolution. ADM has a second
         # residual block here; we drop it because the decoder's first block follows at the same
         # resolution, and on a CPU it cost ~10% of a step and ~13% of the parameters of the digits net.
-        self.mid = Level(cin, cin, emb_dim, True, cfg)
+        self.mid = Level(cin, cin, emb_dim, True, cfg, ops)
 
         # Decoder: blocks_per_level + 1 blocks per level, each taking one skip by concatenation,
         # then an upsample to the next level's exact size.
         self.up = nn.ModuleList()
         for lvl in reversed(range(len(ch))):
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(Level(cin + skip_ch.pop(), ch[lvl], emb_dim, lvl in cfg.attn_levels, cfg))
+                self.up.append(Level(cin + skip_ch.pop(), ch[lvl], emb_dim, lvl in cfg.attn_levels, cfg, ops))
                 cin = ch[lvl]
         self.levels = len(ch)
         self.blocks_per_level = cfg.blocks_per_level
 
-        self.norm_out = make_norm(cfg.norm, cin, cfg.groups)
-        self.conv_out = zero_conv2d(cin, in_channels, 3)
+        self.norm_out = ops.norm(cin)
+        self.conv_out = ops.output_layer(cin, in_channels, 3)
 
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None
@@ -174,9 +176,9 @@ class UNet2D(nn.Module):
         blocks = iter(self.up)
         for lvl in reversed(range(self.levels)):
             for _ in range(self.blocks_per_level + 1):
-                h = next(blocks)(torch.cat([h, skips.pop()], dim=1), emb)
+                h = next(blocks)(self.ops.cat(h, skips.pop()), emb)
             if lvl > 0:
                 h = upsample(h, skips[-1].shape[-2:])
 
-        out = self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(self.ops.act(self.norm_out(h)))
         return out.contiguous()

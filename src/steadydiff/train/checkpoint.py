@@ -3,7 +3,8 @@
     checkpoints/step-N/model.safetensors      raw weights
     checkpoints/step-N/ema.safetensors        EMA weights
     checkpoints/step-N/optimizer.safetensors  optimiser moments (tensors only)
-    checkpoints/step-N/state.json             step, samples seen, optimiser hyper-parameters, …
+    checkpoints/step-N/guard.safetensors      the stability guard's loss and gradient-norm histories
+    checkpoints/step-N/state.json             step, samples seen, optimiser hyper-parameters, guard state, …
 
 A checkpoint is written under a temporary name and renamed into place, so a crash leaves either the
 whole checkpoint or none of it.
@@ -60,7 +61,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor],
-                    optimizer: dict[str, Any], state: dict[str, Any], keep: int) -> Path:
+                    optimizer: dict[str, Any], state: dict[str, Any], keep: int,
+                    guard: dict[str, torch.Tensor] | None = None) -> Path:
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step}"
     tmp = ckpt_root / f".tmp-step-{step}"
@@ -71,6 +73,8 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
     save_file(_contiguous(ema), str(tmp / "ema.safetensors"))
     opt_tensors, opt_meta = optimizer_to_flat(optimizer)
     save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
+    if guard:
+        save_file(_contiguous(guard), str(tmp / "guard.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2, sort_keys=True))
     if final.exists():  # re-writing the same step (e.g. after a rollback): replace it whole
         shutil.rmtree(final)
@@ -78,6 +82,14 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
     for old in list_checkpoints(ckpt_root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def remove_after(ckpt_root: Path, step: int) -> list[Path]:
+    """Delete checkpoints newer than `step` (after a rollback to it they may hold a damaged state)."""
+    gone = [p for p in list_checkpoints(ckpt_root) if int(STEP_DIR.match(p.name).group(1)) > step]
+    for p in gone:
+        shutil.rmtree(p)
+    return gone
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
@@ -110,4 +122,5 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         "ema": load_file(str(path / "ema.safetensors")),
         "optimizer": optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), opt_meta),
         "state": state,
+        "guard": load_file(str(path / "guard.safetensors")) if (path / "guard.safetensors").exists() else {},
     }

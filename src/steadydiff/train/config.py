@@ -49,3 +49,46 @@ class TrainConfig:
             raise ConfigError(f"train.betas must lie in [0, 1), got {self.betas}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class GuardConfig:
+    """The stability guard (train/guard.py): what it watches and how it recovers. Steps are optimiser steps."""
+
+    enabled: bool = True
+    check_every: int = 0  # steps between host looks at the device-side flags; 0: every step on a CPU, 10 on a GPU
+    history: int = 200  # steps of per-σ-bin loss and gradient-norm history for the robust statistics
+    min_history: int = 50  # steps of history before spikes and explosions are judged
+    spike_z: float = 8.0  # a σ-bin's batch loss this many robust std (1.4826·MAD) above the bin's median ...
+    spike_ratio: float = 3.0  # ... and this many times the median is a spike
+    grad_z: float = 8.0  # the same two thresholds for the gradient norm (before clipping)
+    grad_ratio: float = 10.0
+    max_skips: int = 3  # this many skipped steps within `skip_window` steps mean the model, not a batch, is the
+    skip_window: int = 200  # problem: roll back and lower the LR
+    snapshot_every: int = 100  # steps between in-memory snapshots of the whole training state
+    collapse_ratio: float = 1.5  # fixed validation loss above best × this ...
+    collapse_patience: int = 2  # ... at this many validations in a row is a collapse
+    lr_backoff: float = 0.5  # LR factor applied at each rollback
+    max_rollbacks: int = 4  # this many rollbacks within `rollback_window` steps: stop with a diagnosis
+    rollback_window: int = 2000
+    plateau_patience: int = 0  # validations without a 1 % improvement before the LR is lowered; 0: off
+    plateau_factor: float = 0.5
+    canaries: bool = True  # checks at start and at each validation (see train/guard.py)
+
+    def check(self) -> None:
+        positive = {"guard.history": self.history, "guard.min_history": self.min_history,
+                    "guard.spike_z": self.spike_z, "guard.spike_ratio": self.spike_ratio, "guard.grad_z": self.grad_z,
+                    "guard.grad_ratio": self.grad_ratio, "guard.max_skips": self.max_skips,
+                    "guard.skip_window": self.skip_window, "guard.snapshot_every": self.snapshot_every,
+                    "guard.collapse_ratio": self.collapse_ratio, "guard.collapse_patience": self.collapse_patience,
+                    "guard.max_rollbacks": self.max_rollbacks, "guard.rollback_window": self.rollback_window}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.check_every < 0 or self.plateau_patience < 0:
+            raise ConfigError("guard.check_every and guard.plateau_patience must be ≥ 0")
+        if self.min_history > self.history:
+            raise ConfigError(f"guard.min_history ({self.min_history}) cannot exceed guard.history ({self.history})")
+        for name, value in (("guard.lr_backoff", self.lr_backoff), ("guard.plateau_factor", self.plateau_factor)):
+            if not 0 < value < 1:
+                raise ConfigError(f"{name} must lie in (0, 1), got {value}")

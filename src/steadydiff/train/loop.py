@@ -14,12 +14,14 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, validate
@@ -28,12 +30,22 @@ from ..data.augment import hflip
 from ..data.export import save_samples
 from ..data.normalise import Normaliser
 from ..diffusion import Denoiser, DenoisingLoss
-from ..errors import SteadydiffError
+from ..errors import SteadydiffError, TrainingStopped
 from ..nets import build_backbone, count_parameters
 from ..sampling import nfe, step_list
 from ..sampling import sample as run_sampler
 from . import checkpoint as ckpt
 from .ema import EMA, ema_beta
+from .guard import (
+    Guard,
+    Rollback,
+    Snapshot,
+    restore_snapshot,
+    roundtrip_error,
+    sigma_response,
+    take_snapshot,
+    weights_fingerprint,
+)
 from .optim import build_optimizer, lr_at
 from .order import batch_indices, derive_seed
 from .rundir import JsonlLog, check_resume_config, save_config, write_text_atomic
@@ -56,8 +68,9 @@ def measure_sigma_data(x: np.ndarray) -> float:
     return float(np.std(x.astype(np.float64)))
 
 
-def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float) -> Denoiser:
-    backbone = build_backbone(cfg.net, item_shape)
+def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
+                   backbone: nn.Module | None = None) -> Denoiser:
+    backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape)
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
@@ -126,9 +139,14 @@ def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) ->
     return q
 
 
-def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True) -> TrainResult:
+def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True,
+          backbone: nn.Module | None = None,
+          batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
+    """Train (or resume) the run in `out`. `backbone` replaces the configured network F (any module called as
+    F(x, c_noise, cond)); `batch_transform(step, x)` is applied to each normalised training batch after the
+    built-in augmentation (a custom augmentation, or a fault planted to test the stability guard)."""
     cfg = validate(copy.deepcopy(cfg))
-    tc = cfg.train
+    tc, gc = cfg.train, cfg.guard
     run_dir = Path(out)
     device = resolve_device(tc.device)
     saved_cfg = check_resume_config(run_dir, cfg)  # refuse another run's directory before any work
@@ -159,10 +177,11 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
                     "of %d instead (set train.batch_size to silence this)", n_items, tc.batch_size, batch)
     total_samples = tc.steps * batch
+    findings = scan_data(ds, train_x.numpy()) if gc.enabled else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
     torch.manual_seed(derive_seed(tc.seed, 0))  # initial weights depend on the seed alone
-    net = build_denoiser(cfg, ds.item_shape, sigma_data).to(device)
+    net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone).to(device)
     ema = EMA(net)
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     opt = build_optimizer(net.parameters(), tc)
@@ -174,6 +193,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
                                        seed=derive_seed(cfg.data.split_seed, _STREAM_VAL))
+    if gc.enabled and gc.canaries:
+        start_canaries(net, norm, ds, device)
 
     # 3. Run directory and resume ----------------------------------------------------------------
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +208,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
     }, indent=2))
     metrics_log = JsonlLog(run_dir / "metrics.jsonl")
+    incidents = JsonlLog(run_dir / "incidents.jsonl")
+    guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=incidents,
+                  fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
     step, samples_seen, wall_before = 0, 0, 0.0
     existing = ckpt.list_checkpoints(run_dir / "checkpoints")
     if existing:
@@ -196,20 +220,30 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         opt.load_state_dict(state["optimizer"])
         step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
         wall_before = state["state"].get("wall_s", 0.0)
+        if guard is not None and "guard" in state["state"]:
+            guard.load(state["state"]["guard"], state["guard"])
         log.info("resuming %s from step %d (%d samples seen)", run_dir, step, samples_seen)
         if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
             log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
                         saved_cfg.train.steps, tc.steps)
     start_step = step
     metrics_log.truncate_after(step)
+    incidents.truncate_after(step)
+    if step == 0:
+        for f in findings:  # the data scan's warnings, once per run
+            log.warning("data: %s", f.message)
+            if guard is not None:
+                guard.incident("data_scan", 0, "warned", code=f.code, message=f.message)
     log.info("training %s backbone, %s parameters, batch %d, lr %g, %d steps on %s",
              type(net.backbone).__name__, f"{n_params:,}", batch, tc.lr, tc.steps, device)
 
     def checkpoint_now() -> None:
+        extra = {"guard": guard.state_json()} if guard is not None else {}
         ckpt.save_checkpoint(run_dir / "checkpoints", step, model=net.state_dict(), ema=ema.state_dict(),
                              optimizer=opt.state_dict(), keep=tc.keep_checkpoints,
+                             guard=guard.tensors() if guard is not None else None,
                              state={"step": step, "samples_seen": samples_seen, "batch_size": batch,
-                                    "wall_s": wall_before + time.perf_counter() - t_start})
+                                    "wall_s": wall_before + time.perf_counter() - t_start, **extra})
 
     def write_grid(tag: str) -> None:
         ema.copy_to(ema_net)
@@ -220,59 +254,129 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             save_samples(run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=norm.value_range,
                          reference=ds.train[:2000] if ds.kind == "vector" else None, title=f"{ds.name}, {tag}")
 
+    def new_window() -> dict[str, Any]:
+        return {"loss": torch.zeros((), device=device, dtype=torch.float64),
+                "n": torch.zeros((), device=device, dtype=torch.float64), "t": time.perf_counter(), "samples": 0,
+                "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
+                "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
+
     # 4. The loop ---------------------------------------------------------------------------------
     net.train()
     t_start = time.perf_counter()
-    window = {"loss": torch.zeros((), device=device), "n": 0, "t": time.perf_counter(), "samples": 0,
-              "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
-              "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
+    window = new_window()
     last_loss = float("nan")
+    # In-memory snapshots for rollback: the newest few, plus the anchor taken at the last validation near the
+    # best held-out loss (a collapse goes back there). A snapshot is only taken after a clean stretch.
+    ring: list[Snapshot] = []
+    anchor: Snapshot | None = None
+    if guard is not None:
+        ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard))
+    ema_print = weights_fingerprint(ema.params) if guard is not None else 0.0
     # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
+
+    def roll_back(decision: Rollback) -> None:
+        nonlocal step, samples_seen, ring, anchor, window
+        target = guard.choose(decision, ring, anchor)
+        keep_going = guard.rolled_back(decision, target)
+        restore_snapshot(target, net, ema, opt, guard)
+        step, samples_seen = target.step, target.samples_seen
+        ring = [s for s in ring if s.step <= step]
+        anchor = anchor if anchor is not None and anchor.step <= step else None
+        metrics_log.truncate_after(step)
+        ckpt.remove_after(run_dir / "checkpoints", step)  # written after the snapshot: possibly damaged
+        bar.n = step
+        bar.refresh()
+        window = new_window()
+        log.warning("stability guard: %s at step %d; rolled back to step %d with the LR × %g",
+                    decision.reason, decision.step, step, guard.lr_scale)
+        if not keep_going:
+            checkpoint_now()
+            bar.close()
+            diagnosis = guard.diagnose(tc.precision, tc.lr)
+            write_text_atomic(run_dir / "summary.json", json.dumps(
+                {"stopped": diagnosis, "steps": step, "stability": guard.summary()}, indent=2))
+            raise TrainingStopped(f"{diagnosis} The last good state (step {step}) is saved in "
+                                  f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
+
     while step < tc.steps:
-        # Batch, in a data order derived from (seed, epoch); augmentation and noise from (seed, step).
-        idx = batch_indices(n_items, tc.seed, samples_seen, batch)
-        x = train_x[torch.from_numpy(idx)].to(device)
-        if cfg.data.hflip and ds.kind == "image":
-            x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUG, step)))
-        torch.manual_seed(derive_seed(tc.seed, _STREAM_DROPOUT, step))
-        g = torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_NOISE, step))
+        if guard is not None and step in guard.skip_steps:
+            # A batch that led to a rollback: replaying the run passes over it.
+            samples_seen += batch
+            step += 1
+            bar.update(1)
+        else:
+            # Batch, in a data order derived from (seed, epoch); augmentation and noise from (seed, step).
+            idx = batch_indices(n_items, tc.seed, samples_seen, batch)
+            x = train_x[torch.from_numpy(idx)].to(device)
+            if cfg.data.hflip and ds.kind == "image":
+                x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUG, step)))
+            if batch_transform is not None:
+                x = batch_transform(step, x)
+            torch.manual_seed(derive_seed(tc.seed, _STREAM_DROPOUT, step))
+            g = torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_NOISE, step))
 
-        lr = lr_at(samples_seen, tc, total_samples)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        per_sample, sigma = loss_fn(net, x, generator=g)
-        loss = per_sample.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
-        opt.step()
-        samples_seen += batch
-        step += 1
-        ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
+            lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            per_sample, sigma = loss_fn(net, x, generator=g)
+            loss = per_sample.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+            with torch.no_grad():
+                b = torch.bucketize(sigma.to(device), bin_edges)
+                step_sum = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
+                    0, b, per_sample.detach().double())
+                step_n = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
+                    0, b, torch.ones_like(per_sample, dtype=torch.float64))
+            if guard is not None:
+                bad = guard.gate(per_sample.detach(), step_sum, step_n, grad_norm)
+                guard.apply_gate(opt, bad)
+                guard.note_step(step, idx)
+                ok = (~bad).double()
+            else:
+                opt.step()
+                ok = torch.ones((), device=device, dtype=torch.float64)
+            samples_seen += batch
+            step += 1
+            ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
 
-        # Statistics accumulate on the device; the host looks only when logging (no sync per step).
-        with torch.no_grad():
-            window["loss"] += loss.detach()
-            b = torch.bucketize(sigma.to(device), bin_edges)
-            window["bin_sum"].index_add_(0, b, per_sample.detach().double())
-            window["bin_n"].index_add_(0, b, torch.ones_like(per_sample, dtype=torch.float64))
-            window["grad"] = grad_norm.detach()
-        window["n"] += 1
-        window["samples"] += batch
-        bar.update(1)
+            # Statistics accumulate on the device; the host looks only when logging (no sync per step).
+            # Steps the guard rejected are left out, so one bad batch does not hide the run's real loss.
+            with torch.no_grad():
+                window["loss"] += torch.where(ok > 0, loss.detach().double(), 0.0) if guard is not None \
+                    else loss.detach().double()
+                window["n"] += ok
+                window["bin_sum"] += torch.where(ok > 0, step_sum, 0.0) if guard is not None else step_sum
+                window["bin_n"] += step_n * ok
+                window["grad"] = grad_norm.detach()
+            window["samples"] += batch
+            bar.update(1)
+
+        if guard is not None and guard.due():
+            decision = guard.check(train_x)
+            if decision is not None:
+                roll_back(decision)
+                continue
+            clean = not any(s > ring[-1].step for s in guard.flagged) if ring else True
+            if step % gc.snapshot_every == 0 and clean and (not ring or ring[-1].step < step):
+                ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard)]
 
         if step % tc.log_every == 0 or step == tc.steps:
             now = time.perf_counter()
-            last_loss = float(window["loss"]) / window["n"]
+            n_ok = float(window["n"])
+            last_loss = float(window["loss"]) / n_ok if n_ok else float("nan")
             rate = window["samples"] / max(now - window["t"], 1e-9)
             bins = (window["bin_sum"] / window["bin_n"].clamp(min=1)).tolist()
+            lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
             record = {"step": step, "samples_seen": samples_seen, "loss": round(last_loss, 6), "lr": lr,
                       "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
                       "wall_s": round(wall_before + now - t_start, 2),
                       "loss_bins": [round(v, 6) for v in bins]}
+            decision = None
             if step % tc.val_every == 0 or step == tc.steps:
                 ema.copy_to(ema_net)
                 net.eval()
@@ -281,11 +385,26 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                 val_ema = validation.evaluate(ema_net, loss_fn)
                 record.update({"val_loss": round(val_raw["loss"], 6), "val_loss_bins": val_raw["bins"],
                                "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
+                if guard is not None:
+                    if gc.canaries:
+                        ema_print = periodic_canaries(guard, step, net, ema, ds.item_shape, device, val_ema["loss"],
+                                                      ema_print)
+                    decision = guard.observe_validation(step, val_raw["loss"])
+                    if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
+                            not any(s > step - gc.snapshot_every for s in guard.flagged):
+                        anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"])
+            if guard is not None:
+                record["guard"] = {"skipped": len(guard.skip_steps), "rollbacks": len(guard.rollbacks),
+                                   "lr_scale": guard.lr_scale}
             metrics_log.write(record)
-            bar.set_postfix(loss=f"{last_loss:.4f}", samples_s=f"{rate:,.0f}", lr=f"{lr:.2g}")
-            window.update(loss=torch.zeros((), device=device), n=0, t=time.perf_counter(), samples=0, grad=0.0)
-            window["bin_sum"].zero_()
-            window["bin_n"].zero_()
+            postfix = {"loss": f"{last_loss:.4f}", "samples_s": f"{rate:,.0f}", "lr": f"{lr:.2g}"}
+            if guard is not None and guard.postfix():
+                postfix["guard"] = guard.postfix()
+            bar.set_postfix(postfix)
+            window = new_window()
+            if decision is not None:
+                roll_back(decision)
+                continue
         if step % tc.checkpoint_every == 0 and step < tc.steps:
             checkpoint_now()
         if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
@@ -309,12 +428,55 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                     "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
         "quality": _summary_quality(ds, norm, samples_user),
     }
+    if guard is not None:
+        summary["stability"] = guard.summary()
     last_val = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in ln]
     if last_val:
         summary["val_loss"] = last_val[-1]["val_loss"]
         summary["val_loss_ema"] = last_val[-1]["val_loss_ema"]
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
+
+
+def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
+    """The pre-training data scan (data/scan.py): constant features, outliers, duplicates."""
+    from ..data.scan import scan
+
+    return scan(ds.train, normalised, ds.kind, ds.columns)
+
+
+def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.device) -> None:
+    """Silent bugs that would waste the whole run are refused before it starts."""
+    response = sigma_response(net.backbone, ds.item_shape, device, jitter=True)
+    if response < 1e-6:
+        raise SteadydiffError(
+            f"canary: the backbone {type(net.backbone).__name__}'s output does not change with the noise level "
+            f"(relative change {response:.1e} between σ=0.05 and σ=20): it ignores its c_noise input, so it "
+            "cannot learn to denoise at every noise level. Use c_noise in forward(x, c_noise, cond), or set "
+            "guard.canaries=false to train it anyway.")
+    error = roundtrip_error(norm, ds.train[:256])
+    if error > 1e-3:
+        raise SteadydiffError(f"canary: the normaliser does not invert (round-trip error {error:.2e} of the data's "
+                              "std): samples would come back in the wrong units")
+
+
+def periodic_canaries(guard: Guard, step: int, net: Denoiser, ema: EMA, item_shape: tuple[int, ...],
+                      device: torch.device, val_ema: float, before: float) -> float:
+    """At each validation: the EMA moves and copies buffers, the network responds to σ, EMA loss is finite."""
+    now = weights_fingerprint(ema.params)
+    if now == before:
+        guard.incident("canary", step, "warned", check="ema_moves",
+                       message="the EMA weights did not change since the last validation")
+    bufs = dict(net.named_buffers())
+    if any(not torch.equal(ema.buffers[k], bufs[k]) for k in ema.buffers):
+        guard.incident("canary", step, "warned", check="ema_buffers",
+                       message="EMA buffers differ from the model's: buffers must be copied, not averaged")
+    if sigma_response(net.backbone, item_shape, device, jitter=False) < 1e-6:
+        guard.incident("canary", step, "warned", check="sigma_response",
+                       message="the network's output no longer changes with the noise level")
+    if not math.isfinite(val_ema):
+        guard.incident("canary", step, "warned", check="ema_validation", message=f"EMA validation loss is {val_ema}")
+    return now
 
 
 __all__ = ["TrainResult", "build_denoiser", "generate", "sample_seeds", "train"]

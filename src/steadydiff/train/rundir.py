@@ -13,6 +13,9 @@ from ..errors import SteadydiffError
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
                   "train.keep_checkpoints", "train.device", "train.val_every")
+# The guard's settings say how to watch and recover, not what is trained: a stopped run may be resumed with
+# other thresholds (e.g. more rollbacks allowed).
+RESUMABLE_PREFIXES = ("guard.",)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -38,7 +41,8 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
     for key, (was, now) in differences.items():
         if now is None and was is not None:  # resolved when the run started: keep what it used
             set_value(cfg, key, was)
-    conflicts = {k: v for k, v in differences.items() if k not in RESUMABLE_KEYS and v[1] is not None}
+    conflicts = {k: v for k, v in differences.items()
+                 if k not in RESUMABLE_KEYS and not k.startswith(RESUMABLE_PREFIXES) and v[1] is not None}
     if conflicts:
         lines = "\n".join(f"  {k}: run has {a!r}, now {b!r}" for k, (a, b) in conflicts.items())
         raise SteadydiffError(

@@ -1,0 +1,416 @@
+"""The stability guard (DESIGN.md, "Stability is a first-class layer"): named, counted detectors and recovery.
+
+Detect on the device, decide on the host, never apply a bad update:
+
+- every step, `Guard.gate` judges the batch against recent history with a few small tensor operations and no
+  host synchronisation: a non-finite loss or gradient, a loss spike in any noise-level bin (each σ-bin against
+  its own running median and MAD, since losses differ by orders of magnitude across σ), or a gradient-norm
+  explosion. A flagged update is never applied: fused optimisers read the flag as `found_inf` and skip the
+  step on the device, as torch.amp's GradScaler does (others synchronise once per step);
+- every `check_every` steps the host reads the flags (`Guard.check`): each skipped step becomes an incident,
+  and a burst of skipped steps means the model (not
+  a batch) is unstable, so the loop rolls back to an in-memory snapshot, lowers the LR and skips the batches
+  that led there;
+- at each validation, `Guard.observe_validation` watches the fixed-noise held-out loss, which moves only when
+  the model does, for a silent collapse: well past its best and staying there. It rolls back to the anchor,
+  the snapshot taken at the last validation near the best;
+- after `max_rollbacks` rollbacks within a window, `Guard.diagnose` says what happened and what to try, and
+  the loop stops cleanly with the last good state on disk.
+
+Canaries (`sigma_response`, `roundtrip_error`) catch silent bugs: a backbone that ignores its noise level, a
+normaliser that does not invert, an EMA that does not move.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import GuardConfig
+from .rundir import JsonlLog
+
+NON_FINITE, SPIKE, EXPLOSION = 1, 2, 4
+_MAD_TO_STD = 1.4826  # MAD × 1.4826 estimates the standard deviation of a normal distribution
+
+
+class RobustHistory:
+    """The last `size` accepted values of `channels` series, on the device, with their median and MAD.
+
+    `push` keeps the previous entry where a value is missing (NaN, e.g. an empty σ-bin) or the step was
+    rejected, so a spike never enters the statistics it is judged by. `refresh` recomputes median and MAD.
+    """
+
+    def __init__(self, size: int, channels: int, device: torch.device):
+        self.size = size
+        self.values = torch.full((size, channels), math.nan, device=device)
+        self.median = torch.full((channels,), math.nan, device=device)
+        self.mad = torch.full((channels,), math.nan, device=device)
+        self.count = torch.zeros(channels, device=device)
+        self.pos = 0
+
+    def push(self, value: torch.Tensor, accept: torch.Tensor) -> None:
+        row = self.values[self.pos % self.size]
+        row.copy_(torch.where(accept & torch.isfinite(value), value, row))
+        self.pos += 1
+
+    def refresh(self) -> None:
+        self.median = torch.nanmedian(self.values, dim=0).values
+        self.mad = torch.nanmedian((self.values - self.median).abs(), dim=0).values
+        self.count = torch.isfinite(self.values).sum(0).float()
+
+    def excess(self, value: torch.Tensor, z: float, ratio: float, min_count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(is_high per channel, value / median): high means both z robust std above and `ratio`× the median."""
+        high = (self.count >= min_count) & (value > self.median + z * _MAD_TO_STD * self.mad) & \
+            (value > ratio * self.median)
+        return high, value / self.median
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": self.values.clone(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values.copy_(state["values"])
+        self.pos = int(state["pos"])
+        self.refresh()
+
+
+@dataclass
+class Snapshot:
+    """The whole training state at one step, in memory. Randomness and data order derive from the step."""
+
+    step: int
+    samples_seen: int
+    model: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    detectors: dict[str, Any]
+    val_loss: float | None = None
+
+
+def take_snapshot(step: int, samples_seen: int, net: nn.Module, ema: Any, opt: torch.optim.Optimizer,
+                  guard: Guard, val_loss: float | None = None) -> Snapshot:
+    clone = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    return Snapshot(step=step, samples_seen=samples_seen, model=clone,
+                    ema={k: v.clone() for k, v in ema.state_dict().items()},
+                    optimizer=copy.deepcopy(opt.state_dict()), detectors=copy.deepcopy(guard.detector_state()),
+                    val_loss=val_loss)
+
+
+def restore_snapshot(snap: Snapshot, net: nn.Module, ema: Any, opt: torch.optim.Optimizer, guard: Guard) -> None:
+    """Write a snapshot back. Copies go in, so the snapshot stays intact for a later rollback
+    (Optimizer.load_state_dict keeps the tensors it is given)."""
+    net.load_state_dict(snap.model)
+    ema.load_state_dict(snap.ema)
+    opt.load_state_dict(copy.deepcopy(snap.optimizer))
+    guard.load_detector_state(copy.deepcopy(snap.detectors))
+
+
+@dataclass
+class Rollback:
+    """A decision to restore a snapshot: `anchor` after a collapse, else the newest one before `first_bad`."""
+
+    reason: str  # the guard that asked for it
+    step: int  # where it was decided
+    first_bad: int  # the first step of the trouble: the snapshot must be older
+    anchor: bool = False
+    skip: list[int] = field(default_factory=list)  # steps whose batches are skipped when the run replays them
+
+
+class Guard:
+    """All detectors, their counters and the recovery state of one run. See the module docstring."""
+
+    def __init__(self, cfg: GuardConfig, *, bins: int, device: torch.device, incidents: JsonlLog,
+                 fused_optimizer: bool):
+        self.cfg = cfg
+        self.device = device
+        self.log = incidents
+        self.check_every = cfg.check_every or (1 if device.type == "cpu" else 10)
+        self.refresh_every = max(1, min(25, cfg.min_history // 2))
+        self.fused = fused_optimizer
+        self.loss_hist = RobustHistory(cfg.history, bins, device)
+        self.grad_hist = RobustHistory(cfg.history, 1, device)
+        # Per step since the last check: flags, worst σ-bin, its loss / median, gradient norm, norm / median,
+        # the batch position of the first item with a non-finite loss, and how many items had one.
+        self.pending = torch.zeros(self.check_every, 7, device=device)
+        self.pending_steps: list[int] = []
+        self.pending_items: deque[np.ndarray] = deque(maxlen=self.check_every)
+        # Host-side state, saved with checkpoints (state_json) so a resumed run decides as an unbroken one.
+        self.lr_scale = 1.0
+        self.skip_steps: set[int] = set()
+        self.counts: dict[str, int] = {}
+        self.flagged: list[int] = []  # steps skipped because the model misbehaved (not the data)
+        self.rollbacks: list[int] = []
+        self.best_val = math.inf
+        self.bad_vals = 0
+        self.plateau_vals = 0
+        self.watch_recovery: int | None = None  # step of the last rollback until it proves itself
+        self.nonfinite_model_steps = 0
+        self.t0 = time.perf_counter()
+
+    # -- device side, every step ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def gate(self, per_sample: torch.Tensor, bins_sum: torch.Tensor, bins_n: torch.Tensor,
+             grad_norm: torch.Tensor) -> torch.Tensor:
+        """A bool tensor: True when this step's update must not be applied. No host synchronisation.
+
+        `per_sample` is the batch's loss per item, `bins_sum`/`bins_n` its per-σ-bin sums and item counts, and
+        `grad_norm` the gradient norm before clipping.
+        """
+        c = self.cfg
+        bad_items = ~torch.isfinite(per_sample)
+        finite = ~bad_items.any() & torch.isfinite(grad_norm)
+        bin_loss = (bins_sum / bins_n).float()  # NaN for an empty bin: never a spike
+        high, ratio = self.loss_hist.excess(bin_loss, c.spike_z, c.spike_ratio, c.min_history)
+        g = grad_norm.reshape(1).float()
+        g_high, g_ratio = self.grad_hist.excess(g, c.grad_z, c.grad_ratio, c.min_history)
+        spike, explode = high.any(), g_high[0]
+        bad = ~finite | spike | explode
+        flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION
+        worst = torch.where(high, ratio, torch.zeros_like(ratio)).nan_to_num(0.0).max(0)
+        slot = len(self.pending_steps) % self.check_every
+        self.pending[slot] = torch.stack([flags, worst.indices.float(), worst.values, g[0], g_ratio[0],
+                                          bad_items.float().argmax().float(), bad_items.float().sum()])
+        self.loss_hist.push(bin_loss, ~bad)
+        self.grad_hist.push(g, ~bad)
+        if self.loss_hist.pos % self.refresh_every == 0:
+            self.loss_hist.refresh()
+            self.grad_hist.refresh()
+        return bad
+
+    def apply_gate(self, opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+        """Step the optimiser unless `bad`: on the device for fused optimisers, else after one sync."""
+        if self.fused:
+            opt.found_inf = bad.float()  # read by fused Adam/AdamW: the whole step, moments included, is skipped
+            opt.step()
+        elif not bool(bad):
+            opt.step()
+
+    def note_step(self, step: int, items: np.ndarray) -> None:
+        """Remember which step and training items the last gated update belonged to."""
+        self.pending_steps.append(step)
+        self.pending_items.append(items)
+
+    # -- host side ----------------------------------------------------------------------------------------------
+    def due(self) -> bool:
+        return len(self.pending_steps) >= self.check_every
+
+    def incident(self, what: str, step: int, action: str, **detail: Any) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+        record = {"step": step, "guard": what, "action": action, "lr_scale": self.lr_scale,
+                  "wall_s": round(time.perf_counter() - self.t0, 2), **detail}
+        self.log.write(record)
+
+    def check(self, train_x: torch.Tensor) -> Rollback | None:
+        """Read the flags of the steps since the last check, log them, and decide whether to roll back."""
+        n = len(self.pending_steps)
+        if n == 0:
+            return None
+        rows = self.pending[:n].cpu().numpy()
+        steps, items = self.pending_steps, list(self.pending_items)[-n:]
+        self.pending_steps = []
+        decision = None
+        for row, step, idx in zip(rows, steps, items, strict=True):
+            flags = int(row[0])
+            if not flags:
+                continue
+            self.skip_steps.add(step)
+            if flags & NON_FINITE:
+                n_bad, batch = int(row[6]), len(idx)
+                if 0 < n_bad < batch:  # some items, not the model: name them (position in batch → data index)
+                    item = int(idx[int(row[5])])
+                    source = "holds non-finite values in the data set" if not torch.isfinite(train_x[item]).all() \
+                        else "is finite in the data set, so it was corrupted after loading (augmentation or " \
+                        "batch_transform)"
+                    self.incident("non_finite", step, "skipped step", items_non_finite=n_bad, first_item=item,
+                                  outcome="update not applied", detail=f"training item {item} {source}")
+                    continue
+                self.nonfinite_model_steps += 1
+                self.incident("non_finite", step, "skipped step", items_non_finite=n_bad, outcome="update not applied",
+                              detail="the loss or gradients of the whole batch are non-finite: the model overflows")
+            elif flags & SPIKE:
+                self.incident("loss_spike", step, "skipped step", sigma_bin=int(row[1]),
+                              ratio_to_median=round(float(row[2]), 3), outcome="update not applied")
+            else:
+                self.incident("grad_explosion", step, "skipped step", grad_norm=float(row[3]),
+                              ratio_to_median=round(float(row[4]), 3), outcome="update not applied")
+            self.flagged.append(step)
+            recent = [s for s in self.flagged if s > step - self.cfg.skip_window]
+            if len(recent) >= self.cfg.max_skips and decision is None:
+                decision = Rollback(reason="repeated_skips", step=step, first_bad=recent[0], skip=recent)
+        if decision is None and self.watch_recovery is not None and steps[-1] - self.watch_recovery >= \
+                self.cfg.snapshot_every and not any(s > self.watch_recovery for s in self.flagged):
+            self.incident("recovery", steps[-1], "none", outcome=f"recovered: {steps[-1] - self.watch_recovery} "
+                          "steps without incident since the rollback")
+            self.watch_recovery = None
+        return decision
+
+    def observe_validation(self, step: int, val_loss: float) -> Rollback | None:
+        """Collapse and plateau on the fixed-noise held-out loss (raw weights: they move first)."""
+        c = self.cfg
+        if not math.isfinite(val_loss):
+            self.incident("collapse", step, "rollback", val_loss=str(val_loss), best=self.best_val)
+            return Rollback(reason="collapse", step=step, first_bad=step, anchor=True)
+        if val_loss < self.best_val:
+            improved = val_loss < 0.99 * self.best_val
+            self.best_val = val_loss
+            self.bad_vals = 0
+            if improved:
+                self.plateau_vals = 0
+            return None
+        self.plateau_vals += 1
+        if val_loss > c.collapse_ratio * self.best_val:
+            self.bad_vals += 1
+            if self.bad_vals >= c.collapse_patience:
+                self.incident("collapse", step, "rollback", val_loss=round(val_loss, 6),
+                              best=round(self.best_val, 6), validations=self.bad_vals)
+                self.bad_vals = 0
+                return Rollback(reason="collapse", step=step, first_bad=step, anchor=True)
+        else:
+            self.bad_vals = 0
+        if c.plateau_patience and self.plateau_vals >= c.plateau_patience:
+            self.lr_scale *= c.plateau_factor
+            self.plateau_vals = 0
+            self.incident("plateau", step, f"lr × {c.plateau_factor}", val_loss=round(val_loss, 6),
+                          best=round(self.best_val, 6))
+        return None
+
+    def near_best(self, val_loss: float) -> bool:
+        """Whether a validation is good enough to become the collapse anchor."""
+        return math.isfinite(val_loss) and val_loss <= 1.1 * self.best_val
+
+    def choose(self, decision: Rollback, ring: list[Snapshot], anchor: Snapshot | None) -> Snapshot | None:
+        if decision.anchor and anchor is not None:
+            return anchor
+        older = [s for s in ring if s.step < decision.first_bad]
+        if older:
+            return older[-1]
+        return ring[0] if ring else anchor
+
+    def rolled_back(self, decision: Rollback, target: Snapshot) -> bool:
+        """Book a rollback to `target`; False when recovery has failed too often and training must stop."""
+        self.rollbacks.append(decision.step)
+        self.lr_scale *= self.cfg.lr_backoff
+        self.skip_steps.update(s for s in decision.skip if s >= target.step)
+        self.flagged = []
+        self.bad_vals = 0
+        self.watch_recovery = decision.step
+        recent = [s for s in self.rollbacks if s > decision.step - self.cfg.rollback_window]
+        give_up = len(recent) > self.cfg.max_rollbacks
+        self.incident(decision.reason, decision.step, "stop" if give_up else "rollback",
+                      to_step=target.step, lr_scale_after=self.lr_scale, skipped_steps=sorted(decision.skip),
+                      outcome="recovery failed too often" if give_up else f"restored step {target.step}, "
+                      f"lr × {self.cfg.lr_backoff}")
+        return not give_up
+
+    def diagnose(self, precision: str, lr: float) -> str:
+        """What happened, the likely cause and what to try, in plain words."""
+        c = self.counts
+        parts = [f"training stopped after {len(self.rollbacks)} rollbacks (incidents: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ")."]
+        if self.nonfinite_model_steps and precision != "fp32":
+            parts.append(f"Likely cause: overflow in reduced precision ({precision}): the loss or gradients became "
+                         "non-finite on finite data. Try train.precision=fp32, or a lower train.lr.")
+        elif self.nonfinite_model_steps:
+            parts.append("Likely cause: the model's outputs or gradients overflow on finite data. Try a lower "
+                         f"train.lr (now {lr:g}), train.grad_clip=1 and a longer train.warmup_samples.")
+        else:
+            parts.append(f"Likely cause: the learning rate is too high for this model: losses spiked or the "
+                         f"held-out loss collapsed even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g}, "
+                         "a longer train.warmup_samples, or train.grad_clip=1.")
+        return " ".join(parts)
+
+    def summary(self) -> dict[str, Any]:
+        return {"incidents": dict(sorted(self.counts.items())), "skipped_steps": len(self.skip_steps),
+                "rollbacks": len(self.rollbacks), "lr_scale": self.lr_scale}
+
+    def postfix(self) -> str | None:
+        """A few characters for the progress bar, or None when all is well."""
+        if not self.counts:
+            return None
+        return f"{len(self.skip_steps)} skipped, {len(self.rollbacks)} rollbacks"
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def detector_state(self) -> dict[str, Any]:
+        return {"loss": self.loss_hist.state_dict(), "grad": self.grad_hist.state_dict()}
+
+    def load_detector_state(self, state: dict[str, Any]) -> None:
+        self.loss_hist.load_state_dict(state["loss"])
+        self.grad_hist.load_state_dict(state["grad"])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Detector histories, for the checkpoint's safetensors file."""
+        return {"loss_history": self.loss_hist.values.contiguous(), "grad_history": self.grad_hist.values.contiguous()}
+
+    def state_json(self) -> dict[str, Any]:
+        return {"lr_scale": self.lr_scale, "skip_steps": sorted(self.skip_steps),
+                "counts": self.counts, "flagged": self.flagged, "rollbacks": self.rollbacks,
+                "best_val": self.best_val if math.isfinite(self.best_val) else None, "bad_vals": self.bad_vals,
+                "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
+                "nonfinite_model_steps": self.nonfinite_model_steps,
+                "positions": [self.loss_hist.pos, self.grad_hist.pos]}
+
+    def load(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.lr_scale = float(state["lr_scale"])
+        self.skip_steps = set(state["skip_steps"])
+        self.counts = dict(state["counts"])
+        self.flagged = list(state["flagged"])
+        self.rollbacks = list(state["rollbacks"])
+        self.best_val = math.inf if state["best_val"] is None else float(state["best_val"])
+        self.bad_vals, self.plateau_vals = int(state["bad_vals"]), int(state["plateau_vals"])
+        self.watch_recovery = state["watch_recovery"]
+        self.nonfinite_model_steps = int(state["nonfinite_model_steps"])
+        lp, gp = state["positions"]
+        self.loss_hist.load_state_dict({"values": tensors["loss_history"], "pos": lp})
+        self.grad_hist.load_state_dict({"values": tensors["grad_history"], "pos": gp})
+
+
+# -- canaries --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: torch.device, *,
+                   jitter: bool) -> float:
+    """Relative change of the backbone's output between two noise levels, for one fixed input.
+
+    A backbone that ignores c_noise gives exactly 0. At initialisation the output layer is zero (so the output
+    is 0 at every σ): with `jitter`, a copy with every parameter perturbed is asked instead.
+    """
+    net = backbone
+    if jitter:
+        net = copy.deepcopy(backbone)
+        g = torch.Generator().manual_seed(0)
+        for p in net.parameters():
+            scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.0
+            p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (scale + 0.01))
+    was_training = net.training
+    net.eval()
+    x = torch.randn((4, *item_shape), generator=torch.Generator().manual_seed(1)).to(device)
+    lo = net(x, torch.full((4,), math.log(0.05) / 4, device=device))
+    hi = net(x, torch.full((4,), math.log(20.0) / 4, device=device))
+    net.train(was_training)
+    denom = float(lo.abs().mean() + hi.abs().mean())
+    return float((lo - hi).abs().mean()) / denom if denom > 0 else 0.0
+
+
+def roundtrip_error(normaliser: Any, x: np.ndarray) -> float:
+    """Largest |inverse(forward(x)) − x|, relative to the data's spread."""
+    back = np.asarray(normaliser.inverse(np.asarray(normaliser.forward(x))), dtype=np.float64)
+    spread = float(np.std(x)) or 1.0
+    return float(np.max(np.abs(back - x))) / spread
+
+
+def weights_fingerprint(tensors: dict[str, torch.Tensor]) -> float:
+    """One number that changes whenever any weight does: a weighted sum of the tensors' sums, in float64."""
+    sums = torch.stack([t.detach().double().sum() for t in tensors.values()])
+    return float((sums * torch.linspace(1, 2, len(sums), dtype=torch.float64, device=sums.device)).sum())
+
+
+__all__ = ["EXPLOSION", "NON_FINITE", "SPIKE", "Guard", "RobustHistory", "Rollback", "Snapshot",
+           "restore_snapshot", "roundtrip_error", "sigma_response", "take_snapshot", "weights_fingerprint"]
