@@ -309,9 +309,10 @@ class Guard:
                       f"lr × {self.cfg.lr_backoff}")
         return not give_up
 
-    def diagnose(self, precision: str, lr: float) -> str:
+    def diagnose(self, precision: str, lr: float, grad_clip: float) -> str:
         """What happened, the likely cause and what to try, in plain words."""
         c = self.counts
+        clip = ", and train.grad_clip=1" if grad_clip == 0 or grad_clip > 1 else ""
         parts = [f"training stopped after {len(self.rollbacks)} rollbacks (incidents: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ")."]
         if self.nonfinite_model_steps and precision != "fp32":
@@ -319,11 +320,11 @@ class Guard:
                          "non-finite on finite data. Try train.precision=fp32, or a lower train.lr.")
         elif self.nonfinite_model_steps:
             parts.append("Likely cause: the model's outputs or gradients overflow on finite data. Try a lower "
-                         f"train.lr (now {lr:g}), train.grad_clip=1 and a longer train.warmup_samples.")
+                         f"train.lr (now {lr:g}) and a longer train.warmup_samples{clip}.")
         else:
             parts.append(f"Likely cause: the learning rate is too high for this model: losses spiked or the "
-                         f"held-out loss collapsed even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g}, "
-                         "a longer train.warmup_samples, or train.grad_clip=1.")
+                         f"held-out loss collapsed even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
+                         f"and a longer train.warmup_samples{clip}.")
         return " ".join(parts)
 
     def summary(self) -> dict[str, Any]:

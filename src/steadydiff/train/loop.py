@@ -294,7 +294,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         if not keep_going:
             checkpoint_now()
             bar.close()
-            diagnosis = guard.diagnose(tc.precision, tc.lr)
+            diagnosis = guard.diagnose(tc.precision, tc.lr, tc.grad_clip)
             write_text_atomic(run_dir / "summary.json", json.dumps(
                 {"stopped": diagnosis, "steps": step, "stability": guard.summary()}, indent=2))
             raise TrainingStopped(f"{diagnosis} The last good state (step {step}) is saved in "
@@ -387,9 +387,11 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                                "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
                 if guard is not None:
                     if gc.canaries:
-                        ema_print = periodic_canaries(guard, step, net, ema, ds.item_shape, device, val_ema["loss"],
-                                                      ema_print)
-                    decision = guard.observe_validation(step, val_raw["loss"])
+                        ema_print, dead = periodic_canaries(guard, step, net, ema, ds.item_shape, device,
+                                                            val_ema["loss"], ema_print)
+                        if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
+                            decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True)
+                    decision = decision or guard.observe_validation(step, val_raw["loss"])
                     if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
                             not any(s > step - gc.snapshot_every for s in guard.flagged):
                         anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"])
@@ -461,8 +463,11 @@ def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.d
 
 
 def periodic_canaries(guard: Guard, step: int, net: Denoiser, ema: EMA, item_shape: tuple[int, ...],
-                      device: torch.device, val_ema: float, before: float) -> float:
-    """At each validation: the EMA moves and copies buffers, the network responds to σ, EMA loss is finite."""
+                      device: torch.device, val_ema: float, before: float) -> tuple[float, bool]:
+    """At each validation: the EMA moves and copies buffers, the network responds to σ, EMA loss is finite.
+
+    Returns the EMA's fingerprint for the next call, and whether the network's output no longer depends on σ.
+    """
     now = weights_fingerprint(ema.params)
     if now == before:
         guard.incident("canary", step, "warned", check="ema_moves",
@@ -471,12 +476,13 @@ def periodic_canaries(guard: Guard, step: int, net: Denoiser, ema: EMA, item_sha
     if any(not torch.equal(ema.buffers[k], bufs[k]) for k in ema.buffers):
         guard.incident("canary", step, "warned", check="ema_buffers",
                        message="EMA buffers differ from the model's: buffers must be copied, not averaged")
-    if sigma_response(net.backbone, item_shape, device, jitter=False) < 1e-6:
-        guard.incident("canary", step, "warned", check="sigma_response",
+    dead = sigma_response(net.backbone, item_shape, device, jitter=False) < 1e-6
+    if dead:
+        guard.incident("canary", step, "rollback", check="sigma_response",
                        message="the network's output no longer changes with the noise level")
     if not math.isfinite(val_ema):
         guard.incident("canary", step, "warned", check="ema_validation", message=f"EMA validation loss is {val_ema}")
-    return now
+    return now, dead
 
 
 __all__ = ["TrainResult", "build_denoiser", "generate", "sample_seeds", "train"]

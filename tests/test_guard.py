@@ -1,0 +1,299 @@
+"""The stability guard: each detector fires on a planted fault and stays quiet on clean training; rollback
+restores the snapshot exactly; repeated failure stops cleanly with a diagnosis; canaries catch silent bugs."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import steadydiff
+from steadydiff.config import RunConfig, from_dict
+from steadydiff.errors import SteadydiffError, TrainingStopped
+from steadydiff.train.config import GuardConfig
+from steadydiff.train.ema import EMA
+from steadydiff.train.guard import EXPLOSION, NON_FINITE, SPIKE, Guard, restore_snapshot, sigma_response, take_snapshot
+from steadydiff.train.optim import lr_at
+from steadydiff.train.order import batch_indices
+from steadydiff.train.rundir import JsonlLog
+
+
+def tiny(steps: int, guard: dict | None = None, **train) -> RunConfig:
+    return from_dict({
+        "data": {"source": "toy:ring8", "toy_samples": 2000},
+        "net": {"mlp": {"width": 64, "blocks": 2}},
+        "train": {"steps": steps, "batch_size": 64, "log_every": 5, "val_every": 10, "checkpoint_every": 20,
+                  "sample_every": 0, "warmup_samples": 640, "val_items": 32, **train},
+        "guard": {"min_history": 20, "snapshot_every": 20, **(guard or {})},
+        "sample": {"steps": 6, "grid_n": 32},
+    })
+
+
+def incidents(run) -> list[dict]:
+    path = run / "incidents.jsonl"
+    return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
+
+def finite_weights(run, ema=False) -> bool:
+    model = steadydiff.load(run, ema=ema)
+    return all(torch.isfinite(p).all() for p in model.denoiser.parameters())
+
+
+def plant(kind: str, steps, position: int = 3):
+    """A batch_transform that corrupts the batches of the given steps after loading (past the data scan)."""
+    steps = set(steps)
+
+    def transform(step, x):
+        if step not in steps:
+            return x
+        x = x.clone()
+        if kind == "nan":
+            x[position].view(-1)[0] = float("nan")
+        elif kind == "scale":
+            x = x * 1e6
+        return x
+    return transform
+
+
+# -- detectors on synthetic statistics -------------------------------------------------------------------------
+
+
+def make_guard(tmp_path, **cfg) -> Guard:
+    return Guard(GuardConfig(**{"min_history": 50, **cfg}), bins=8, device=torch.device("cpu"),
+                 incidents=JsonlLog(tmp_path / "incidents.jsonl"), fused_optimizer=True)
+
+
+def synthetic_step(rng, scale=None, grad=1.0, nan=False):
+    """Per-sample losses for 8 σ-bins whose typical values span four orders of magnitude, as real losses do."""
+    levels = np.logspace(-3, 1, 8) if scale is None else scale
+    b = np.repeat(np.arange(8), 16)
+    per_sample = torch.tensor(levels[b] * rng.chisquare(4, size=b.size) / 4)
+    if nan:
+        per_sample[5] = math.nan
+    bins_sum = torch.zeros(8, dtype=torch.float64).index_add_(0, torch.tensor(b), per_sample)
+    bins_n = torch.zeros(8, dtype=torch.float64).index_add_(0, torch.tensor(b), torch.ones(b.size, dtype=torch.float64))
+    return per_sample, bins_sum, bins_n, torch.tensor(grad * (1 + 0.2 * rng.standard_normal()))
+
+
+def test_detectors_quiet_on_clean_statistics_and_fire_on_planted_faults(tmp_path):
+    guard = make_guard(tmp_path)
+    rng = np.random.default_rng(0)
+    train_x = torch.zeros(1000, 2)
+    flags = []
+    for step in range(400):
+        bad = guard.gate(*synthetic_step(rng))
+        guard.note_step(step, np.arange(128))
+        flags.append(bool(bad))
+        assert guard.check(train_x) is None
+    assert not any(flags), "a clean stream of losses must never be flagged"
+
+    levels = np.logspace(-3, 1, 8)
+    small_bin_spike = levels.copy()
+    small_bin_spike[0] *= 6  # 6× in the lowest-loss bin: invisible in the overall mean, a spike in its bin
+    cases = {"spike": (synthetic_step(rng, scale=small_bin_spike), SPIKE),
+             "explosion": (synthetic_step(rng, grad=200.0), EXPLOSION),
+             "nan": (synthetic_step(rng, nan=True), NON_FINITE),
+             "mild": (synthetic_step(rng, scale=levels * 1.3), 0)}
+    for name, (inputs, expected) in cases.items():
+        bad = guard.gate(*inputs)
+        guard.note_step(1000, np.arange(128))
+        assert bool(bad) == bool(expected), name
+        assert int(guard.pending[0, 0]) & expected == expected, name
+        guard.check(train_x)
+    logged = [r["guard"] for r in map(json.loads, (tmp_path / "incidents.jsonl").read_text().splitlines())]
+    assert logged == ["loss_spike", "grad_explosion", "non_finite"]
+    spike = json.loads((tmp_path / "incidents.jsonl").read_text().splitlines()[0])
+    assert spike["sigma_bin"] == 0
+
+
+def test_collapse_needs_a_lasting_degradation_and_returns_to_the_anchor(tmp_path):
+    guard = make_guard(tmp_path, collapse_ratio=1.5, collapse_patience=2)
+    assert guard.observe_validation(10, 1.0) is None
+    assert guard.observe_validation(20, 0.6) is None
+    assert guard.observe_validation(30, 1.0) is None  # worse than 1.5 × best = 0.9, once
+    assert guard.observe_validation(40, 0.7) is None  # back within range: the count restarts
+    assert guard.observe_validation(50, 1.2) is None
+    decision = guard.observe_validation(60, 1.3)
+    assert decision is not None and decision.anchor and decision.reason == "collapse"
+    assert guard.observe_validation(70, math.nan).anchor  # a non-finite validation is a collapse at once
+
+
+# -- rollback ---------------------------------------------------------------------------------------------------
+
+
+def test_rollback_restores_the_snapshot_exactly(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.SiLU(), nn.Linear(16, 4))
+    ema = EMA(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, fused=True)
+    guard = make_guard(tmp_path)
+    rng = np.random.default_rng(0)
+
+    def train_steps(n):
+        for _ in range(n):
+            loss = net(torch.randn(8, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            guard.gate(*synthetic_step(rng))
+            guard.note_step(0, np.arange(8))
+            opt.step()
+            ema.update(net, 0.9)
+
+    train_steps(5)
+    snap = take_snapshot(5, 40, net, ema, opt, guard)
+    expected = (copy.deepcopy(net.state_dict()), copy.deepcopy(ema.state_dict()), copy.deepcopy(opt.state_dict()),
+                guard.loss_hist.values.clone(), guard.loss_hist.pos)
+    for _ in range(2):  # restore twice: later training must not write through into the snapshot
+        train_steps(7)
+        restore_snapshot(snap, net, ema, opt, guard)
+        model, averaged, optim, hist, pos = expected
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in model.items())
+        assert all(torch.equal(v, ema.state_dict()[k]) for k, v in averaged.items())
+        for i, per_param in optim["state"].items():
+            for name, value in per_param.items():
+                assert torch.equal(value, opt.state_dict()["state"][i][name]), f"optimizer {i}.{name}"
+        assert torch.allclose(hist, guard.loss_hist.values, rtol=0, atol=0, equal_nan=True)
+        assert guard.loss_hist.pos == pos
+
+
+# -- the guard in training ------------------------------------------------------------------------------------
+
+
+def test_nan_batch_is_skipped_and_named_while_unguarded_training_is_poisoned(tmp_path):
+    cfg = tiny(40)
+    steadydiff.train(cfg, out=tmp_path / "on", progress=False, batch_transform=plant("nan", [25], position=3))
+    events = incidents(tmp_path / "on")
+    assert [(e["guard"], e["step"]) for e in events] == [("non_finite", 25)]
+    n_train = json.loads((tmp_path / "on" / "dataset.json").read_text())["n_train"]
+    planted_item = int(batch_indices(n_train, cfg.train.seed, 25 * 64, 64)[3])
+    assert events[0]["first_item"] == planted_item and events[0]["items_non_finite"] == 1
+    assert finite_weights(tmp_path / "on") and finite_weights(tmp_path / "on", ema=True)
+    summary = json.loads((tmp_path / "on" / "summary.json").read_text())
+    assert summary["stability"]["skipped_steps"] == 1 and summary["stability"]["rollbacks"] == 0
+
+    off = tiny(40, guard={"enabled": False})
+    steadydiff.train(off, out=tmp_path / "off", progress=False, batch_transform=plant("nan", [25]))
+    assert not finite_weights(tmp_path / "off")  # what the guard prevented: NaN for good
+    assert not (tmp_path / "off" / "incidents.jsonl").exists()
+
+
+def test_scaled_batch_is_a_spike_and_its_update_is_never_applied(tmp_path):
+    steadydiff.train(tiny(40), out=tmp_path / "on", progress=False, batch_transform=plant("scale", [30]))
+    events = incidents(tmp_path / "on")
+    assert [(e["guard"], e["step"]) for e in events] == [("loss_spike", 30)]
+    assert events[0]["ratio_to_median"] > 1e3
+    # A skip leaves no trace: the run equals one whose step-30 batch was NaN instead (also skipped), bit for bit.
+    steadydiff.train(tiny(40), out=tmp_path / "nan", progress=False, batch_transform=plant("nan", [30]))
+    spiked = steadydiff.load(tmp_path / "on", ema=True).denoiser.state_dict()
+    nan = steadydiff.load(tmp_path / "nan", ema=True).denoiser.state_dict()
+    assert all(torch.equal(spiked[k], nan[k]) for k in spiked)
+    assert finite_weights(tmp_path / "on")
+
+
+def test_repeated_spikes_roll_back_lower_the_lr_skip_the_batches_and_resume_exactly(tmp_path):
+    cfg = tiny(60)
+    faults = plant("scale", [45, 46, 47])
+    run = tmp_path / "run"
+    steadydiff.train(cfg, out=run, progress=False, batch_transform=faults)
+    events = incidents(run)
+    kinds = [(e["guard"], e["step"]) for e in events]
+    assert kinds[:4] == [("loss_spike", 45), ("loss_spike", 46), ("loss_spike", 47), ("repeated_skips", 47)]
+    rollback = events[3]
+    assert rollback["action"] == "rollback" and rollback["to_step"] == 40 and rollback["skipped_steps"] == [45, 46, 47]
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in lines]
+    assert steps == sorted(set(steps)), "the replayed steps are logged once"
+    schedule = lr_at(60 * 64, cfg.train, 60 * 64)
+    assert lines[-1]["guard"]["lr_scale"] == 0.5 and lines[-1]["lr"] == pytest.approx(0.5 * schedule)
+    final = steadydiff.load(run, ema=False).denoiser.state_dict()
+
+    # The same run killed after its step-40 checkpoint and resumed ends identically: the guard's state
+    # (histories, LR scale, skipped batches) travels with the checkpoint.
+    import shutil
+
+    for d in (run / "checkpoints").iterdir():
+        if d.name != "step-40":
+            shutil.rmtree(d)
+    steadydiff.train(cfg, out=run, progress=False, batch_transform=faults)
+    again = steadydiff.load(run, ema=False).denoiser.state_dict()
+    assert all(torch.equal(final[k], again[k]) for k in final)
+    assert [(e["guard"], e["step"]) for e in incidents(run)] == kinds
+
+
+def test_repeated_failure_stops_cleanly_with_a_diagnosis_and_a_loadable_checkpoint(tmp_path):
+    cfg = tiny(200, guard={"max_rollbacks": 1})
+    run = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as info:
+        steadydiff.train(cfg, out=run, progress=False, batch_transform=plant("scale", range(45, 200)))
+    message = str(info.value)
+    assert "Likely cause" in message and "checkpoints" in message
+    summary = json.loads((run / "summary.json").read_text())
+    assert "Likely cause" in summary["stopped"] and summary["stability"]["rollbacks"] == 2
+    model = steadydiff.load(run)
+    assert model.step <= 45 and finite_weights(run)
+    assert np.isfinite(model.sample(16, steps=4, seed=0)).all()
+    assert incidents(run)[-1]["action"] == "stop"
+
+
+def test_clean_run_is_quiet(tmp_path):
+    steadydiff.train(tiny(60), out=tmp_path / "run", progress=False)
+    assert incidents(tmp_path / "run") == []
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stability"] == {"incidents": {}, "skipped_steps": 0, "rollbacks": 0, "lr_scale": 1.0}
+
+
+# -- canaries and the data scan --------------------------------------------------------------------------------
+
+
+class IgnoresSigma(nn.Module):
+    """A plausible user network with a bug: it never uses its noise-level input."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 64), nn.SiLU(), nn.Linear(64, 2))
+
+    def forward(self, x, c_noise, cond=None):
+        return self.net(x)
+
+
+class UsesSigma(IgnoresSigma):
+    def forward(self, x, c_noise, cond=None):
+        return self.net(x) * (1 + c_noise.reshape(-1, 1))
+
+
+def test_backbone_that_ignores_sigma_is_caught_before_training(tmp_path):
+    with pytest.raises(SteadydiffError, match="ignores its c_noise"):
+        steadydiff.train(tiny(10), out=tmp_path / "bad", progress=False, backbone=IgnoresSigma())
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+    assert sigma_response(UsesSigma(), (2,), torch.device("cpu"), jitter=True) > 1e-3
+    steadydiff.train(tiny(10), out=tmp_path / "good", progress=False, backbone=UsesSigma())
+    steadydiff.train(tiny(10, guard={"canaries": False}), out=tmp_path / "unchecked", progress=False,
+                     backbone=IgnoresSigma())
+
+
+def test_data_scan_findings_are_reported_as_incidents(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 3)).astype(np.float32)
+    x[250:] = x[:250]  # half the items are copies
+    with caplog.at_level("WARNING", logger="steadydiff"):
+        steadydiff.train(tiny(10), data=x, out=tmp_path / "run", progress=False)
+    scan = [e for e in incidents(tmp_path / "run") if e["guard"] == "data_scan"]
+    assert [e["code"] for e in scan] == ["duplicates"]
+    assert "duplicate" in caplog.text
+
+
+def test_cli_exits_3_with_the_diagnosis_when_the_lr_is_hopeless(tmp_path, capsys):
+    from steadydiff.cli import main
+
+    run = tmp_path / "run"
+    code = main(["train", "--data", "toy:ring8", "--out", str(run), "--steps", "300", "--lr", "30", "--batch-size",
+                 "64", "--quiet", "--set", "data.toy_samples=2000", "--set", "net.mlp.width=64", "--set",
+                 "guard.max_rollbacks=1", "--set", "guard.min_history=20", "--set", "train.warmup_samples=640",
+                 "--set", "train.sample_every=0"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "training stopped" in err and "learning rate is too high" in err and "train.lr=7.5" in err
+    assert finite_weights(run)
