@@ -381,7 +381,9 @@ def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: tor
     """Relative change of the backbone's output between two noise levels, for one fixed input.
 
     A backbone that ignores c_noise gives exactly 0. At initialisation the output layer is zero (so the output
-    is 0 at every σ): with `jitter`, a copy with every parameter perturbed is asked instead.
+    is 0 at every σ): with `jitter`, a copy with every parameter perturbed is asked instead. Returns NaN when
+    the output is still too small to judge (|F| < 1e-2 on average: early training, when F is mostly the
+    output layer's bias; a trained F has unit scale, EDM's c_out sees to that).
     """
     net = backbone
     if jitter:
@@ -396,8 +398,10 @@ def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: tor
     lo = net(x, torch.full((4,), math.log(0.05) / 4, device=device))
     hi = net(x, torch.full((4,), math.log(20.0) / 4, device=device))
     net.train(was_training)
-    denom = float(lo.abs().mean() + hi.abs().mean())
-    return float((lo - hi).abs().mean()) / denom if denom > 0 else 0.0
+    size = float(lo.abs().mean() + hi.abs().mean()) / 2
+    if size < 1e-2:
+        return math.nan
+    return float((lo - hi).abs().mean()) / size
 
 
 def roundtrip_error(normaliser: Any, x: np.ndarray) -> float:

@@ -450,7 +450,7 @@ def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
 def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.device) -> None:
     """Silent bugs that would waste the whole run are refused before it starts."""
     response = sigma_response(net.backbone, ds.item_shape, device, jitter=True)
-    if response < 1e-6:
+    if not response >= 1e-6:  # NaN too: a jittered network whose output is ~0 is broken as well
         raise SteadydiffError(
             f"canary: the backbone {type(net.backbone).__name__}'s output does not change with the noise level "
             f"(relative change {response:.1e} between σ=0.05 and σ=20): it ignores its c_noise input, so it "
