@@ -21,6 +21,11 @@ class TrainConfig:
     decay_samples: int = 100_000  # inv-sqrt: LR ∝ 1/sqrt(samples/decay_samples) past this point
     min_lr_ratio: float = 0.05  # cosine ends at lr × min_lr_ratio
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    grad_clip_adaptive: float = 0.0  # also clip at this × the median norm of the last 200 steps; 0: off
+    l1: float = 0.0  # penalty l1·Σ|w| on weight matrices and kernels (not biases or gains), added to the loss
+    l2: float = 0.0  # penalty l2·Σw² on the same weights (unlike weight_decay, it goes through Adam's scaling)
+    sigma_curriculum_samples: int = 0  # train on the highest noise levels first, widening to all over this many
+    sigma_curriculum_start: float = 0.25  # samples; the share of the σ distribution (top quantiles) at the start
     ema_halflife_samples: int = 50_000  # EMA half-life (EDM's ema_halflife_kimg, in samples)
     ema_rampup: float = 0.1  # half-life ≤ rampup × samples seen, so early EMA is not stuck at init
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the backbone only
@@ -43,8 +48,15 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
-        if self.warmup_samples < 0 or self.sample_every < 0 or self.grad_clip < 0:
-            raise ConfigError("train.warmup_samples, train.sample_every and train.grad_clip must be ≥ 0")
+        non_negative = {"train.warmup_samples": self.warmup_samples, "train.sample_every": self.sample_every,
+                        "train.grad_clip": self.grad_clip, "train.grad_clip_adaptive": self.grad_clip_adaptive,
+                        "train.l1": self.l1, "train.l2": self.l2,
+                        "train.sigma_curriculum_samples": self.sigma_curriculum_samples}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} must be ≥ 0, got {value}")
+        if not 0 < self.sigma_curriculum_start <= 1:
+            raise ConfigError(f"train.sigma_curriculum_start must lie in (0, 1], got {self.sigma_curriculum_start}")
         if not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"train.betas must lie in [0, 1), got {self.betas}")
         if not 0 <= self.min_lr_ratio <= 1:

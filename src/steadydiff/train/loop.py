@@ -30,6 +30,7 @@ from ..data.augment import hflip
 from ..data.export import save_samples
 from ..data.normalise import Normaliser
 from ..diffusion import Denoiser, DenoisingLoss
+from ..diffusion.noise import sample_sigma
 from ..errors import SteadydiffError, TrainingStopped
 from ..nets import build_backbone, count_parameters
 from ..sampling import nfe, step_list
@@ -38,6 +39,7 @@ from . import checkpoint as ckpt
 from .ema import EMA, ema_beta
 from .guard import (
     Guard,
+    RobustHistory,
     Rollback,
     Snapshot,
     restore_snapshot,
@@ -46,7 +48,7 @@ from .guard import (
     take_snapshot,
     weights_fingerprint,
 )
-from .optim import build_optimizer, lr_at
+from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
 from .order import batch_indices, derive_seed
 from .rundir import JsonlLog, check_resume_config, save_config, write_text_atomic
 from .validation import FixedValidation, sigma_grid
@@ -272,6 +274,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     if guard is not None:
         ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard))
     ema_print = weights_fingerprint(ema.params) if guard is not None else 0.0
+    params = list(net.parameters())
+    # Adaptive clipping compares with recent accepted gradient norms: the guard's, or its own when the guard is off.
+    clip_history = guard.grad_hist if guard is not None else RobustHistory(200, 1, device)
     # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -320,12 +325,23 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
             for group in opt.param_groups:
                 group["lr"] = lr
-            per_sample, sigma = loss_fn(net, x, generator=g)
+            share = curriculum_share(samples_seen, tc)
+            if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
+                u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
+                sig = sample_sigma(len(x), loss_fn.noise, sigma_data=sigma_data, p_mean=loss_fn.p_mean,
+                                   p_std=loss_fn.p_std, u=u).to(device)
+                per_sample, sigma = loss_fn(net, x, generator=g, sigma=sig)
+            else:
+                per_sample, sigma = loss_fn(net, x, generator=g)
             loss = per_sample.mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+            (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
+            if tc.grad_clip_adaptive > 0:
+                grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, clip_history.values)
+                if guard is None:
+                    clip_history.push(grad_norm.reshape(1).float(), torch.ones((), dtype=torch.bool, device=device))
+            else:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
             with torch.no_grad():
                 b = torch.bucketize(sigma.to(device), bin_edges)
                 step_sum = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(

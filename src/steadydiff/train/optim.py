@@ -41,3 +41,44 @@ def lr_at(samples_seen: int, cfg: TrainConfig, total_samples: int) -> float:
     else:
         raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose constant, cosine or inv-sqrt")
     return cfg.lr * warm * decay
+
+
+def curriculum_share(samples_seen: int, cfg: TrainConfig) -> float:
+    """Share of the training σ distribution in use: its top quantiles first (high noise levels, the easier
+    denoising tasks: Kim et al. 2024, "Denoising Task Difficulty-based Curriculum for Training Diffusion Models"),
+    widening linearly to all of it over `sigma_curriculum_samples`."""
+    if cfg.sigma_curriculum_samples <= 0:
+        return 1.0
+    progress = min(samples_seen / cfg.sigma_curriculum_samples, 1.0)
+    return cfg.sigma_curriculum_start + (1 - cfg.sigma_curriculum_start) * progress
+
+
+def weight_penalty(params: list[torch.nn.Parameter], l1: float, l2: float) -> torch.Tensor:
+    """l1·Σ|w| + l2·Σw² over weight matrices and kernels (ndim ≥ 2): biases and gains stay free."""
+    weights = [p for p in params if p.ndim >= 2]
+    total = torch.zeros((), device=weights[0].device)
+    if l1:
+        total = total + l1 * torch.stack(torch._foreach_norm(weights, 1)).sum()
+    if l2:
+        total = total + l2 * torch.stack(torch._foreach_norm(weights, 2)).square().sum()
+    return total
+
+
+@torch.no_grad()
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float, adaptive: float,
+                   history: torch.Tensor | None) -> torch.Tensor:
+    """Clip the global gradient norm at min(max_norm, adaptive × median of recent norms); return the norm before.
+
+    Everything stays on the device: the clip factor is a tensor (no host synchronisation). `history` holds
+    recent accepted norms (NaN where empty); with fewer than 10 of them only `max_norm` applies.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2)))
+    limit = torch.tensor(max_norm if max_norm > 0 else math.inf, device=total.device)
+    if adaptive > 0 and history is not None:
+        known = torch.isfinite(history)
+        median = torch.nanmedian(history)
+        limit = torch.where(known.sum() >= 10, torch.minimum(limit, adaptive * median), limit)
+    factor = (limit / (total + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, factor)
+    return total

@@ -1,0 +1,22 @@
+"""The small version of benchmarks/stress.py: every case runs, guard on and off, and the guard does its job."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_stress_benchmark_small_version():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stress.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = {(r["case"], r["guard"]): r for r in map(json.loads, (ln for ln in done.stdout.splitlines()
+                                                                  if ln.startswith('{"data"')))}
+    assert len(runs) == 14  # 7 cases × guard on/off
+    assert all(r["finite_raw"] and r["finite_ema"] for (case, guard), r in runs.items() if guard)
+    assert runs[("nan", True)]["incident_kinds"] == ["non_finite"]
+    assert runs[("scale", True)]["incident_kinds"] == ["loss_spike"]
+    assert not runs[("nan", False)]["finite_raw"] and runs[("nan", False)]["high_quality"] is None
+    assert runs[("clean", True)]["incident_kinds"] == []

@@ -1,0 +1,91 @@
+"""Training's stability options: σ curriculum, L1/L2 penalties, adaptive gradient clipping, LR back-off on plateau."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import steadydiff
+from steadydiff.config import from_dict
+from steadydiff.errors import ConfigError
+from steadydiff.train.config import TrainConfig
+from steadydiff.train.optim import clip_gradients, curriculum_share, weight_penalty
+
+
+def tiny(steps: int, train: dict | None = None, guard: dict | None = None):
+    return from_dict({
+        "data": {"source": "toy:ring8", "toy_samples": 2000},
+        "net": {"mlp": {"width": 64, "blocks": 2}},
+        "train": {"steps": steps, "batch_size": 64, "log_every": 5, "val_every": 10, "checkpoint_every": 100,
+                  "sample_every": 0, "warmup_samples": 640, "val_items": 32, **(train or {})},
+        "guard": guard or {},
+        "sample": {"steps": 6, "grid_n": 32},
+    })
+
+
+def metrics(run) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_curriculum_starts_at_high_noise_and_widens_to_all_levels(tmp_path):
+    cfg = TrainConfig(sigma_curriculum_samples=1000, sigma_curriculum_start=0.25)
+    assert [curriculum_share(s, cfg) for s in (0, 500, 1000, 5000)] == [0.25, 0.625, 1.0, 1.0]
+    assert curriculum_share(0, TrainConfig()) == 1.0
+    steadydiff.train(tiny(40, {"sigma_curriculum_samples": 64 * 20}), out=tmp_path / "run", progress=False)
+    lines = metrics(tmp_path / "run")
+    # 8 equal-probability σ bins, low σ first. Over the first 5 steps the share grows from 25 % to 40 % of the
+    # distribution (its top quantiles): bins 0-3 (the lower half) see no sample yet, bins 6 and 7 do.
+    first, last = lines[0]["loss_bins"], lines[-1]["loss_bins"]
+    assert all(v == 0 for v in first[:4]) and all(v > 0 for v in first[6:])
+    assert all(v > 0 for v in last)
+
+
+def test_l2_penalty_shrinks_the_weights(tmp_path):
+    steadydiff.train(tiny(60), out=tmp_path / "plain", progress=False)
+    steadydiff.train(tiny(60, {"l2": 0.1}), out=tmp_path / "l2", progress=False)
+    norms = {}
+    for name in ("plain", "l2"):
+        params = list(steadydiff.load(tmp_path / name, ema=False).denoiser.parameters())
+        norms[name] = float(weight_penalty(params, 0.0, 1.0).detach())
+    assert norms["l2"] < 0.9 * norms["plain"]
+    params = [torch.nn.Parameter(torch.full((2, 3), -2.0)), torch.nn.Parameter(torch.ones(3))]
+    assert float(weight_penalty(params, 1.0, 0.0).detach()) == pytest.approx(12.0)  # the bias is not penalised
+    assert float(weight_penalty(params, 0.0, 1.0).detach()) == pytest.approx(24.0)
+
+
+def test_adaptive_clipping_follows_recent_gradient_norms():
+    p = torch.nn.Parameter(torch.zeros(4))
+    history = torch.full((200, 1), math.nan)
+    history[:20] = 1.0  # recent accepted norms: median 1
+    p.grad = torch.tensor([6.0, 8.0, 0.0, 0.0])  # norm 10
+    total = clip_gradients([p], 0.0, 2.0, history)
+    assert float(total) == pytest.approx(10.0) and float(p.grad.norm()) == pytest.approx(2.0, rel=1e-4)
+    p.grad = torch.tensor([6.0, 8.0, 0.0, 0.0])
+    clip_gradients([p], 5.0, 2.0, torch.full((200, 1), math.nan))  # no history yet: the fixed limit alone
+    assert float(p.grad.norm()) == pytest.approx(5.0, rel=1e-4)
+
+
+def test_adaptive_clipping_trains_with_and_without_the_guard(tmp_path):
+    for guard in (True, False):
+        steadydiff.train(tiny(30, {"grad_clip_adaptive": 2.0}, {"enabled": guard}), out=tmp_path / str(guard),
+                         progress=False)
+        assert all(math.isfinite(r["loss"]) for r in metrics(tmp_path / str(guard)))
+
+
+def test_plateau_lowers_the_lr(tmp_path):
+    run = tmp_path / "run"
+    steadydiff.train(tiny(120, {"lr_schedule": "constant", "lr": 1e-5}, {"plateau_patience": 2}), out=run,
+                     progress=False)
+    events = [json.loads(ln) for ln in (run / "incidents.jsonl").read_text().splitlines()]
+    assert events and all(e["guard"] == "plateau" for e in events)
+    assert metrics(run)[-1]["lr"] < 1e-5
+
+
+@pytest.mark.parametrize("key,value", [("train.l1", -1), ("train.sigma_curriculum_start", 0),
+                                       ("train.grad_clip_adaptive", -0.5), ("guard.lr_backoff", 1.5),
+                                       ("guard.min_history", 500)])
+def test_bad_option_values_are_refused(key, value):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        steadydiff.config.validate(from_dict({section: {name: value}}))
