@@ -348,6 +348,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                     0, b, per_sample.detach().double())
                 step_n = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
                     0, b, torch.ones_like(per_sample, dtype=torch.float64))
+            logged = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
+            before = [p.detach().clone() for p in params] if logged else None  # for the update/weight ratio
             if guard is not None:
                 bad = guard.gate(per_sample.detach(), step_sum, step_n, grad_norm)
                 guard.apply_gate(opt, bad)
@@ -356,6 +358,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             else:
                 opt.step()
                 ok = torch.ones((), device=device, dtype=torch.float64)
+            if before is not None:
+                window["update_ratio"] = update_ratio(params, before)
             samples_seen += batch
             step += 1
             ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
@@ -391,7 +395,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             record = {"step": step, "samples_seen": samples_seen, "loss": round(last_loss, 6), "lr": lr,
                       "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
                       "wall_s": round(wall_before + now - t_start, 2),
-                      "loss_bins": [round(v, 6) for v in bins]}
+                      "loss_bins": [round(v, 6) for v in bins], **weight_diagnostics(net.backbone, window, device)}
             decision = None
             if step % tc.val_every == 0 or step == tc.steps:
                 ema.copy_to(ema_net)
@@ -454,6 +458,34 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         summary["val_loss_ema"] = last_val[-1]["val_loss_ema"]
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
+
+
+@torch.no_grad()
+def update_ratio(params: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+    """‖Δw‖ / ‖w‖ over all parameters for one optimiser step: how much of the weights a step rewrites
+    (healthy Adam training moves ~1e-3 of them per step; ≳1e-2 means the LR is rewriting the network)."""
+    delta = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(torch._foreach_sub(params, before))))
+    return delta / torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before))).clamp(min=1e-12)
+
+
+def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The logged step's update/weight ratio, the weight norm of each top-level block, and peak memory."""
+    norms = {}
+    for name, block in backbone.named_children():
+        weights = [p.detach() for p in block.parameters()]
+        if weights:
+            norms[name] = round(float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(weights)))), 4)
+    if device.type == "cuda":
+        memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    else:  # peak resident memory of the process (Linux reports KiB, macOS bytes)
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        memory_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    out: dict[str, Any] = {"weight_norms": norms, "memory_mb": round(memory_mb, 1)}
+    if "update_ratio" in window:
+        out["update_ratio"] = float(f"{float(window['update_ratio']):.4g}")
+    return out
 
 
 def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
