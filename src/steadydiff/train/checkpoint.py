@@ -4,6 +4,7 @@
     checkpoints/step-N/ema.safetensors        EMA weights
     checkpoints/step-N/optimizer.safetensors  optimiser moments (tensors only)
     checkpoints/step-N/guard.safetensors      the stability guard's loss and gradient-norm histories
+    checkpoints/step-N/phema.safetensors      the power-function EMA profiles (post-hoc EMA)
     checkpoints/step-N/state.json             step, samples seen, optimiser hyper-parameters, guard state, …
 
 A checkpoint is written under a temporary name and renamed into place, so a crash leaves either the
@@ -62,7 +63,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor],
                     optimizer: dict[str, Any], state: dict[str, Any], keep: int,
-                    guard: dict[str, torch.Tensor] | None = None) -> Path:
+                    extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """`extra` holds further tensor groups, each saved as NAME.safetensors (the guard's, the post-hoc EMA's)."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step}"
     tmp = ckpt_root / f".tmp-step-{step}"
@@ -73,8 +75,8 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
     save_file(_contiguous(ema), str(tmp / "ema.safetensors"))
     opt_tensors, opt_meta = optimizer_to_flat(optimizer)
     save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
-    if guard:
-        save_file(_contiguous(guard), str(tmp / "guard.safetensors"))
+    for name, tensors in (extra or {}).items():
+        save_file(_contiguous(tensors), str(tmp / f"{name}.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2, sort_keys=True))
     if final.exists():  # re-writing the same step (e.g. after a rollback): replace it whole
         shutil.rmtree(final)
@@ -122,5 +124,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         "ema": load_file(str(path / "ema.safetensors")),
         "optimizer": optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), opt_meta),
         "state": state,
-        "guard": load_file(str(path / "guard.safetensors")) if (path / "guard.safetensors").exists() else {},
+        "extra": {p.name.removesuffix(".safetensors"): load_file(str(p)) for p in sorted(path.glob("*.safetensors"))
+                  if p.name not in ("model.safetensors", "ema.safetensors", "optimizer.safetensors")},
     }

@@ -28,6 +28,8 @@ class TrainConfig:
     sigma_curriculum_start: float = 0.25  # samples; the share of the σ distribution (top quantiles) at the start
     ema_halflife_samples: int = 50_000  # EMA half-life (EDM's ema_halflife_kimg, in samples)
     ema_rampup: float = 0.1  # half-life ≤ rampup × samples seen, so early EMA is not stuck at init
+    phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
+    phema_every: int = 500  # steps between post-hoc EMA snapshots in RUN/phema/; 0: no post-hoc EMA
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the backbone only
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl lines
@@ -51,10 +53,14 @@ class TrainConfig:
         non_negative = {"train.warmup_samples": self.warmup_samples, "train.sample_every": self.sample_every,
                         "train.grad_clip": self.grad_clip, "train.grad_clip_adaptive": self.grad_clip_adaptive,
                         "train.l1": self.l1, "train.l2": self.l2,
-                        "train.sigma_curriculum_samples": self.sigma_curriculum_samples}
+                        "train.sigma_curriculum_samples": self.sigma_curriculum_samples,
+                        "train.phema_every": self.phema_every}
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {value}")
+        if not self.phema_stds or not all(0 < v < 0.3 for v in self.phema_stds) or \
+                len(set(self.phema_stds)) != len(self.phema_stds):
+            raise ConfigError(f"train.phema_stds must be distinct values in (0, 0.3), got {self.phema_stds}")
         if not 0 < self.sigma_curriculum_start <= 1:
             raise ConfigError(f"train.sigma_curriculum_start must lie in (0, 1], got {self.sigma_curriculum_start}")
         if not all(0 <= b < 1 for b in self.betas):

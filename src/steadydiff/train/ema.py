@@ -29,8 +29,8 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, beta: float) -> None:
-        for k, p in model.named_parameters():
-            self.params[k].lerp_(p.detach(), 1.0 - beta)
+        names, params = zip(*model.named_parameters(), strict=True)
+        torch._foreach_lerp_([self.params[k] for k in names], [p.detach() for p in params], 1.0 - beta)
         for k, b in model.named_buffers():
             self.buffers[k].copy_(b)
 

@@ -92,21 +92,27 @@ class Snapshot:
     optimizer: dict[str, Any]
     detectors: dict[str, Any]
     val_loss: float | None = None
+    phema: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None  # power-function EMA state, metadata
 
 
 def take_snapshot(step: int, samples_seen: int, net: nn.Module, ema: Any, opt: torch.optim.Optimizer,
-                  guard: Guard, val_loss: float | None = None) -> Snapshot:
+                  guard: Guard, val_loss: float | None = None, phema: Any = None) -> Snapshot:
     clone = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return Snapshot(step=step, samples_seen=samples_seen, model=clone,
                     ema={k: v.clone() for k, v in ema.state_dict().items()},
                     optimizer=copy.deepcopy(opt.state_dict()), detectors=copy.deepcopy(guard.detector_state()),
-                    val_loss=val_loss)
+                    val_loss=val_loss,
+                    phema=None if phema is None else ({k: v.clone() for k, v in phema.state_dict().items()},
+                                                      copy.deepcopy(phema.metadata())))
 
 
-def restore_snapshot(snap: Snapshot, net: nn.Module, ema: Any, opt: torch.optim.Optimizer, guard: Guard) -> None:
+def restore_snapshot(snap: Snapshot, net: nn.Module, ema: Any, opt: torch.optim.Optimizer, guard: Guard,
+                     phema: Any = None) -> None:
     """Write a snapshot back. Copies go in, so the snapshot stays intact for a later rollback
     (Optimizer.load_state_dict keeps the tensors it is given)."""
     net.load_state_dict(snap.model)
+    if phema is not None and snap.phema is not None:
+        phema.load_state_dict(*snap.phema)
     ema.load_state_dict(snap.ema)
     opt.load_state_dict(copy.deepcopy(snap.optimizer))
     guard.load_detector_state(copy.deepcopy(snap.detectors))

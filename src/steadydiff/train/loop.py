@@ -50,6 +50,7 @@ from .guard import (
 )
 from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
 from .order import batch_indices, derive_seed
+from .phema import PowerEMA, write_snapshot
 from .rundir import JsonlLog, check_resume_config, save_config, write_text_atomic
 from .validation import FixedValidation, sigma_grid
 
@@ -185,6 +186,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     torch.manual_seed(derive_seed(tc.seed, 0))  # initial weights depend on the seed alone
     net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone).to(device)
     ema = EMA(net)
+    phema = PowerEMA(net, tc.phema_stds) if tc.phema_every else None
     ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     opt = build_optimizer(net.parameters(), tc)
     loss_fn = make_loss(cfg)
@@ -223,12 +225,15 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
         wall_before = state["state"].get("wall_s", 0.0)
         if guard is not None and "guard" in state["state"]:
-            guard.load(state["state"]["guard"], state["guard"])
+            guard.load(state["state"]["guard"], state["extra"]["guard"])
+        if phema is not None and "phema" in state["state"]:
+            phema.load_state_dict(state["extra"]["phema"], state["state"]["phema"])
         log.info("resuming %s from step %d (%d samples seen)", run_dir, step, samples_seen)
         if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
             log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
                         saved_cfg.train.steps, tc.steps)
     start_step = step
+    remove_phema_after(run_dir / "phema", samples_seen)
     metrics_log.truncate_after(step)
     incidents.truncate_after(step)
     if step == 0:
@@ -240,12 +245,16 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
              type(net.backbone).__name__, f"{n_params:,}", batch, tc.lr, tc.steps, device)
 
     def checkpoint_now() -> None:
-        extra = {"guard": guard.state_json()} if guard is not None else {}
+        meta: dict[str, Any] = {}
+        tensors: dict[str, dict[str, torch.Tensor]] = {}
+        if guard is not None:
+            meta["guard"], tensors["guard"] = guard.state_json(), guard.tensors()
+        if phema is not None:
+            meta["phema"], tensors["phema"] = phema.metadata(), phema.state_dict()
         ckpt.save_checkpoint(run_dir / "checkpoints", step, model=net.state_dict(), ema=ema.state_dict(),
-                             optimizer=opt.state_dict(), keep=tc.keep_checkpoints,
-                             guard=guard.tensors() if guard is not None else None,
+                             optimizer=opt.state_dict(), keep=tc.keep_checkpoints, extra=tensors,
                              state={"step": step, "samples_seen": samples_seen, "batch_size": batch,
-                                    "wall_s": wall_before + time.perf_counter() - t_start, **extra})
+                                    "wall_s": wall_before + time.perf_counter() - t_start, **meta})
 
     def write_grid(tag: str) -> None:
         ema.copy_to(ema_net)
@@ -272,7 +281,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     ring: list[Snapshot] = []
     anchor: Snapshot | None = None
     if guard is not None:
-        ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard))
+        ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
     ema_print = weights_fingerprint(ema.params) if guard is not None else 0.0
     params = list(net.parameters())
     # Adaptive clipping compares with recent accepted gradient norms: the guard's, or its own when the guard is off.
@@ -285,8 +294,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         nonlocal step, samples_seen, ring, anchor, window
         target = guard.choose(decision, ring, anchor)
         keep_going = guard.rolled_back(decision, target)
-        restore_snapshot(target, net, ema, opt, guard)
+        restore_snapshot(target, net, ema, opt, guard, phema)
         step, samples_seen = target.step, target.samples_seen
+        remove_phema_after(run_dir / "phema", samples_seen)
         ring = [s for s in ring if s.step <= step]
         anchor = anchor if anchor is not None and anchor.step <= step else None
         metrics_log.truncate_after(step)
@@ -363,6 +373,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             samples_seen += batch
             step += 1
             ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
+            if phema is not None:
+                phema.update(net, samples_seen)  # time in samples seen (DESIGN.md); profiles are scale-free
 
             # Statistics accumulate on the device; the host looks only when logging (no sync per step).
             # Steps the guard rejected are left out, so one bad batch does not hide the run's real loss.
@@ -383,7 +395,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                 continue
             clean = not any(s > ring[-1].step for s in guard.flagged) if ring else True
             if step % gc.snapshot_every == 0 and clean and (not ring or ring[-1].step < step):
-                ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard)]
+                ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema)]
 
         if step % tc.log_every == 0 or step == tc.steps:
             now = time.perf_counter()
@@ -414,7 +426,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                     decision = decision or guard.observe_validation(step, val_raw["loss"])
                     if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
                             not any(s > step - gc.snapshot_every for s in guard.flagged):
-                        anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"])
+                        anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"],
+                                               phema=phema)
             if guard is not None:
                 record["guard"] = {"skipped": len(guard.skip_steps), "rollbacks": len(guard.rollbacks),
                                    "lr_scale": guard.lr_scale}
@@ -427,6 +440,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             if decision is not None:
                 roll_back(decision)
                 continue
+        if phema is not None and (step % tc.phema_every == 0 or step == tc.steps) and phema.step > 0:
+            write_snapshot(run_dir / "phema", phema.snapshot(torch.float16))
         if step % tc.checkpoint_every == 0 and step < tc.steps:
             checkpoint_now()
         if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
@@ -486,6 +501,14 @@ def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torc
     if "update_ratio" in window:
         out["update_ratio"] = float(f"{float(window['update_ratio']):.4g}")
     return out
+
+
+def remove_phema_after(folder: Path, samples_seen: int) -> None:
+    """Drop post-hoc EMA snapshots newer than the state training continues from (resume, rollback)."""
+    if folder.is_dir():
+        for path in folder.glob("snapshot-*.safetensors"):
+            if int(path.stem.split("-")[1]) > samples_seen:
+                path.unlink()
 
 
 def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:

@@ -19,13 +19,18 @@ ratios of times matter; it must only increase and use one unit throughout.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 # σ_rel(γ) peaks at γ* = (√5 − 3)/2 ≈ −0.382 (where d log σ_rel²/dγ = 0, i.e. γ² + 3γ + 1 = 0); wider
@@ -200,10 +205,11 @@ class PowerEMA:
         """Fold in the model's parameters at time `step` (> the previous update; see power_beta)."""
         if not step > self.step:
             raise ValueError(f"PowerEMA.update needs increasing times: got step {step} after {self.step}")
+        names, current = zip(*model.named_parameters(), strict=True)
         for gamma, params in zip(self.gammas, self.profiles, strict=True):
             weight = 1.0 - power_beta(step, gamma, step - self.step)
-            for k, p in model.named_parameters():
-                params[k].lerp_(p.detach().to(params[k].dtype), weight)
+            torch._foreach_lerp_([params[k] for k in names],
+                                 [p.detach().to(params[k].dtype) for k, p in zip(names, current, strict=True)], weight)
         for k, b in model.named_buffers():
             if k in self.buffers:
                 self.buffers[k].copy_(b)
@@ -241,6 +247,32 @@ class PowerEMA:
                          for params in self.profiles)
         buffers = {k: b.to(device="cpu", copy=True) for k, b in self.buffers.items()}
         return Snapshot(step=self.step, stds=self.stds, gammas=self.gammas, profiles=profiles, buffers=buffers)
+
+
+def snapshot_path(folder: Path, step: float) -> Path:
+    """RUN/phema/snapshot-{time:010d}.safetensors: sorted by name is sorted by time."""
+    return folder / f"snapshot-{int(step):010d}.safetensors"
+
+
+def write_snapshot(folder: Path, snap: Snapshot) -> Path:
+    """One snapshot as safetensors, its metadata in the file's header; written to a temporary name, then renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = snapshot_path(folder, snap.step)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in snap.tensors().items()}, str(tmp),
+              metadata={"phema": json.dumps(snap.metadata())})
+    os.replace(tmp, path)
+    return path
+
+
+def read_snapshots(folder: Path) -> list[Snapshot]:
+    """Every snapshot in a run's phema folder, oldest first."""
+    snaps = []
+    for path in sorted(folder.glob("snapshot-*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["phema"])
+            snaps.append(Snapshot.from_tensors({k: f.get_tensor(k) for k in f.keys()}, meta))  # noqa: SIM118
+    return snaps
 
 
 @torch.no_grad()
