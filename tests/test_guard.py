@@ -185,6 +185,8 @@ def test_scaled_batch_is_a_spike_and_its_update_is_never_applied(tmp_path):
     events = incidents(tmp_path / "on")
     assert [(e["guard"], e["step"]) for e in events] == [("loss_spike", 30)]
     assert events[0]["ratio_to_median"] > 1e3
+    n_train = json.loads((tmp_path / "on" / "dataset.json").read_text())["n_train"]
+    assert events[0]["batch_items"] == batch_indices(n_train, 0, 30 * 64, 64).tolist()  # the planted batch
     # A skip leaves no trace: the run equals one whose step-30 batch was NaN instead (also skipped), bit for bit.
     steadydiff.train(tiny(40), out=tmp_path / "nan", progress=False, batch_transform=plant("nan", [30]))
     spiked = steadydiff.load(tmp_path / "on", ema=True).denoiser.state_dict()

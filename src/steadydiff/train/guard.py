@@ -242,10 +242,12 @@ class Guard:
                               detail="the loss or gradients of the whole batch are non-finite: the model overflows")
             elif flags & SPIKE:
                 self.incident("loss_spike", step, "skipped step", sigma_bin=int(row[1]),
-                              ratio_to_median=round(float(row[2]), 3), outcome="update not applied")
+                              ratio_to_median=round(float(row[2]), 3), outcome="update not applied",
+                              batch_items=[int(i) for i in idx])
             else:
                 self.incident("grad_explosion", step, "skipped step", grad_norm=float(row[3]),
-                              ratio_to_median=round(float(row[4]), 3), outcome="update not applied")
+                              ratio_to_median=round(float(row[4]), 3), outcome="update not applied",
+                              batch_items=[int(i) for i in idx])
             self.flagged.append(step)
             recent = [s for s in self.flagged if s > step - self.cfg.skip_window]
             if len(recent) >= self.cfg.max_skips and decision is None:
