@@ -103,13 +103,20 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
 
 
 def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
-    """`last` or `step-N` → the checkpoint folder, or a clear error listing what exists."""
+    """`last`, `best` (as recorded in RUN/eval.json by `steadydiff eval RUN --best`) or `step-N` → the checkpoint
+    folder, or a clear error listing what exists."""
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise SteadydiffError(f"{run_dir} has no checkpoint yet (looked in {run_dir / 'checkpoints'}); "
                               "train it first with `steadydiff train --out " + str(run_dir) + "`")
     if which == "last":
         return ckpts[-1]
+    if which == "best":
+        try:
+            which = json.loads((run_dir / "eval.json").read_text())["best"]["checkpoint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SteadydiffError(f"{run_dir} has no best checkpoint recorded (in {run_dir / 'eval.json'}); "
+                                  f"run `steadydiff eval {run_dir} --best` first") from None
     for p in ckpts:
         if p.name == which:
             return p

@@ -252,6 +252,8 @@ class Guard:
             recent = [s for s in self.flagged if s > step - self.cfg.skip_window]
             if len(recent) >= self.cfg.max_skips and decision is None:
                 decision = Rollback(reason="repeated_skips", step=step, first_bad=recent[0], skip=recent)
+        horizon = steps[-1] - max(self.cfg.skip_window, self.cfg.snapshot_every)
+        self.flagged = [s for s in self.flagged if s > horizon]  # older ones no longer matter
         if decision is None and self.watch_recovery is not None and steps[-1] - self.watch_recovery >= \
                 self.cfg.snapshot_every and not any(s > self.watch_recovery for s in self.flagged):
             self.incident("recovery", steps[-1], "none", outcome=f"recovered: {steps[-1] - self.watch_recovery} "

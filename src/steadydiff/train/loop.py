@@ -393,8 +393,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             if decision is not None:
                 roll_back(decision)
                 continue
-            clean = not any(s > ring[-1].step for s in guard.flagged) if ring else True
-            if step % gc.snapshot_every == 0 and clean and (not ring or ring[-1].step < step):
+            # A snapshot only after a clean stretch: no skipped step among the last `snapshot_every`.
+            clean = not any(s > step - gc.snapshot_every for s in guard.flagged)
+            if clean and (not ring or step - ring[-1].step >= gc.snapshot_every):
                 ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema)]
 
         if step % tc.log_every == 0 or step == tc.steps:
