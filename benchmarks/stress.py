@@ -220,6 +220,9 @@ def main() -> None:
     for data in args.data:
         if args.overhead:
             results["overhead"][data] = overhead(data, args.quick)
+            if not args.quick:
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(results, indent=1))
             continue
         judge = Judge(data, args.quick)
         floor = getattr(judge, "floor", floor)

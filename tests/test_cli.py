@@ -115,3 +115,20 @@ def test_summary_json_matches_printed(trained_run):
     out, r = trained_run
     s = json.loads((out / "summary.json").read_text())
     assert s["steps"] == 20 and s["quality"]["modes_total"] == 8
+
+
+def test_eval_prints_quality_against_nfe_and_records_it(tmp_path, capsys):
+    import json
+
+    from steadydiff.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", "toy:ring8", "--out", str(run), "--steps", "30", "--batch-size", "64", "--quiet",
+                 "--set", "data.toy_samples=2000", "net.mlp.width=64", "train.sample_every=0"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--samplers", "heun,euler", "--nfe", "5,9", "--n", "200", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "real data (the floor)" in out and out.count(" NFE ") == 4
+    table = json.loads((run / "eval.json").read_text())["quality_vs_nfe"]["table"]
+    assert [(r["solver"], r["nfe"]) for r in table] == [("heun", 5), ("heun", 9), ("euler", 5), ("euler", 9)]
+    assert main(["eval", str(run), "--nfe", "ten"]) == 2

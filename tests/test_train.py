@@ -208,7 +208,7 @@ def test_post_hoc_ema_snapshots_reconstruct_the_tracked_profiles(tmp_path):
     assert [s.step for s in snaps] == [640, 1280, 1920, 2560]  # samples seen at steps 10, 20, 30, 40
     tracked = load_file(str(run / "checkpoints" / "step-40" / "phema.safetensors"))
     rebuilt = reconstruct(snaps, 0.10)
-    for name, value in snaps[-1].profiles[1].items():
+    for name in snaps[-1].profiles[1]:
         assert torch.allclose(rebuilt[name], tracked[f"profile1/{name}"], atol=2e-3), name
     shorter = reconstruct(snaps, 0.03)  # an EMA length that was never tracked
     assert any(not torch.allclose(shorter[k], rebuilt[k]) for k in rebuilt)

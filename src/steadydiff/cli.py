@@ -1,4 +1,4 @@
-"""The command line: `steadydiff train | sample | info`, a thin layer over the Python API."""
+"""The command line: `steadydiff train | sample | info | report`, a thin layer over the Python API."""
 
 from __future__ import annotations
 
@@ -114,6 +114,65 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from .report import write_report
+
+    if args.samples < 10:
+        raise SteadydiffError(f"--samples must be ≥ 10, got {args.samples}")
+    t = time.perf_counter()
+    path = write_report(args.run, args.out, n_eval=args.samples)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t:.1f} s); "
+          "open it in any browser, no network needed")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SteadydiffError(f"--nfe {text!r}: give whole numbers separated by commas, e.g. --nfe 10,20,35") from None
+
+
+def _metric_text(metrics: dict) -> str:
+    keys = [k for k in ("fd_classifier", "fd_data", "modes_covered", "high_quality", "precision", "recall",
+                        "copy_fraction") if metrics.get(k) is not None]
+    return "  ".join(f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys) \
+        or json.dumps(metrics)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import evaluate as ev
+
+    samplers = [s for s in args.samplers.split(",") if s.strip()]
+    nfe = _int_list(args.nfe)
+    if args.ema_sweep:
+        res = ev.ema_sweep(args.run, n=args.n, seed=args.seed, progress=not args.quiet)
+        print(f"post-hoc EMA sweep ({res['snapshots']} snapshots, {res['sampler']} {res['steps']} steps = "
+              f"{res['nfe']} NFE, {res['n_samples']} samples):")
+        for row in res["rows"]:
+            print(f"  σ_rel {row['std']:.3f}: {_metric_text(row['metrics'])}")
+        b = res["best"]
+        print(f"  best: σ_rel {b['std']:.3f} ({b['metric']} {b['value']:.4g})")
+    if args.best:
+        res = ev.best_checkpoint(args.run, args.metric, n=args.n, seed=args.seed, progress=not args.quiet)
+        print(f"best checkpoint by {res['metric']}: {res['checkpoint']} ({res['value']:.4g}); "
+              + ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} —" for k, v in res["all"].items()))
+        print(f"  load it with steadydiff.load(RUN, checkpoint='best') or `steadydiff sample {args.run} "
+              "--checkpoint best ...`")
+    if not (args.best or args.ema_sweep) or args.table:
+        res = ev.evaluate(args.run, checkpoint=args.checkpoint, samplers=samplers, nfe=nfe, n=args.n, seed=args.seed,
+                          ema=not args.raw, progress=not args.quiet)
+        print(f"quality against network evaluations: {res['checkpoint']}, {res['weights']} weights, "
+              f"{res['n_samples']} samples, seed {res['seed']}")
+        print(f"  real data (the floor): {_metric_text(res['real_data'])}")
+        for row in res["table"]:
+            print(f"  {row['solver']:<9} {row['steps']:>3} steps {row['nfe']:>3} NFE  {_metric_text(row['metrics'])}")
+    print(f"  written to {Path(args.run) / 'eval.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="steadydiff", description="Train diffusion models on your own data.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,6 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a run directory")
     i.add_argument("run")
     i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", help="quality against network evaluations per solver; best checkpoint; EMA sweep")
+    e.add_argument("run")
+    e.add_argument("--checkpoint", default="last", help="last, best or step-N")
+    e.add_argument("--samplers", default="heun,dpmpp-2m,euler", help="comma-separated solvers")
+    e.add_argument("--nfe", default="10,20,35", help="comma-separated network-evaluation budgets")
+    e.add_argument("--n", type=int, default=None, help="samples per setting (default min(1500, max(500, held-out)))")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
+    e.add_argument("--best", action="store_true", help="score every kept checkpoint and record the best")
+    e.add_argument("--metric", default=None, help="metric for --best (default: per data kind)")
+    e.add_argument("--ema-sweep", action="store_true", help="post-hoc EMA: quality against EMA length (σ_rel)")
+    e.add_argument("--table", action="store_true", help="with --best or --ema-sweep, also the quality-vs-NFE table")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="write a self-contained HTML report of a run (also while it trains)")
+    r.add_argument("run")
+    r.add_argument("--out", help="HTML file to write (default RUN/report.html)")
+    r.add_argument("--samples", type=int, default=500,
+                   help="samples per setting of the quality-vs-NFE table and the memorisation check (default 500)")
+    r.set_defaults(func=cmd_report)
     return p
 
 

@@ -1,5 +1,6 @@
 """Pure functions on arrays: quality, diversity and memorisation."""
 
+from .features import frechet_feature_distance, load_shipped_feature_net
 from .frechet import frechet_distance, frechet_distance_stats, gaussian_stats
 from .memorisation import copy_fraction, nearest_distances
 from .mmd import median_distance, mmd
@@ -7,5 +8,6 @@ from .modes import mode_stats
 from .prdc import prdc
 from .sliced_wasserstein import sliced_wasserstein
 
-__all__ = ["copy_fraction", "frechet_distance", "frechet_distance_stats", "gaussian_stats", "median_distance",
-           "mmd", "mode_stats", "nearest_distances", "prdc", "sliced_wasserstein"]
+__all__ = ["copy_fraction", "frechet_distance", "frechet_distance_stats", "frechet_feature_distance", "gaussian_stats",
+           "load_shipped_feature_net", "median_distance", "mmd", "mode_stats", "nearest_distances", "prdc",
+           "sliced_wasserstein"]

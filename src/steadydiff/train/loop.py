@@ -297,6 +297,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         restore_snapshot(target, net, ema, opt, guard, phema)
         step, samples_seen = target.step, target.samples_seen
         remove_phema_after(run_dir / "phema", samples_seen)
+        for grid in (run_dir / "samples").glob("step-*.*"):  # grids of the abandoned stretch
+            if grid.stem.removeprefix("step-").isdigit() and int(grid.stem.removeprefix("step-")) > step:
+                grid.unlink()
         ring = [s for s in ring if s.step <= step]
         anchor = anchor if anchor is not None and anchor.step <= step else None
         metrics_log.truncate_after(step)

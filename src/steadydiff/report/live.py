@@ -1,0 +1,272 @@
+"""Figures computed now, from the run's last checkpoint (EMA weights) and its data, kept cheap:
+
+- quality against network evaluations: heun, dpmpp-2m and euler at 7, 15 and 35 NFE, 500 samples each
+  (seed 0), scored by the Fréchet distance to the held-out data in normalised data space (flattened items;
+  images with more than 1,024 values are average-pooled to at most 1,024 first) and, where the data has
+  known modes, by mode coverage;
+- memorisation: each sample's distance to its nearest training item (normalised units, full resolution)
+  against the same distance for held-out real items, over at most the first 5,000 training items (the cap
+  summary.json uses too);
+- diversity: mean nearest-neighbour distance among samples against that among as many real items;
+- the denoising trajectory: the x0 prediction D(x; σ) at each solver step, through the solver's callback.
+
+Only public layers are used: `steadydiff.api.load`, `steadydiff.sampling`, `steadydiff.metrics` and
+`steadydiff.data.load_data` (to reload the training data from the run's config).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..api import Model, load
+from ..data import load_data
+from ..data.normalise import Normaliser
+from ..errors import SteadydiffError
+from ..metrics import copy_fraction, frechet_distance, mode_stats, nearest_distances
+from ..sampling import nfe as count_nfe
+from ..sampling import sample as run_solver
+from ..sampling import step_list
+from .files import RunFiles
+
+N_EVAL = 500  # samples per quality setting
+SOLVERS = ("heun", "dpmpp-2m", "euler")
+NFE_TARGETS = (7, 15, 35)  # heun reaches these with 4, 8 and 18 steps (2·steps − 1)
+MAX_REFERENCE = 5000  # training items that samples are compared with
+MAX_FEATURES = 1024  # values per item for Fréchet distances (covariances of D × D)
+WORST = 8  # memorisation offenders shown
+
+
+def solver_steps(solver: str, nfe_target: int) -> int:
+    """Solver steps that cost `nfe_target` network evaluations (Heun: 2·steps − 1)."""
+    return (nfe_target + 1) // 2 if solver == "heun" else nfe_target
+
+
+@dataclass
+class Reference:
+    """The run's data, reloaded and checked against dataset.json's fingerprint; normalised, (N, ...)."""
+
+    train: np.ndarray  # the first MAX_REFERENCE training items
+    holdout: np.ndarray
+    train_user: np.ndarray  # the same items in the user's units (for pictures)
+    modes: np.ndarray | None
+    mode_std: float | None
+    n_train_total: int
+
+
+@dataclass
+class Live:
+    """What the model-based sections need; `notes` say what was skipped and why."""
+
+    model: Model | None = None
+    normaliser: Normaliser | None = None
+    reference: Reference | None = None
+    model_note: str | None = None
+    data_note: str | None = None
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    quality_floor: float | None = None
+    memo: dict[str, Any] | None = None
+    diversity_ratio: float | None = None
+    modes: dict[str, Any] | None = None  # mode statistics of the memorisation samples
+    trajectory: dict[str, Any] | None = None
+    grid_quality: list[dict[str, Any]] = field(default_factory=list)
+    n_eval: int = N_EVAL
+    seconds: float = 0.0
+
+
+def load_normaliser(files: RunFiles) -> Normaliser | None:
+    path = files.dir / "normaliser.json"
+    if not path.is_file():
+        return None
+    return Normaliser.from_dict(json.loads(path.read_text()))
+
+
+def load_model(files: RunFiles) -> tuple[Model | None, str | None]:
+    if not files.checkpoints:
+        return None, "no checkpoint yet: the sections that need the model are skipped until the first one is written"
+    try:
+        return load(files.dir, ema=True), None
+    except (SteadydiffError, OSError, RuntimeError, KeyError, ValueError) as exc:
+        return None, f"the last checkpoint could not be loaded ({type(exc).__name__}: {exc})"
+
+
+def load_reference(files: RunFiles, norm: Normaliser) -> tuple[Reference | None, str | None]:
+    """Reload the training data through data.load_data(config.data); None and why when that is impossible."""
+    if files.config is None:
+        return None, "the run's config could not be read, so its data cannot be reloaded"
+    try:
+        ds = load_data(files.config.data)
+    except (SteadydiffError, OSError, ValueError) as exc:
+        return None, (f"the training data (data.source = {files.config.data.source!r}) could not be reloaded "
+                      f"({exc}); data given to steadydiff.train as an array or Dataset cannot be, give a path")
+    fingerprint = hashlib.sha256(np.ascontiguousarray(ds.train).tobytes()).hexdigest()[:16]
+    expected = files.dataset.get("fingerprint")
+    if expected is not None and expected != fingerprint:
+        return None, (f"the data at {files.config.data.source!r} is not what the run was trained on "
+                      f"(fingerprint {fingerprint}, the run's {expected})")
+    train_user = ds.train[:MAX_REFERENCE]
+    return Reference(train=np.asarray(norm.forward(train_user), dtype=np.float32),
+                     holdout=np.asarray(norm.forward(ds.holdout), dtype=np.float32), train_user=train_user,
+                     modes=None if ds.modes is None else np.asarray(ds.modes), mode_std=ds.mode_std,
+                     n_train_total=len(ds.train)), None
+
+
+def features(x: np.ndarray) -> np.ndarray:
+    """Items flattened; images with more than MAX_FEATURES values average-pooled down to at most that."""
+    if x.ndim == 4 and int(np.prod(x.shape[1:])) > MAX_FEATURES:
+        c, h, w = x.shape[1:]
+        f = 1
+        while c * math.ceil(h / f) * math.ceil(w / f) > MAX_FEATURES:
+            f += 1
+        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(x, dtype=torch.float32),
+                                                         (math.ceil(h / f), math.ceil(w / f)))
+        x = pooled.numpy()
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+
+
+def _fd(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 2 or len(b) < 2 or not np.isfinite(a).all():
+        return float("nan")
+    return frechet_distance(features(a), features(b))
+
+
+def quality_vs_nfe(model: Model, ref: Reference, *, n: int = N_EVAL, solvers: tuple[str, ...] = SOLVERS,
+                   nfes: tuple[int, ...] = NFE_TARGETS) -> tuple[list[dict[str, Any]], dict[tuple[str, int], Any]]:
+    """One row per (solver, NFE) with FD to held-out data (and mode statistics); the samples, by (solver, steps)."""
+    rows, drawn = [], {}
+    for solver in solvers:
+        for target in nfes:
+            steps = solver_steps(solver, target)
+            t = time.perf_counter()
+            x = model.sample(n, steps=steps, sampler=solver, seed=0, normalised=True)
+            row: dict[str, Any] = {"solver": solver, "steps": steps, "nfe": count_nfe(solver, steps),
+                                   "fd": _fd(x, ref.holdout) if len(ref.holdout) >= 2 else float("nan")}
+            finite = np.isfinite(x.reshape(len(x), -1)).all(1)
+            if not finite.all():
+                row["non_finite"] = int((~finite).sum())
+            if ref.modes is not None and ref.mode_std is not None and finite.all():
+                stats = mode_stats(np.asarray(model.normaliser.inverse(x)), ref.modes, ref.mode_std)
+                row.update(modes_covered=stats["modes_covered"], modes_total=stats["modes_total"],
+                           high_quality=stats["high_quality"])
+            row["seconds"] = round(time.perf_counter() - t, 2)
+            rows.append(row)
+            drawn[(solver, steps)] = x
+    return rows, drawn
+
+
+def memorisation(samples: np.ndarray, ref: Reference) -> dict[str, Any] | None:
+    """Near-copy fraction of samples and of held-out items against the training items, and the worst offenders."""
+    if len(ref.train) < 2 or not np.isfinite(samples).all():
+        return None
+    cf = copy_fraction(samples, ref.train)
+    sample_nn = nearest_distances(samples, ref.train)
+    held_nn = nearest_distances(ref.holdout, ref.train) if len(ref.holdout) else None
+    worst = np.argsort(sample_nn)[:WORST]
+    flat_train = torch.as_tensor(ref.train.reshape(len(ref.train), -1), dtype=torch.float64)
+    flat_worst = torch.as_tensor(samples[worst].reshape(len(worst), -1), dtype=torch.float64)
+    nearest = torch.cdist(flat_worst, flat_train).argmin(1).numpy()
+    return {"copy_fraction": cf["copy_fraction"], "threshold": cf["threshold"],
+            "median_sample_nn": cf["median_sample_nn"], "median_train_nn": cf["median_train_nn"],
+            "heldout_fraction": None if held_nn is None else float((held_nn < cf["threshold"]).mean()),
+            "median_heldout_nn": None if held_nn is None else float(np.median(held_nn)),
+            "sample_nn": sample_nn, "heldout_nn": held_nn, "worst": worst, "worst_nearest": nearest,
+            "worst_distances": sample_nn[worst], "samples": samples, "n_samples": len(samples),
+            "n_train": len(ref.train), "n_heldout": 0 if held_nn is None else len(held_nn)}
+
+
+def diversity_ratio(samples: np.ndarray, real: np.ndarray) -> float | None:
+    """Mean nearest-neighbour distance within the samples over that within as many real items."""
+    k = min(len(samples), len(real))
+    if k < 3 or not np.isfinite(samples).all():
+        return None
+    a = nearest_distances(samples[:k], samples[:k], exclude_self=True).mean()
+    b = nearest_distances(real[:k], real[:k], exclude_self=True).mean()
+    return float(a / b) if b > 0 else None
+
+
+def trajectory(model: Model, *, n: int, seed: int = 0) -> dict[str, Any]:
+    """The x0 prediction D(x; σ) and the state x after each step of the run's own sampler, in user units."""
+    cfg = model.config.sample
+    sigma_min, sigma_max = model.config.diffusion.sigma_range(model.denoiser.sigma_data)
+    sigmas = step_list(cfg.schedule, cfg.steps, sigma_min, sigma_max, rho=cfg.rho).to(model.device)
+    denoised, states, levels = [], [], []
+
+    sigma_data = model.denoiser.sigma_data
+
+    def record(info: dict[str, Any]) -> None:
+        denoised.append(info["denoised"].detach().cpu().numpy())
+        # The state scaled to the data's spread (as c_in scales the network's input), so the picture
+        # shows the signal emerging from the noise rather than noise clipped to the value range.
+        scale = sigma_data / math.sqrt(sigma_data ** 2 + float(info["sigma_next"]) ** 2)
+        states.append(info["x"].detach().cpu().numpy() * scale)
+        levels.append(float(info["sigma"]))
+
+    run_solver(model.denoiser, (n, *model.item_shape), sigmas, cfg.sampler, list(range(seed, seed + n)),
+               device=model.device, callback=record)
+    inv = model.normaliser.inverse
+    return {"sampler": cfg.sampler, "steps": cfg.steps, "sigmas": levels,
+            "denoised": np.stack([np.asarray(inv(d)) for d in denoised]),
+            "states": np.stack([np.asarray(inv(s)) for s in states])}
+
+
+def grid_quality(files: RunFiles, ref: Reference, norm: Normaliser) -> list[dict[str, Any]]:
+    """FD (and modes) of the sample grids saved during training (samples/step-N.npy), per step."""
+    out = []
+    for step, png in files.sample_grids:
+        npy = png.with_suffix(".npy")
+        if not npy.is_file():
+            continue
+        try:
+            user = np.load(npy)
+        except (OSError, ValueError):  # being written
+            continue
+        if not np.isfinite(user).all():
+            out.append({"step": step, "n": len(user), "fd": float("nan")})
+            continue
+        row: dict[str, Any] = {"step": step, "n": len(user),
+                               "fd": _fd(np.asarray(norm.forward(user)), ref.holdout)}
+        if ref.modes is not None and ref.mode_std is not None and user.ndim == 2:
+            stats = mode_stats(user, ref.modes, ref.mode_std)
+            row.update(modes_covered=stats["modes_covered"], high_quality=stats["high_quality"])
+        out.append(row)
+    return out
+
+
+def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
+    """Everything model- and data-based, each part skipped with a note when its inputs are missing."""
+    t = time.perf_counter()
+    live = Live(normaliser=load_normaliser(files), n_eval=n)
+    if live.normaliser is None:
+        live.model_note = live.data_note = "no normaliser.json yet: the run has not started"
+        return live
+    live.reference, live.data_note = load_reference(files, live.normaliser)
+    ref = live.reference
+    if ref is not None:
+        live.grid_quality = grid_quality(files, ref, live.normaliser)
+    live.model, live.model_note = load_model(files)
+    model = live.model
+    if model is None:
+        live.seconds = time.perf_counter() - t
+        return live
+    with torch.no_grad():
+        live.trajectory = trajectory(model, n=1 if model.kind == "image" else 8)
+        if ref is not None:
+            live.quality, drawn = quality_vs_nfe(model, ref, n=n)
+            if len(ref.holdout) >= 2:
+                k = min(n, len(ref.train))
+                live.quality_floor = _fd(ref.train[:k], ref.holdout)
+            best = drawn[("heun", solver_steps("heun", max(NFE_TARGETS)))]
+            live.memo = memorisation(best, ref)
+            real = ref.holdout if len(ref.holdout) >= 3 else ref.train
+            live.diversity_ratio = diversity_ratio(best, real)
+            if ref.modes is not None and ref.mode_std is not None and np.isfinite(best).all():
+                live.modes = mode_stats(np.asarray(model.normaliser.inverse(best)), ref.modes, ref.mode_std)
+    live.seconds = time.perf_counter() - t
+    return live

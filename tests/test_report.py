@@ -1,0 +1,272 @@
+"""`steadydiff report`: every section and image is there, also mid-run and without a checkpoint; the verdict's
+rules on synthetic curves; the page renders in headless Chromium with every image loaded."""
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import steadydiff
+from steadydiff.cli import main
+from steadydiff.config import from_dict
+from steadydiff.errors import SteadydiffError
+from steadydiff.report import SECTION_IDS, write_report
+from steadydiff.report import verdict as v
+from steadydiff.report.live import Reference, memorisation
+
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def spikes(steps):
+    """A batch_transform that blows up the batches of `steps`: the guard skips them and then rolls back."""
+    def transform(step, x):
+        return x * 1e6 if step in steps else x
+    return transform
+
+
+@pytest.fixture(scope="module")
+def ring_run(tmp_path_factory):
+    """A 60-step toy run with grids, checkpoints, and a burst of spikes that makes the guard roll back."""
+    cfg = from_dict({
+        "data": {"source": "toy:ring8", "toy_samples": 2000},
+        "net": {"mlp": {"width": 64, "blocks": 2}},
+        "train": {"steps": 60, "batch_size": 64, "log_every": 5, "val_every": 10, "checkpoint_every": 20,
+                  "sample_every": 20, "warmup_samples": 640, "val_items": 32},
+        "guard": {"min_history": 20, "snapshot_every": 20},
+        "sample": {"steps": 6, "grid_n": 32},
+    })
+    run = tmp_path_factory.mktemp("ring") / "run"
+    steadydiff.train(cfg, out=run, progress=False, batch_transform=spikes({45, 46, 47}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def ring_report(ring_run):
+    assert main(["report", str(ring_run), "--samples", "200"]) == 0
+    return ring_run / "report.html"
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A tiny U-Net on the built-in 8×8 digits: an image run whose data the report can reload."""
+    cfg = from_dict({"data": {"source": "digits"},
+                     "net": {"unet": {"channels": 8, "channel_mult": [1, 2], "groups": 4}},
+                     "train": {"steps": 10, "batch_size": 32, "log_every": 2, "val_every": 2, "checkpoint_every": 5,
+                               "sample_every": 5, "val_items": 16},
+                     "sample": {"steps": 4, "grid_n": 16}})
+    run = tmp_path_factory.mktemp("digits") / "run"
+    steadydiff.train(cfg, out=run, progress=False)
+    return run
+
+
+def check_page(html: str) -> list[bytes]:
+    """Every section with its heading, no script, no remote reference; returns the images, each a valid PNG."""
+    for sid in SECTION_IDS:
+        assert re.search(rf'<section id="{sid}"><h2>[^<]+</h2>', html), f"section {sid} missing"
+    assert "<script" not in html.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the report must not reach the network"
+    pngs = [base64.b64decode(b, validate=True) for b in IMG.findall(html)]
+    assert len(pngs) == html.count("<img "), "every image is an embedded PNG"
+    for png in pngs:
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.format == "PNG"
+            im.verify()
+    return pngs
+
+
+def section(html: str, sid: str) -> str:
+    return html.split(f'<section id="{sid}">', 1)[1].split("</section>", 1)[0]
+
+
+def test_report_of_a_finished_vector_run_with_incidents(ring_report):
+    html = ring_report.read_text()
+    pngs = check_page(html)
+    assert len(pngs) >= 12  # curves, grids, timeline, quality, histogram, offenders, trajectory
+    assert "finished" in section(html, "overview") and "MLPBackbone" in section(html, "overview")
+    incidents = section(html, "incidents")
+    assert "loss_spike" in incidents and "rollback" in incidents and "<img" in incidents
+    quality = section(html, "quality-nfe")
+    for solver in ("heun", "dpmpp-2m", "euler"):
+        assert f"<td>{solver}</td>" in quality
+    assert "/8" in quality  # toy data: mode coverage per setting
+    assert "<img" in section(html, "trajectory") and "<img" in section(html, "memorisation")
+    verdicts = section(html, "verdict")
+    for question in ("Converged?", "Diverging?", "Memorising?", "Mode collapse?"):
+        assert question in verdicts
+    assert "rollback" in verdicts  # the guard's rollback is named in the divergence answer
+
+
+def test_report_of_an_image_run(digits_run, tmp_path):
+    out = write_report(digits_run, tmp_path / "sub" / "r.html", n_eval=60)
+    assert out == tmp_path / "sub" / "r.html"
+    html = out.read_text()
+    check_page(html)
+    assert len(re.findall(r"<figure><img", section(html, "samples"))) == 2  # step-5 and step-10 grids
+    memo = section(html, "memorisation")
+    assert "nearest training item" in memo and "<img" in memo
+    assert "<img" in section(html, "trajectory") and "<img" in section(html, "quality-nfe")
+
+
+def test_report_while_the_run_is_going(ring_run, tmp_path):
+    """No summary.json and a half-written metrics line; then no checkpoint and data that cannot be reloaded."""
+    run = tmp_path / "run"
+    shutil.copytree(ring_run, run)
+    (run / "summary.json").unlink()
+    (run / "report.html").unlink(missing_ok=True)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 65, "loss": 0.9')  # the trainer is writing this line right now
+    html = write_report(run, n_eval=50).read_text()
+    check_page(html)
+    assert "in progress" in section(html, "overview")
+    assert "unreadable line" in html
+
+    shutil.rmtree(run / "checkpoints")
+    toml = (run / "config.toml").read_text().replace('source = "toy:ring8"', 'source = "<ndarray given>"')
+    (run / "config.toml").write_text(toml)
+    html = write_report(run).read_text()
+    check_page(html)
+    for sid in ("quality-nfe", "memorisation", "trajectory"):
+        assert "no checkpoint yet" in section(html, sid)
+    assert "<img" in section(html, "loss") and "<img" in section(html, "samples")
+
+
+def test_not_a_run_directory_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SteadydiffError, match="not a steadydiff run directory"):
+        write_report(tmp_path)
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# -- the verdict's rules on synthetic curves -----------------------------------------------------------------
+
+
+def curve(values, seed=0, noise=0.003):
+    y = np.asarray(values, dtype=float) * (1 + noise * np.random.default_rng(seed).standard_normal(len(values)))
+    return list(np.arange(1, len(y) + 1) * 6400.0), list(y)
+
+
+def test_flat_validation_is_converged_and_not_diverging():
+    x, y = curve(np.r_[np.geomspace(1.0, 0.3, 30), np.full(30, 0.3)])
+    assert v.converged(x, y).answer == "yes"
+    d = v.diverging(x, y)
+    assert d.answer == "no" and "1.0" in d.text  # states the ratio to the best
+
+
+def test_still_falling_validation_is_not_converged():
+    x, y = curve(np.geomspace(1.0, 0.2, 60))
+    c = v.converged(x, y)
+    assert c.answer == "no" and "still improving" in c.text and not c.alarm
+
+
+def test_rising_validation_is_diverging():
+    x, y = curve(np.r_[np.geomspace(1.0, 0.3, 40), np.linspace(0.3, 0.6, 20)])
+    d = v.diverging(x, y)
+    assert d.answer == "yes" and d.alarm and "2.0" in d.text
+    assert v.converged(x, y).answer == "no"
+    # Rising while the training loss still falls is overfitting, not instability.
+    _, train = curve(np.geomspace(1.0, 0.1, 60), seed=1)
+    over = v.diverging(x, y, train_x=x, train_loss=train)
+    assert over.answer == "no" and over.alarm and "overfitting" in over.text
+
+
+def test_guard_stop_and_late_rollbacks_are_diverging():
+    x, y = curve(np.full(20, 0.3))
+    stop = v.diverging(x, y, incidents=[{"step": 90, "guard": "collapse", "action": "stop"}])
+    assert stop.answer == "yes"
+    late = v.diverging(x, y, last_step=100, incidents=[{"step": 95, "guard": "collapse", "action": "rollback"}])
+    assert late.answer == "yes" and "95" in late.text
+    early = v.diverging(x, y, last_step=100, incidents=[{"step": 10, "guard": "collapse", "action": "rollback"}])
+    assert early.answer == "no" and "recovered" in early.text
+    assert v.converged(x[:3], y[:3]).answer == "unclear"
+
+
+def test_copies_far_above_the_heldout_baseline_are_memorising():
+    m = v.memorising(0.4, 0.02, n_samples=500)
+    assert m.answer == "yes" and "40.0%" in m.text and "2.0%" in m.text
+    assert v.memorising(0.03, 0.02).answer == "no"
+    assert v.memorising(0.14, 0.10).answer == "no"  # not twice the baseline
+    assert v.memorising(None, None).answer == "unclear"
+
+
+def test_memorisation_figures_flag_copied_samples():
+    rng = np.random.default_rng(0)
+    train, held = rng.normal(size=(400, 16)), rng.normal(size=(100, 16))
+    ref = Reference(train=train, holdout=held, train_user=train, modes=None, mode_std=None, n_train_total=400)
+    copies = memorisation(train[:200] + 1e-3 * rng.normal(size=(200, 16)), ref)
+    fresh = memorisation(rng.normal(size=(200, 16)), ref)
+    assert v.memorising(copies["copy_fraction"], copies["heldout_fraction"]).answer == "yes"
+    assert v.memorising(fresh["copy_fraction"], fresh["heldout_fraction"]).answer == "no"
+    assert copies["worst_distances"].max() < 0.01 and (copies["worst_nearest"] < 200).all()
+
+
+def test_mode_collapse_rules():
+    assert v.mode_collapse(modes_covered=5, modes_total=8, high_quality=0.9).answer == "yes"
+    assert v.mode_collapse(modes_covered=8, modes_total=8, high_quality=0.9, smallest_share=0.1).answer == "no"
+    assert v.mode_collapse(modes_covered=3, modes_total=8, high_quality=0.1).answer == "unclear"
+    assert v.mode_collapse(diversity_ratio=0.2).answer == "yes"
+    assert v.mode_collapse(diversity_ratio=0.95).answer == "no"
+
+
+# -- end to end in a browser ---------------------------------------------------------------------------------
+
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  for (const im of document.images) im.setAttribute("data-loaded", im.complete && im.naturalWidth > 0 ? "yes" : "no");
+  for (const s of document.querySelectorAll("section")) s.setAttribute("data-height", s.getBoundingClientRect().height);
+  document.body.setAttribute("data-checked", document.images.length);
+});
+</script></body>"""
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must run the browser test: install chromium (.ci/run does)")
+    pytest.skip("no chromium binary found (apt-get install chromium)")
+
+
+def run_browser(binary: str, profile, *args: str) -> subprocess.CompletedProcess:
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_report_renders_in_headless_chromium(ring_report, tmp_path):
+    binary = chromium()
+    shot = tmp_path / "shot.png"
+    done = run_browser(binary, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,6000",
+                       ring_report.resolve().as_uri())
+    assert shot.is_file(), done.stderr[-2000:]
+    with Image.open(shot) as im:
+        grey = np.asarray(im.convert("L"))
+    assert grey.shape == (6000, 1200)
+    assert grey.std() > 10 and len(np.unique(grey)) > 50, "the screenshot is blank"
+
+    # A copy of the page with a probe script (the report itself has none) reports what the browser loaded.
+    probe = tmp_path / "probe.html"
+    probe.write_text(ring_report.read_text().replace("</body>", CHECK_SCRIPT))
+    dom = run_browser(binary, tmp_path / "profile", "--virtual-time-budget=10000", "--window-size=1200,6000",
+                      "--dump-dom", probe.as_uri()).stdout
+    n = ring_report.read_text().count("<img ")
+    assert f'data-checked="{n}"' in dom, dom[-2000:]
+    assert dom.count('data-loaded="yes"') == n and 'data-loaded="no"' not in dom
+    heights = dict(re.findall(r'<section id="([^"]+)" data-height="([\d.]+)"', dom))
+    assert set(heights) == set(SECTION_IDS)
+    assert all(float(hgt) > 40 for hgt in heights.values()), heights
+
+
+def test_large_images_are_pooled_for_frechet_distances():
+    from steadydiff.report.live import MAX_FEATURES, features
+
+    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32))
+    f = features(x)
+    assert f.shape[0] == 4 and f.shape[1] <= MAX_FEATURES
+    assert features(x[:, :1, :8, :8]).shape == (4, 64)  # small items stay whole
