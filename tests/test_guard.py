@@ -245,6 +245,7 @@ def test_clean_run_is_quiet(tmp_path):
     assert incidents(tmp_path / "run") == []
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stability"] == {"incidents": {}, "skipped_steps": 0, "rollbacks": 0, "lr_scale": 1.0}
+    assert 0 < summary["evaluation_share"] < 1
 
 
 # -- canaries and the data scan --------------------------------------------------------------------------------

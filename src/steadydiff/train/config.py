@@ -78,7 +78,8 @@ class GuardConfig:
     history: int = 200  # steps of per-σ-bin loss and gradient-norm history for the robust statistics
     min_history: int = 50  # steps of history before spikes and explosions are judged
     spike_z: float = 8.0  # a σ-bin's batch loss this many robust std (1.4826·MAD) above the bin's median ...
-    spike_ratio: float = 3.0  # ... and this many times the median is a spike
+    spike_ratio: float = 3.0  # ... and this many times the median ...
+    spike_over_max: float = 1.5  # ... and this many times the largest accepted value in the history is a spike
     grad_z: float = 8.0  # the same two thresholds for the gradient norm (before clipping)
     grad_ratio: float = 10.0
     max_skips: int = 3  # this many skipped steps within `skip_window` steps mean the model, not a batch, is the
@@ -96,6 +97,7 @@ class GuardConfig:
     def check(self) -> None:
         positive = {"guard.history": self.history, "guard.min_history": self.min_history,
                     "guard.spike_z": self.spike_z, "guard.spike_ratio": self.spike_ratio, "guard.grad_z": self.grad_z,
+                    "guard.spike_over_max": self.spike_over_max,
                     "guard.grad_ratio": self.grad_ratio, "guard.max_skips": self.max_skips,
                     "guard.skip_window": self.skip_window, "guard.snapshot_every": self.snapshot_every,
                     "guard.collapse_ratio": self.collapse_ratio, "guard.collapse_patience": self.collapse_patience,

@@ -54,6 +54,7 @@ class RobustHistory:
         self.median = torch.full((channels,), math.nan, device=device)
         self.mad = torch.full((channels,), math.nan, device=device)
         self.count = torch.zeros(channels, device=device)
+        self.top = torch.full((channels,), math.nan, device=device)
         self.pos = 0
 
     def push(self, value: torch.Tensor, accept: torch.Tensor) -> None:
@@ -65,11 +66,19 @@ class RobustHistory:
         self.median = torch.nanmedian(self.values, dim=0).values
         self.mad = torch.nanmedian((self.values - self.median).abs(), dim=0).values
         self.count = torch.isfinite(self.values).sum(0).float()
+        self.top = torch.where(self.count > 0, self.values.nan_to_num(-math.inf).max(0).values, math.nan)
 
-    def excess(self, value: torch.Tensor, z: float, ratio: float, min_count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(is_high per channel, value / median): high means both z robust std above and `ratio`× the median."""
+    def excess(self, value: torch.Tensor, z: float, ratio: float, min_count: int,
+               over_max: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(is_high per channel, value / median): high means z robust std above the median, `ratio`× the median
+        and `over_max`× the largest accepted value in the history, all at once.
+
+        The last condition matters for heavy-tailed losses: late in training a σ-bin's batch loss can jump to
+        several times its median whenever a few samples fall between modes; such jumps recur, so they are
+        in the history, and only a value beyond all recent ones is a spike.
+        """
         high = (self.count >= min_count) & (value > self.median + z * _MAD_TO_STD * self.mad) & \
-            (value > ratio * self.median)
+            (value > ratio * self.median) & (value > over_max * self.top)
         return high, value / self.median
 
     def state_dict(self) -> dict[str, Any]:
@@ -173,9 +182,9 @@ class Guard:
         bad_items = ~torch.isfinite(per_sample)
         finite = ~bad_items.any() & torch.isfinite(grad_norm)
         bin_loss = (bins_sum / bins_n).float()  # NaN for an empty bin: never a spike
-        high, ratio = self.loss_hist.excess(bin_loss, c.spike_z, c.spike_ratio, c.min_history)
+        high, ratio = self.loss_hist.excess(bin_loss, c.spike_z, c.spike_ratio, c.min_history, c.spike_over_max)
         g = grad_norm.reshape(1).float()
-        g_high, g_ratio = self.grad_hist.excess(g, c.grad_z, c.grad_ratio, c.min_history)
+        g_high, g_ratio = self.grad_hist.excess(g, c.grad_z, c.grad_ratio, c.min_history, c.spike_over_max)
         spike, explode = high.any(), g_high[0]
         bad = ~finite | spike | explode
         flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION

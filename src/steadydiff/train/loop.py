@@ -276,6 +276,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     t_start = time.perf_counter()
     window = new_window()
     last_loss = float("nan")
+    eval_s = 0.0  # time spent on validation, canaries and sample grids (evaluation's share of the run)
     # In-memory snapshots for rollback: the newest few, plus the anchor taken at the last validation near the
     # best held-out loss (a collapse goes back there). A snapshot is only taken after a clean stretch.
     ring: list[Snapshot] = []
@@ -414,6 +415,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                       "loss_bins": [round(v, 6) for v in bins], **weight_diagnostics(net.backbone, window, device)}
             decision = None
             if step % tc.val_every == 0 or step == tc.steps:
+                t_eval = time.perf_counter()
                 ema.copy_to(ema_net)
                 net.eval()
                 val_raw = validation.evaluate(net, loss_fn)
@@ -432,6 +434,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                             not any(s > step - gc.snapshot_every for s in guard.flagged):
                         anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"],
                                                phema=phema)
+                eval_s += time.perf_counter() - t_eval
             if guard is not None:
                 record["guard"] = {"skipped": len(guard.skip_steps), "rollbacks": len(guard.rollbacks),
                                    "lr_scale": guard.lr_scale}
@@ -449,25 +452,32 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         if step % tc.checkpoint_every == 0 and step < tc.steps:
             checkpoint_now()
         if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
+            t_eval = time.perf_counter()
             write_grid(f"step-{step}")
+            eval_s += time.perf_counter() - t_eval
     bar.close()
 
     # 5. Final checkpoint, samples and summary ----------------------------------------------------
     if step > start_step or not existing:
         checkpoint_now()
     wall = wall_before + time.perf_counter() - t_start
+    t_eval = time.perf_counter()
     write_grid(f"step-{step}")
     ema.copy_to(ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
     x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, 0x5EE), device=device)
     samples_user = np.asarray(norm.inverse(x.numpy()))
+    quality = _summary_quality(ds, norm, samples_user)
+    eval_s += time.perf_counter() - t_eval
     summary = {
         "data": describe(ds), "backbone": type(net.backbone).__name__, "parameters": n_params,
         "steps": step, "samples_seen": samples_seen, "batch_size": batch, "wall_s": round(wall, 1),
         "sigma_data": sigma_data, "final_loss": round(last_loss, 6),
+        # validation, canaries, grids and this summary's samples, as a share of this call's time
+        "evaluation_share": round(eval_s / max(time.perf_counter() - t_start, 1e-9), 4),
         "sampler": {"name": cfg.sample.sampler, "steps": cfg.sample.steps,
                     "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
-        "quality": _summary_quality(ds, norm, samples_user),
+        "quality": quality,
     }
     if guard is not None:
         summary["stability"] = guard.summary()
