@@ -65,13 +65,7 @@ def test_learns_to_use_noise_level_and_input(shape):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    net.eval()
-    x = torch.randn(8, *shape)
-    with torch.no_grad():
-        lo, hi = net(x, torch.full((8,), -2.0)), net(x, torch.full((8,), 2.0))
-        other_x = net(torch.randn(8, *shape), torch.full((8,), 2.0))
-    assert (hi - lo).abs().mean() > 0.05 * hi.abs().mean(), "output ignores c_noise"
-    assert (hi - other_x).abs().mean() > 0.05 * hi.abs().mean(), "output ignores x"
+    assert_uses_x_and_noise(net, shape)
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])
@@ -155,3 +149,14 @@ def test_default_sizes():
     toy = build_backbone(NetConfig(), (2,))
     assert type(toy).__name__ == "MLPBackbone"
     assert count_parameters(toy) < 1_000_000
+
+
+def assert_uses_x_and_noise(net, shape) -> None:
+    """A trained backbone's output changes with its input and with c_noise (on fixed random inputs)."""
+    net.eval()
+    x = torch.randn(8, *shape)
+    with torch.no_grad():
+        lo, hi = net(x, torch.full((8,), -2.0)), net(x, torch.full((8,), 2.0))
+        other_x = net(torch.randn(8, *shape), torch.full((8,), 2.0))
+    assert (hi - lo).abs().mean() > 0.05 * hi.abs().mean(), "output ignores c_noise"
+    assert (hi - other_x).abs().mean() > 0.05 * hi.abs().mean(), "output ignores x"

@@ -14,6 +14,7 @@ from steadydiff.nets import NetConfig, build_backbone
 from steadydiff.nets.config import MLPConfig, UNetConfig
 from steadydiff.nets.layers import make_norm, norm_factory
 from steadydiff.nets.mp import MPConv, mp_cat, mp_silu, mp_sum
+from test_nets import assert_uses_x_and_noise
 
 SMALL_UNET = dict(channels=16, channel_mult=(1, 2), groups=4, head_channels=8)
 NORM_TYPES = (torch.nn.GroupNorm, torch.nn.LayerNorm, torch.nn.BatchNorm2d)
@@ -186,13 +187,7 @@ def test_mp_nets_learn_to_use_noise_level_and_input(shape):
             norms = m.weight.detach().flatten(1).norm(dim=1)
             torch.testing.assert_close(norms, torch.full_like(norms, math.sqrt(m.weight[0].numel())), rtol=1e-3,
                                        atol=0)
-    net.eval()
-    x = torch.randn(8, *shape)
-    with torch.no_grad():
-        lo, hi = net(x, torch.full((8,), -2.0)), net(x, torch.full((8,), 2.0))
-        other_x = net(torch.randn(8, *shape), torch.full((8,), 2.0))
-    assert (hi - lo).abs().mean() > 0.05 * hi.abs().mean(), "output ignores c_noise"
-    assert (hi - other_x).abs().mean() > 0.05 * hi.abs().mean(), "output ignores x"
+    assert_uses_x_and_noise(net, shape)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -270,22 +270,29 @@ def _show(ax: Any, item: np.ndarray, value_range: tuple[float, float]) -> None:
     ax.set_yticks([])
 
 
+def _two_rows(top: np.ndarray, bottom: np.ndarray, titles: Sequence[tuple[str, str]], labels: tuple[str, str],
+              value_range: tuple[float, float], *, width: float, height: float) -> bytes | None:
+    """Images in two aligned rows (one column per item), a (text, colour) title over each column."""
+    n = len(top)
+    if n == 0:
+        return None
+    fig = _figure(width * n + 0.7, height)
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], top[i], value_range)
+        _show(axes[1, i], bottom[i], value_range)
+        axes[0, i].set_title(titles[i][0], fontsize=8, color=titles[i][1])
+    axes[0, 0].set_ylabel(labels[0], fontsize=9)
+    axes[1, 0].set_ylabel(labels[1], fontsize=9)
+    return _png(fig)
+
+
 def image_pairs(samples: np.ndarray, nearest: np.ndarray, distances: Sequence[float], threshold: float,
                 value_range: tuple[float, float]) -> bytes | None:
     """Each sample beside its nearest training item, with their distance (red when below the threshold)."""
-    n = len(samples)
-    if n == 0:
-        return None
-    fig = _figure(1.25 * n + 0.6, 2.9)
-    axes = fig.subplots(2, n, squeeze=False)
-    for i in range(n):
-        _show(axes[0, i], samples[i], value_range)
-        _show(axes[1, i], nearest[i], value_range)
-        copy = distances[i] < threshold
-        axes[0, i].set_title(f"d={distances[i]:.3g}", fontsize=8, color=RED if copy else "black")
-    axes[0, 0].set_ylabel("sample", fontsize=9)
-    axes[1, 0].set_ylabel("nearest\ntraining item", fontsize=9)
-    return _png(fig)
+    titles = [(f"d={d:.3g}", RED if d < threshold else "black") for d in distances]
+    return _two_rows(samples, nearest, titles, ("sample", "nearest\ntraining item"), value_range,
+                     width=1.25, height=2.9)
 
 
 def vector_pairs(train: np.ndarray, samples: np.ndarray, nearest: np.ndarray, *,
@@ -311,18 +318,9 @@ def vector_pairs(train: np.ndarray, samples: np.ndarray, nearest: np.ndarray, *,
 def trajectory_images(denoised: np.ndarray, states: np.ndarray, sigmas: Sequence[float],
                       value_range: tuple[float, float]) -> bytes | None:
     """Top row: the x0 prediction D(x; σ) at each step; bottom: the noisy state after the step."""
-    n = len(denoised)
-    if n == 0:
-        return None
-    fig = _figure(1.05 * n + 0.8, 2.6)
-    axes = fig.subplots(2, n, squeeze=False)
-    for i in range(n):
-        _show(axes[0, i], denoised[i], value_range)
-        _show(axes[1, i], states[i], value_range)
-        axes[0, i].set_title(f"σ={sigmas[i]:.3g}", fontsize=8)
-    axes[0, 0].set_ylabel("D(x; σ)", fontsize=9)
-    axes[1, 0].set_ylabel("x after the\nstep, scaled", fontsize=9)
-    return _png(fig)
+    titles = [(f"σ={s:.3g}", "black") for s in sigmas]
+    return _two_rows(denoised, states, titles, ("D(x; σ)", "x after the\nstep, scaled"), value_range,
+                     width=1.05, height=2.6)
 
 
 def trajectory_paths(denoised: np.ndarray, sigmas: Sequence[float], reference: np.ndarray | None, *,
