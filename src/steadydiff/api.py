@@ -37,14 +37,17 @@ class Model:
 
     def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
                cond: Any = None, schedule: str | None = None, batch_size: int = 500,
-               normalised: bool = False) -> np.ndarray:
-        """n samples (float32 array, user units). Sample i depends on (seed, i) only, never on batch size."""
+               normalised: bool = False, callback: Any = None) -> np.ndarray:
+        """n samples (float32 array, user units). Sample i depends on (seed, i) only, never on batch size.
+
+        `callback(info)` is called after each solver step with the solver's dict (x, denoised, sigma, ...), in
+        normalised units."""
         if cond is not None:
             raise SteadydiffError("this model was trained without conditioning; call sample() without cond")
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
         x = generate(self.denoiser, self.config, self.item_shape, n, seed=seed, steps=steps, sampler=sampler,
-                     schedule=schedule, batch_size=batch_size, device=self.device)
+                     schedule=schedule, batch_size=batch_size, device=self.device, callback=callback)
         x = x.numpy()
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 

@@ -32,8 +32,6 @@ from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
 from ..metrics import copy_fraction, frechet_distance, mode_stats, nearest_distances
 from ..sampling import nfe as count_nfe
-from ..sampling import sample as run_solver
-from ..sampling import step_list
 from .files import RunFiles
 
 N_EVAL = 500  # samples per quality setting
@@ -194,8 +192,6 @@ def diversity_ratio(samples: np.ndarray, real: np.ndarray) -> float | None:
 def trajectory(model: Model, *, n: int, seed: int = 0) -> dict[str, Any]:
     """The x0 prediction D(x; σ) and the state x after each step of the run's own sampler, in user units."""
     cfg = model.config.sample
-    sigma_min, sigma_max = model.config.diffusion.sigma_range(model.denoiser.sigma_data)
-    sigmas = step_list(cfg.schedule, cfg.steps, sigma_min, sigma_max, rho=cfg.rho).to(model.device)
     denoised, states, levels = [], [], []
 
     sigma_data = model.denoiser.sigma_data
@@ -208,8 +204,7 @@ def trajectory(model: Model, *, n: int, seed: int = 0) -> dict[str, Any]:
         states.append(info["x"].detach().cpu().numpy() * scale)
         levels.append(float(info["sigma"]))
 
-    run_solver(model.denoiser, (n, *model.item_shape), sigmas, cfg.sampler, list(range(seed, seed + n)),
-               device=model.device, callback=record)
+    model.sample(n, seed=seed, batch_size=n, normalised=True, callback=record)
     inv = model.normaliser.inverse
     return {"sampler": cfg.sampler, "steps": cfg.steps, "sigmas": levels,
             "denoised": np.stack([np.asarray(inv(d)) for d in denoised]),
