@@ -51,7 +51,7 @@ from .guard import (
 from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
 from .order import batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
-from .rundir import JsonlLog, check_resume_config, save_config, write_text_atomic
+from .rundir import JsonlLog, check_resume_config, remove_newer, save_config, write_text_atomic
 from .validation import FixedValidation, sigma_grid
 
 log = logging.getLogger("steadydiff")
@@ -233,7 +233,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
                         saved_cfg.train.steps, tc.steps)
     start_step = step
-    remove_phema_after(run_dir / "phema", samples_seen)
+    remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
     metrics_log.truncate_after(step)
     incidents.truncate_after(step)
     if step == 0:
@@ -297,10 +297,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         keep_going = guard.rolled_back(decision, target)
         restore_snapshot(target, net, ema, opt, guard, phema)
         step, samples_seen = target.step, target.samples_seen
-        remove_phema_after(run_dir / "phema", samples_seen)
-        for grid in (run_dir / "samples").glob("step-*.*"):  # grids of the abandoned stretch
-            if grid.stem.removeprefix("step-").isdigit() and int(grid.stem.removeprefix("step-")) > step:
-                grid.unlink()
+        remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
+        remove_newer(run_dir / "samples", "step-*.*", step)  # grids of the abandoned stretch
         ring = [s for s in ring if s.step <= step]
         anchor = anchor if anchor is not None and anchor.step <= step else None
         metrics_log.truncate_after(step)
@@ -515,14 +513,6 @@ def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torc
     if "update_ratio" in window:
         out["update_ratio"] = float(f"{float(window['update_ratio']):.4g}")
     return out
-
-
-def remove_phema_after(folder: Path, samples_seen: int) -> None:
-    """Drop post-hoc EMA snapshots newer than the state training continues from (resume, rollback)."""
-    if folder.is_dir():
-        for path in folder.glob("snapshot-*.safetensors"):
-            if int(path.stem.split("-")[1]) > samples_seen:
-                path.unlink()
 
 
 def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:

@@ -51,6 +51,17 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
     return saved
 
 
+def remove_newer(folder: Path, pattern: str, limit: int) -> None:
+    """Delete files NAME-<number>.* in `folder` whose number exceeds `limit`: what a resumed or rolled-back run
+    will write again (post-hoc EMA snapshots numbered by samples seen, sample grids by step)."""
+    if not folder.is_dir():
+        return
+    for path in folder.glob(pattern):
+        number = path.name.split(".")[0].rsplit("-", 1)[-1]
+        if number.isdigit() and int(number) > limit:
+            path.unlink()
+
+
 def save_config(run_dir: Path, cfg: RunConfig) -> None:
     write_text_atomic(run_dir / "config.toml", to_toml(cfg))
 
