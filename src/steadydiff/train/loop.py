@@ -381,10 +381,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             # Statistics accumulate on the device; the host looks only when logging (no sync per step).
             # Steps the guard rejected are left out, so one bad batch does not hide the run's real loss.
             with torch.no_grad():
-                window["loss"] += torch.where(ok > 0, loss.detach().double(), 0.0) if guard is not None \
-                    else loss.detach().double()
+                window["loss"] += torch.where(ok > 0, loss.detach().double(), 0.0)
                 window["n"] += ok
-                window["bin_sum"] += torch.where(ok > 0, step_sum, 0.0) if guard is not None else step_sum
+                window["bin_sum"] += torch.where(ok > 0, step_sum, 0.0)
                 window["bin_n"] += step_n * ok
                 window["grad"] = grad_norm.detach()
             window["samples"] += batch
