@@ -205,6 +205,17 @@ def report(results: dict, floor: float | None) -> str:
     return "\n".join(lines)
 
 
+def save_result(results: dict, group: str, key: str) -> dict:
+    """Add one result to results.json as it is on disk now (another stress.py may have added some meanwhile)."""
+    on_disk = load_results()
+    on_disk.setdefault(group, {})[key] = results[group][key]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(on_disk, indent=1))
+    tmp.replace(RESULTS)
+    return on_disk
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
         ("--data", {"nargs": "+", "default": list(DATA), "choices": list(DATA)}),
@@ -221,8 +232,7 @@ def main() -> None:
         if args.overhead:
             results["overhead"][data] = overhead(data, args.quick)
             if not args.quick:
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(results, indent=1))
+                results = save_result(results, "overhead", data)
             continue
         judge = Judge(data, args.quick)
         floor = getattr(judge, "floor", floor)
@@ -231,8 +241,7 @@ def main() -> None:
                 r = run_case(data, case, g == "on", judge, args.quick)
                 results["runs"][f"{data}/{case}/{g}"] = r
                 if not args.quick:
-                    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                    RESULTS.write_text(json.dumps(results, indent=1))
+                    results = save_result(results, "runs", f"{data}/{case}/{g}")
     if floor is None and "digits" in {r["data"] for r in results["runs"].values()}:
         floor = Judge("digits", False).floor
     text = report(results, floor)

@@ -4,7 +4,10 @@ post-hoc EMA sweep, the shipped classifier feature nets, and clear errors for ba
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,12 +19,15 @@ from steadydiff.config import from_dict
 from steadydiff.data import DataConfig, Normaliser, load_data
 from steadydiff.errors import SteadydiffError
 from steadydiff.evaluate import (
+    RANKED,
     Reference,
     best_checkpoint,
+    default_metric,
     ema_sweep,
     evaluate,
     steps_for_nfe,
 )
+from steadydiff.metrics import frechet_distance
 from steadydiff.metrics.features import accuracy, load_shipped_feature_net, shipped_path, to_net_input
 from steadydiff.sampling import nfe as count_nfe
 from steadydiff.train import checkpoint as ckpt
@@ -164,6 +170,109 @@ def test_shipped_feature_nets_classify_held_out_digits(name, min_accuracy):
     info = json.loads(shipped_path(name).with_suffix(".json").read_text())["info"]
     assert info["n_train"] == len(ds.train) and abs(info["held_out_accuracy"] - acc) <= 1 / len(ds.holdout)
     assert load_shipped_feature_net("wine") is None
+
+
+def test_class_balance_through_the_shipped_classifier():
+    ds = load_data(DataConfig(source="digits"))
+    ref = Reference(ds, Normaliser.fit(ds.train, "image"), n=500)
+    held = ref.score(ds.holdout)
+    zeros = ds.train[ds.train_labels == 0]
+    one_class = ref.score(zeros)
+    # Every class predicted about as often as it occurs in training, against nothing but zeros.
+    assert held["class_tv"] < 0.1 and held["class_balance"]["smallest_share"] > 0.05, held["class_balance"]
+    assert one_class["class_tv"] > 0.85 and one_class["class_balance"]["smallest_share"] == 0
+    assert one_class["class_balance"]["shares"][0] > 0.95 and len(one_class["class_balance"]["shares"]) == 10
+    assert one_class["class_tv"] == one_class["class_balance"]["tv_distance"]
+    # The floor holds it too, and it is a ranking metric (lower is better).
+    assert ref.real_data["class_tv"] < 0.1 and RANKED["class_tv"] is False
+    assert abs(sum(ref.real_data["class_balance"]["shares"]) - 1) < 1e-9
+    assert ref.describe()["class_balance"] == "predictions of the shipped digits classifier"
+    ring = load_data(ring_config(1).data)  # no classifier for other data: no class balance
+    assert "class_tv" not in Reference(ring, Normaliser.fit(ring.train, "vector"), n=64).real_data
+
+
+# --------------------------------------------------------------------------------------------------
+# Feature spaces.
+
+
+def polar(x):
+    """Radius and angle of 2-D points: a feature space of the user's own."""
+    return np.stack([np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 1], x[:, 0])], axis=1)
+
+
+def test_user_features_score_and_floor_in_their_own_space():
+    ds = load_data(ring_config(1).data)
+    norm = Normaliser.fit(ds.train, "vector")
+    ref = Reference(ds, norm, n=len(ds.train), features=polar)  # n ≥ the training items: the floor uses them all
+    assert ref.real_data["fd_user"] == pytest.approx(frechet_distance(polar(ds.train), polar(ds.holdout)))
+    samples = ds.train[:300] * 1.5  # a ring too wide
+    scored = ref.score(samples)
+    assert scored["fd_user"] == pytest.approx(frechet_distance(polar(samples), polar(ds.holdout)))
+    assert scored["fd_user"] > 20 * ref.real_data["fd_user"] and "fd_data" not in scored
+    assert ref.describe()["features"] == "user" and "polar" in ref.space
+    assert default_metric(ref) == "fd_user"  # asked for, so ranked by, even though the modes are known
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(2, 3).train()
+    by_module = Reference(ds, norm, n=64, features=module).score(samples)
+    with torch.no_grad():
+        expected = frechet_distance(module(torch.from_numpy(samples)).numpy(),
+                                    module(torch.from_numpy(ds.holdout)).numpy())
+    assert by_module["fd_user"] == pytest.approx(expected, rel=1e-5) and module.training  # left in training mode
+
+    data_space = Reference(ds, norm, n=64, features="data")
+    assert default_metric(data_space) == "fd_data" and default_metric(Reference(ds, norm, n=64)) == "high_quality"
+
+
+def test_feature_space_errors_name_the_problem():
+    ds = load_data(ring_config(1).data)
+    norm = Normaliser.fit(ds.train, "vector")
+    with pytest.raises(SteadydiffError, match="unknown features 'inceptoin'.*did you mean 'inception'"):
+        Reference(ds, norm, n=64, features="inceptoin")
+    with pytest.raises(SteadydiffError, match="no classifier fits toy:ring8"):
+        Reference(ds, norm, n=64, features="classifier")
+    with pytest.raises(SteadydiffError, match=r"Inception features need grey or RGB images.*\(2,\)"):
+        Reference(ds, norm, n=64, features="inception")
+    with pytest.raises(SteadydiffError, match="no module named 'steadydiff_no_such_module'.*PYTHONPATH"):
+        Reference(ds, norm, n=64, features="steadydiff_no_such_module:f")
+    with pytest.raises(SteadydiffError, match="steadydiff.metrics has no attribute 'nope'.*frechet_distance"):
+        Reference(ds, norm, n=64, features="steadydiff.metrics:nope")
+    with pytest.raises(SteadydiffError, match="is a class; name an instance"):
+        Reference(ds, norm, n=64, features="torch.nn:Linear")
+    with pytest.raises(SteadydiffError, match=r"returned shape \(1,\) for 200 items shaped \(2,\)"):
+        Reference(ds, norm, n=64, features=lambda x: x[:1, 0])
+    with pytest.raises(SteadydiffError, match="gave NaN or Inf for 200 of 200 items"):
+        Reference(ds, norm, n=64, features=lambda x: np.full((len(x), 2), np.nan))
+
+
+def test_cli_features_from_a_user_module(ring_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(ring_run, run)  # its own eval.json: the shared run keeps no "best" from here
+    (tmp_path / "ringfeat.py").write_text(
+        "import numpy as np\n\n\ndef polar(x):\n"
+        "    return np.stack([np.hypot(x[:, 0], x[:, 1]), np.arctan2(x[:, 1], x[:, 0])], axis=1)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "steadydiff", "eval", str(run), *args, "--n", str(N), "--quiet"],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    r = cli("--features", "ringfeat:polar", "--samplers", "euler", "--nfe", "4")
+    assert r.returncode == 0, r.stderr
+    assert "scored in features from ringfeat:polar" in r.stdout and "fd_user" in r.stdout
+    saved = json.loads((run / "eval.json").read_text())["quality_vs_nfe"]
+    assert saved["data"]["features"] == "user" and saved["data"]["fd_metric"] == "fd_user"
+    assert saved["real_data"]["fd_user"] > 0 and "fd_user" in saved["table"][0]["metrics"]
+    assert "fd_data" not in saved["table"][0]["metrics"]
+
+    r = cli("--features", "ringfeat:polar", "--best")
+    assert r.returncode == 0, r.stderr
+    assert "best checkpoint by fd_user" in r.stdout
+    assert json.loads((run / "eval.json").read_text())["best"]["metric"] == "fd_user"
+
+    r = cli("--features", "ringfeat:polr")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "ringfeat has no attribute 'polr'" in r.stderr and "polar" in r.stderr
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,9 +13,12 @@ from steadydiff.data import DataConfig, load_data
 from steadydiff.metrics.features import (
     DigitsFeatureNet,
     accuracy,
+    class_balance,
+    class_shares,
     extract_features,
     frechet_feature_distance,
     load_feature_net,
+    predict,
     save_feature_net,
     train_feature_net,
 )
@@ -37,6 +40,18 @@ def net(digits):
 def test_accuracy_on_held_out_digits(net, digits):
     _, _, xh, yh = digits
     assert accuracy(net, xh, yh) >= 0.93
+
+
+def test_predicted_class_balance(net, digits):
+    _, _, xh, yh = digits
+    pred = predict(net, xh)
+    assert pred.shape == (len(xh),) and np.mean(pred == yh) == accuracy(net, xh, yh)
+    # Total variation ½ Σ|p − q|: two of four equally common classes, each twice as often, are 0.5 away.
+    assert class_balance(np.array([0, 0, 1, 1]), [0.25] * 4) == {"shares": [0.5, 0.5, 0.0, 0.0], "tv_distance": 0.5,
+                                                                 "smallest_share": 0.0}
+    assert class_balance(pred, class_shares(pred, 10))["tv_distance"] == 0
+    with pytest.raises(ValueError, match=r"integers in \[0, 3\).*values 0\.\.3"):
+        class_shares(np.array([0, 3]), 3)
 
 
 def test_frechet_distance_separates_real_from_noise(net, digits):

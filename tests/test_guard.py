@@ -16,6 +16,7 @@ from steadydiff.errors import SteadydiffError, TrainingStopped
 from steadydiff.train.config import GuardConfig
 from steadydiff.train.ema import EMA
 from steadydiff.train.guard import EXPLOSION, NON_FINITE, SPIKE, Guard, restore_snapshot, sigma_response, take_snapshot
+from steadydiff.train.loop import weight_norm
 from steadydiff.train.optim import lr_at
 from steadydiff.train.order import batch_indices
 from steadydiff.train.rundir import JsonlLog
@@ -223,6 +224,33 @@ def test_repeated_spikes_roll_back_lower_the_lr_skip_the_batches_and_resume_exac
     again = steadydiff.load(run, ema=False).denoiser.state_dict()
     assert all(torch.equal(final[k], again[k]) for k in final)
     assert [(e["guard"], e["step"]) for e in incidents(run)] == kinds
+
+
+def test_weight_growth_restarts_from_step_0_as_if_the_run_had_started_at_the_lower_lr(tmp_path):
+    # LR 0.05 inflates this network's weights (nothing spikes, nothing turns non-finite): the guard restarts
+    # from step 0 at a quarter of the LR, and the result is exactly the run that used that LR from the start.
+    run = tmp_path / "run"
+    steadydiff.train(tiny(60, lr=0.05), out=run, progress=False)
+    events = incidents(run)
+    found = [e for e in events if e["guard"] == "weight_growth" and e["action"] == "restart"]
+    assert found and found[0]["ratio"] > 2.5 and found[0]["step"] <= 60
+    assert [e["to_step"] for e in events if e["action"] == "rollback"] == [0] * len(found)
+    scale = 0.25 ** len(found)
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == sorted({r["step"] for r in lines}), "abandoned steps are dropped"
+    assert lines[-1]["guard"]["lr_scale"] == scale
+    fresh = tmp_path / "fresh"
+    steadydiff.train(tiny(60, lr=0.05 * scale), out=fresh, progress=False)
+    assert not [e for e in incidents(fresh) if e["guard"] == "weight_growth"]
+    a = steadydiff.load(run, ema=False).denoiser.state_dict()
+    b = steadydiff.load(fresh, ema=False).denoiser.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the same LR with the detector off ends with the weights inflated
+    off = tmp_path / "off"
+    steadydiff.train(tiny(60, lr=0.05, guard={"weight_growth": 0}), out=off, progress=False)
+    assert not [e for e in incidents(off) if e["guard"] == "weight_growth"]
+    norm = {r: weight_norm(steadydiff.load(r, ema=False).denoiser.backbone) for r in (run, off)}
+    assert norm[off] > 2 * norm[run]
 
 
 def test_repeated_failure_stops_cleanly_with_a_diagnosis_and_a_loadable_checkpoint(tmp_path):

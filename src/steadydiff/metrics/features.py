@@ -92,15 +92,42 @@ def extract_features(net: DigitsFeatureNet, x: np.ndarray | torch.Tensor, *, bat
 
 
 @torch.no_grad()
+def predict(net: DigitsFeatureNet, x: np.ndarray | torch.Tensor, *, batch_size: int = 500) -> np.ndarray:
+    """The most likely class (int64) of each image in [-1, 1], batched, in eval mode."""
+    was_training = net.training
+    net.eval()
+    t = _tensor(x)
+    pred = torch.cat([net(t[i:i + batch_size]).argmax(1) for i in range(0, len(t), batch_size)])
+    net.train(was_training)
+    return pred.numpy()
+
+
 def accuracy(net: DigitsFeatureNet, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
              batch_size: int = 500) -> float:
     """Share of images in [-1, 1] whose predicted class equals the label."""
-    was_training = net.training
-    net.eval()
-    t, labels = _tensor(x), torch.as_tensor(np.asarray(y)).long()
-    pred = torch.cat([net(t[i:i + batch_size]).argmax(1) for i in range(0, len(t), batch_size)])
-    net.train(was_training)
-    return float((pred == labels).float().mean())
+    return float((predict(net, x, batch_size=batch_size) == np.asarray(y)).mean())
+
+
+def class_shares(labels: np.ndarray, classes: int) -> np.ndarray:
+    """The share of items in each of `classes` classes (float64, summing to 1)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) == 0 or labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must be a non-empty 1-D array of integers in [0, {classes}), got shape "
+                         f"{labels.shape}" + (f" with values {labels.min()}..{labels.max()}" if labels.size else ""))
+    return np.bincount(labels.astype(np.int64), minlength=classes) / len(labels)
+
+
+def class_balance(predicted: np.ndarray, reference_shares: np.ndarray) -> dict[str, Any]:
+    """How the classes predicted for a sample set are spread, against the class shares of the training data.
+
+    `shares`: the share of samples per class; `tv_distance`: the total-variation distance ½ Σ_k |p_k − q_k|
+    between those shares p and `reference_shares` q (0: the same balance; 1: no class in common; a set of one
+    class scores 1 − q_k); `smallest_share`: the rarest class's share (0 when a class is missing, the sign of
+    a model that dropped a mode).
+    """
+    q = np.asarray(reference_shares, dtype=np.float64)
+    p = class_shares(predicted, len(q))
+    return {"shares": p.tolist(), "tv_distance": float(0.5 * np.abs(p - q).sum()), "smallest_share": float(p.min())}
 
 
 def train_feature_net(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, seed: int = 0, epochs: int = 20,
@@ -230,6 +257,6 @@ def frechet_feature_distance(net: DigitsFeatureNet, a: np.ndarray | torch.Tensor
                             extract_features(net, b, batch_size=batch_size))
 
 
-__all__ = ["SHIPPED_PIXEL_RANGE", "DigitsFeatureNet", "accuracy", "extract_features", "frechet_feature_distance",
-           "load_feature_net", "load_shipped_feature_net", "save_feature_net", "shipped_path", "to_net_input",
-           "train_feature_net"]
+__all__ = ["SHIPPED_PIXEL_RANGE", "DigitsFeatureNet", "accuracy", "class_balance", "class_shares", "extract_features",
+           "frechet_feature_distance", "load_feature_net", "load_shipped_feature_net", "predict", "save_feature_net",
+           "shipped_path", "to_net_input", "train_feature_net"]

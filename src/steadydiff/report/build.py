@@ -25,7 +25,13 @@ MAX_INCIDENT_ROWS = 200
 _KNOWN_FIELDS = {"step", "samples_seen", "loss", "lr", "grad_norm", "wall_s", "loss_bins", "val_loss",
                  "val_loss_bins", "val_loss_ema", "val_loss_ema_bins", "guard.lr_scale", "guard.rollbacks",
                  "guard.skipped", "update_ratio"}
-_KNOWN_PREFIXES = ("weight_norms.",)
+_KNOWN_PREFIXES = ("weight_norms.", "sample_metrics.")
+# In-training sample metrics, in the order they are drawn (after the run's main metric); evaluate.default_metric
+# picks the main one in this order of preference when summary.json does not name it yet.
+_SAMPLE_METRICS = ("fd_classifier", "high_quality", "modes_covered", "fd_data", "mmd", "precision", "recall",
+                   "density", "coverage", "copy_fraction")
+_MAIN_METRICS = ("fd_classifier", "high_quality", "fd_data", "mmd")
+MAX_SAMPLE_PANELS = 9
 
 
 def duration(seconds: float | None) -> str:
@@ -39,6 +45,31 @@ def duration(seconds: float | None) -> str:
         return f"{m} min {s} s"
     hours, m = divmod(m, 60)
     return f"{hours} h {m} min"
+
+
+def sample_metric_series(metrics: Sequence[Mapping[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(steps, values) of each number in metrics.jsonl's `sample_metrics`, known metrics first."""
+    found: dict[str, tuple[list[float], list[float]]] = {}
+    for r in metrics:
+        sm = r.get("sample_metrics")
+        if not isinstance(sm, Mapping) or "step" not in r:
+            continue
+        for k, v in sm.items():
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("seconds", "modes_total"):
+                xs, ys = found.setdefault(k, ([], []))
+                xs.append(float(r["step"]))
+                ys.append(float(v))
+    order = [k for k in _SAMPLE_METRICS if k in found] + sorted(k for k in found if k not in _SAMPLE_METRICS)
+    return {k: (np.asarray(found[k][0]), np.asarray(found[k][1])) for k in order}
+
+
+def main_sample_metric(files: RunFiles, series: Mapping[str, Any]) -> str | None:
+    """The metric the run's best evaluation is chosen by: summary.json's, else the first available of
+    evaluate.default_metric's order."""
+    named = ((files.summary or {}).get("sample_metrics") or {}).get("metric")
+    if named in series:
+        return named
+    return next((m for m in _MAIN_METRICS if m in series), None)
 
 
 def last_with(metrics: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, Any] | None:
@@ -100,6 +131,11 @@ def overview(files: RunFiles, live: Live) -> str:
     if val is not None:
         rows.append(("Validation loss", f"{h.fmt(val['val_loss_ema'])} (EMA), {h.fmt(val.get('val_loss'))} (raw) "
                                         f"at step {val.get('step', 0):,}"))
+    best = (files.summary or {}).get("best_sample_metric")
+    if isinstance(best, dict) and "step" in best:
+        rows.append(("Best sample metric", f"{best.get('metric')} {h.fmt(best.get('value'))} at step {best['step']:,}"
+                                           + (f" (checkpoint {best['checkpoint']})" if best.get("checkpoint")
+                                              else " (no checkpoint of that step kept)")))
     ckpts = ", ".join(p.name for _, p in files.checkpoints) or "none yet"
     rows.append(("Checkpoints", ckpts))
     body = h.key_values(rows)
@@ -139,7 +175,21 @@ def verdicts(files: RunFiles, live: Live) -> list[verdict.Verdict]:
                                     smallest_share=modes.get("smallest_mode_share"))
     else:
         col = verdict.mode_collapse(diversity_ratio=live.diversity_ratio)
-    return [conv, div, mem, col]
+    return [conv, div, mem, col, past_best_verdict(files)]
+
+
+def past_best_verdict(files: RunFiles) -> verdict.Verdict:
+    from ..evaluate import RANKED
+
+    series = sample_metric_series(files.metrics)
+    metric = main_sample_metric(files, series)
+    if metric is None:
+        return verdict.past_best([], [], metric="the sample metric", higher_is_better=False)
+    best = (files.summary or {}).get("best_sample_metric") or {}
+    steps, values = series[metric]
+    return verdict.past_best(steps.astype(int).tolist(), values.tolist(), metric=metric,
+                             higher_is_better=RANKED.get(metric, False),
+                             checkpoint=best.get("checkpoint") if best.get("metric") == metric else None)
 
 
 def verdict_section(files: RunFiles, live: Live) -> str:
@@ -153,7 +203,9 @@ def verdict_section(files: RunFiles, live: Live) -> str:
                    "diverging = the guard stopped the run, a rollback in the last 20% of steps, or the raw "
                    "validation loss ends ≥ 1.5× its best (or ≥ 1.1× and still rising); memorising = near-copies "
                    "≥ 2× held-out real data's share and ≥ 5 points above it; mode collapse = known modes without "
-                   "samples while most samples sit on a mode, or sample diversity below 0.5× the data's.")
+                   "samples while most samples sit on a mode, or sample diversity below 0.5× the data's; past its "
+                   "best = the sample metric measured during training ends worse than its best by more than "
+                   "max(20%, 3× its median change between evaluations).")
     if files.in_progress:
         body += h.note("The run is still going: these answers describe it as of the last logged step.")
     return h.section("verdict", "2. Verdict", body)
@@ -299,12 +351,53 @@ def evaluation_html(ev: Any) -> str:
     return body
 
 
+def sample_metrics_html(files: RunFiles) -> str:
+    """The in-training sample metrics: curves with the real-data floor, the best evaluation, what was skipped."""
+    series = sample_metric_series(files.metrics)
+    skipped = sum(1 for r in files.metrics if "sample_metrics_skipped" in r)
+    info = (files.summary or {}).get("sample_metrics") or {}
+    if not series:
+        if skipped:
+            return h.heading("During training: sample metrics") + h.note(
+                f"{skipped} sample-metric evaluation(s) were due and all were skipped to keep evaluation within "
+                "train.eval_budget of the wall time")
+        return h.note(f"no sample metrics during training: {info['unavailable']}") if info.get("unavailable") else ""
+    main = main_sample_metric(files, series)
+    shown = dict(list({**({main: series[main]} if main else {}), **series}.items())[:MAX_SAMPLE_PANELS])
+    best = files.summary.get("best_sample_metric") if files.summary else None
+    best_mark = (best["metric"], float(best["step"]), float(best["value"])) \
+        if isinstance(best, dict) and isinstance(best.get("value"), int | float) else None
+    floors = {k: v for k, v in (info.get("real_data") or {}).items() if isinstance(v, int | float)}
+    body = h.heading("During training: sample metrics")
+    cfg = files.config.train if files.config is not None else None
+    setting = (f"{info.get('n', cfg.sample_metrics_n if cfg else '?')} samples of the EMA weights "
+               f"({info.get('sampler', cfg.sample_metrics_sampler if cfg else '?')}, "
+               f"{info.get('steps', cfg.sample_metrics_steps if cfg else '?')} steps)")
+    body += h.para(f"At validation points, {setting} from the same seeds every time, scored against the held-out "
+                   "data as steadydiff eval does: the curves move because the model does, not because fresh noise "
+                   "was drawn, though their level keeps the offset of this one set of seeds. "
+                   + (f"The run's main metric is {main}." if main else ""))
+    png = plots.sample_metric_curves(shown, floors=floors, best=best_mark)
+    if png:
+        body += h.figure(png, "Sample metrics over training; dashed: what real training items score against the "
+                              "held-out items (the floor, from summary.json); star: the best evaluation by the main "
+                              "metric.")
+    if best_mark is not None:
+        body += h.para(f"Best by {best['metric']}: {h.fmt(best['value'])} at step {best['step']:,}"
+                       + (f" (checkpoint {best['checkpoint']})." if best.get("checkpoint")
+                          else " (no checkpoint of that step is kept)."))
+    if skipped:
+        body += h.note(f"{skipped} evaluation(s) skipped to keep evaluation within train.eval_budget of the wall time")
+    return body
+
+
 def metrics_section(files: RunFiles, live: Live) -> str:
     body = ""
     q = (files.summary or {}).get("quality")
     if q:
         body += h.heading("At the end of training (summary.json)")
         body += h.table(["figure", "value"], _key_values(q))
+    body += sample_metrics_html(files)
     if live.grid_quality:
         series = {"FD of the grid samples to held-out data (normalised)":
                   (np.asarray([r["step"] for r in live.grid_quality], float),

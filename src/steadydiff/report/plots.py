@@ -178,6 +178,37 @@ def small_multiples(series: Mapping[str, tuple[np.ndarray, np.ndarray]], *, xlab
     return _png(fig)
 
 
+def sample_metric_curves(series: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
+                         floors: Mapping[str, float] | None = None,
+                         best: tuple[str, float, float] | None = None, cols: int = 3) -> bytes | None:
+    """One panel per in-training sample metric over steps: the metric, what real data scores on it (dashed,
+    where known) and the best evaluation (`best` = (name, step, value), a star)."""
+    items = [(k, v) for k, v in series.items() if len(v[0])]
+    if not items:
+        return None
+    floors = floors or {}
+    rows = math.ceil(len(items) / cols)
+    fig = _figure(11, 2.7 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (name, (x, y)) in zip(axes, items, strict=False):
+        ax.plot(x, y, color=BLUE, lw=1.4, marker="o" if len(x) < 40 else None, ms=3)
+        floor = floors.get(name)
+        if isinstance(floor, int | float) and math.isfinite(floor):
+            ax.axhline(floor, color=GREY, lw=1.2, ls="--", label="real data")
+            ax.legend(fontsize=7, loc="best")
+        if best is not None and best[0] == name:
+            ax.scatter([best[1]], [best[2]], marker="*", s=140, color=ORANGE, zorder=4, label="best")
+            ax.set_title(f"{name} (best: step {int(best[1]):,})", fontsize=9)
+        else:
+            ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(items):]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
 _ACTION_COLOURS = {"stop": RED, "rollback": RED, "skipped step": ORANGE, "warned": "#c9a227", "none": GREEN}
 
 

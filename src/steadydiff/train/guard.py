@@ -14,6 +14,11 @@ Detect on the device, decide on the host, never apply a bad update:
 - at each validation, `Guard.observe_validation` watches the fixed-noise held-out loss, which moves only when
   the model does, for a silent collapse: well past its best and staying there. It rolls back to the anchor,
   the snapshot taken at the last validation near the best;
+- at each validation within the first `growth_steps` steps, `Guard.observe_weights` compares the backbone's
+  weight norm with its norm at step 0. An LR too high for the model inflates the weights (Adam's steps have
+  a fixed size whatever the gradient's, so they random-walk the norm upward, and normalisation layers hide
+  the growth from the loss), which leaves the run stuck far from the quality it could reach even once the
+  LR decays. Nothing spikes and nothing turns non-finite: the loop restarts from step 0 at a lower LR;
 - after `max_rollbacks` rollbacks within a window, `Guard.diagnose` says what happened and what to try, and
   the loop stops cleanly with the last good state on disk.
 
@@ -136,6 +141,8 @@ class Rollback:
     first_bad: int  # the first step of the trouble: the snapshot must be older
     anchor: bool = False
     skip: list[int] = field(default_factory=list)  # steps whose batches are skipped when the run replays them
+    restart: bool = False  # back to the state at step 0 (the LR, not a stretch of training, was wrong)
+    lr_factor: float | None = None  # None: guard.lr_backoff
 
 
 class Guard:
@@ -167,6 +174,8 @@ class Guard:
         self.plateau_vals = 0
         self.watch_recovery: int | None = None  # step of the last rollback until it proves itself
         self.nonfinite_model_steps = 0
+        self.init_norm: float | None = None  # the backbone's weight norm at step 0
+        self.growth: float | None = None  # the weight growth that caused the last restart
         self.t0 = time.perf_counter()
 
     # -- device side, every step ----------------------------------------------------------------------------
@@ -300,11 +309,30 @@ class Guard:
                           best=round(self.best_val, 6))
         return None
 
+    def observe_weights(self, step: int, norm: float) -> Rollback | None:
+        """Weight growth since step 0 (see the module docstring); `norm` is the backbone's weight norm."""
+        c = self.cfg
+        if step == 0 or self.init_norm is None:
+            self.init_norm = self.init_norm or norm
+            return None
+        if not c.weight_growth or step > c.growth_steps or not math.isfinite(norm):
+            return None
+        ratio = norm / self.init_norm
+        if ratio <= c.weight_growth:
+            return None
+        self.growth = ratio
+        self.incident("weight_growth", step, "restart", ratio=round(ratio, 3), norm=round(norm, 4),
+                      init_norm=round(self.init_norm, 4), limit=c.weight_growth)
+        return Rollback(reason="weight_growth", step=step, first_bad=0, restart=True, lr_factor=c.growth_backoff)
+
     def near_best(self, val_loss: float) -> bool:
         """Whether a validation is good enough to become the collapse anchor."""
         return math.isfinite(val_loss) and val_loss <= 1.1 * self.best_val
 
-    def choose(self, decision: Rollback, ring: list[Snapshot], anchor: Snapshot | None) -> Snapshot | None:
+    def choose(self, decision: Rollback, ring: list[Snapshot], anchor: Snapshot | None,
+               initial: Snapshot | None = None) -> Snapshot | None:
+        if decision.restart and initial is not None:
+            return initial
         if decision.anchor and anchor is not None:
             return anchor
         older = [s for s in ring if s.step < decision.first_bad]
@@ -315,17 +343,20 @@ class Guard:
     def rolled_back(self, decision: Rollback, target: Snapshot) -> bool:
         """Book a rollback to `target`; False when recovery has failed too often and training must stop."""
         self.rollbacks.append(decision.step)
-        self.lr_scale *= self.cfg.lr_backoff
+        factor = self.cfg.lr_backoff if decision.lr_factor is None else decision.lr_factor
+        self.lr_scale *= factor
         self.skip_steps.update(s for s in decision.skip if s >= target.step)
         self.flagged = []
         self.bad_vals = 0
+        if target.step == 0:  # a fresh start: the held-out losses of the abandoned run are no yardstick
+            self.best_val, self.plateau_vals = math.inf, 0
         self.watch_recovery = decision.step
         recent = [s for s in self.rollbacks if s > decision.step - self.cfg.rollback_window]
         give_up = len(recent) > self.cfg.max_rollbacks
         self.incident(decision.reason, decision.step, "stop" if give_up else "rollback",
                       to_step=target.step, lr_scale_after=self.lr_scale, skipped_steps=sorted(decision.skip),
                       outcome="recovery failed too often" if give_up else f"restored step {target.step}, "
-                      f"lr × {self.cfg.lr_backoff}")
+                      f"lr × {factor}")
         return not give_up
 
     def diagnose(self, precision: str, lr: float, grad_clip: float) -> str:
@@ -340,6 +371,11 @@ class Guard:
         elif self.nonfinite_model_steps:
             parts.append("Likely cause: the model's outputs or gradients overflow on finite data. Try a lower "
                          f"train.lr (now {lr:g}) and a longer train.warmup_samples{clip}.")
+        elif c.get("weight_growth"):
+            parts.append(f"Likely cause: the learning rate is too high for this model: its weights grew "
+                         f"{self.growth or 0:.1f}× within {self.cfg.growth_steps} steps even at {self.lr_scale:g}× "
+                         f"the LR. Try train.lr={lr * self.lr_scale:g}, or magnitude-preserving layers "
+                         "(net.unet.mp / net.mlp.mp).")
         else:
             parts.append(f"Likely cause: the learning rate is too high for this model: losses spiked or the "
                          f"held-out loss collapsed even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
@@ -373,7 +409,8 @@ class Guard:
                 "counts": self.counts, "flagged": self.flagged, "rollbacks": self.rollbacks,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None, "bad_vals": self.bad_vals,
                 "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
-                "nonfinite_model_steps": self.nonfinite_model_steps,
+                "nonfinite_model_steps": self.nonfinite_model_steps, "init_norm": self.init_norm,
+                "growth": self.growth,
                 "positions": [self.loss_hist.pos, self.grad_hist.pos]}
 
     def load(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -386,6 +423,7 @@ class Guard:
         self.bad_vals, self.plateau_vals = int(state["bad_vals"]), int(state["plateau_vals"])
         self.watch_recovery = state["watch_recovery"]
         self.nonfinite_model_steps = int(state["nonfinite_model_steps"])
+        self.init_norm, self.growth = state.get("init_norm"), state.get("growth")
         lp, gp = state["positions"]
         self.loss_hist.load_state_dict({"values": tensors["loss_history"], "pos": lp})
         self.grad_hist.load_state_dict({"values": tensors["grad_history"], "pos": gp})
@@ -409,7 +447,8 @@ def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: tor
         net = copy.deepcopy(backbone)
         g = torch.Generator().manual_seed(0)
         for p in net.parameters():
-            scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.0
+            # A scalar is a gain (EDM2's zero-initialised output gain among them): move it to order one.
+            scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.5
             p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (scale + 0.01))
     was_training = net.training
     net.eval()

@@ -1,8 +1,9 @@
 """The training loop: one linear function with labelled sections (EDM2's training_loop.py, nanoGPT).
 
 Sections: 1. data and normaliser  2. networks and optimiser  3. run directory and resume
-4. the loop (batch → loss → backward → clip → step → EMA → log/validate/checkpoint/sample)  5. summary.
-Every random draw is derived from (seed, step), so resuming from a checkpoint reproduces an unbroken run.
+4. the loop (batch → loss → backward → clip → step → EMA → log/validate/sample metrics/checkpoint/grid)
+5. summary. Every random draw is derived from (seed, step), so resuming from a checkpoint reproduces an unbroken
+run; evaluation draws only from generators of its own, so it never shifts the training's random numbers.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, wei
 from .order import batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
 from .rundir import JsonlLog, check_resume_config, remove_newer, save_config, write_text_atomic
+from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due
+from .tensorboard import TensorBoardLog
 from .validation import FixedValidation, sigma_grid
 
 log = logging.getLogger("steadydiff")
@@ -215,6 +218,11 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     incidents = JsonlLog(run_dir / "incidents.jsonl")
     guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=incidents,
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
+    # The state at step 0 (weights from the seed alone), for a restart at a lower LR (Guard.observe_weights).
+    initial = take_snapshot(0, 0, net, ema, opt, guard, phema=phema) \
+        if guard is not None and gc.weight_growth and gc.growth_steps else None
+    if guard is not None:
+        guard.observe_weights(0, weight_norm(net.backbone))
     step, samples_seen, wall_before = 0, 0, 0.0
     existing = ckpt.list_checkpoints(run_dir / "checkpoints")
     if existing:
@@ -236,6 +244,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
     metrics_log.truncate_after(step)
     incidents.truncate_after(step)
+    board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
+    probe = SampleMetrics(cfg, ds, norm, device) if tc.sample_metrics_every else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
             log.warning("data: %s", f.message)
@@ -276,7 +286,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     t_start = time.perf_counter()
     window = new_window()
     last_loss = float("nan")
-    eval_s = 0.0  # time spent on validation, canaries and sample grids (evaluation's share of the run)
+    eval_s = 0.0  # time spent on validation, canaries, sample metrics and grids (evaluation's share of the run)
     # In-memory snapshots for rollback: the newest few, plus the anchor taken at the last validation near the
     # best held-out loss (a collapse goes back there). A snapshot is only taken after a clean stretch.
     ring: list[Snapshot] = []
@@ -293,15 +303,17 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
 
     def roll_back(decision: Rollback) -> None:
         nonlocal step, samples_seen, ring, anchor, window
-        target = guard.choose(decision, ring, anchor)
+        target = guard.choose(decision, ring, anchor, initial)
         keep_going = guard.rolled_back(decision, target)
         restore_snapshot(target, net, ema, opt, guard, phema)
         step, samples_seen = target.step, target.samples_seen
         remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
         remove_newer(run_dir / "samples", "step-*.*", step)  # grids of the abandoned stretch
-        ring = [s for s in ring if s.step <= step]
+        ring = [s for s in ring if s.step <= step] or [target]
         anchor = anchor if anchor is not None and anchor.step <= step else None
         metrics_log.truncate_after(step)
+        if board is not None:
+            board.truncate_after(step)
         ckpt.remove_after(run_dir / "checkpoints", step)  # written after the snapshot: possibly damaged
         bar.n = step
         bar.refresh()
@@ -311,6 +323,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         if not keep_going:
             checkpoint_now()
             bar.close()
+            if board is not None:
+                board.close()
             diagnosis = guard.diagnose(tc.precision, tc.lr, tc.grad_clip)
             write_text_atomic(run_dir / "summary.json", json.dumps(
                 {"stopped": diagnosis, "steps": step, "stability": guard.summary()}, indent=2))
@@ -427,15 +441,30 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                         if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
                             decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True)
                     decision = decision or guard.observe_validation(step, val_raw["loss"])
+                    if initial is not None and step > gc.growth_steps:
+                        initial = None  # past the window: a restart is no longer possible, free the memory
+                    decision = decision or guard.observe_weights(step, weight_norm(net.backbone))
                     if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
                             not any(s > step - gc.snapshot_every for s in guard.flagged):
                         anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"],
                                                phema=phema)
                 eval_s += time.perf_counter() - t_eval
+                if decision is None and probe is not None and probe.unavailable is None and \
+                        is_due(step, tc.steps, tc.sample_metrics_every, tc.val_every):
+                    if probe.allowed(eval_s, time.perf_counter() - t_start, rate):
+                        t_eval = time.perf_counter()
+                        scores = probe.evaluate(ema_net)  # ema_net holds the EMA weights validated above
+                        if scores is not None:
+                            record["sample_metrics"] = scores
+                        eval_s += time.perf_counter() - t_eval
+                    else:
+                        record["sample_metrics_skipped"] = SKIPPED
             if guard is not None:
                 record["guard"] = {"skipped": len(guard.skip_steps), "rollbacks": len(guard.rollbacks),
                                    "lr_scale": guard.lr_scale}
             metrics_log.write(record)
+            if board is not None:
+                board.write(record)
             postfix = {"loss": f"{last_loss:.4f}", "samples_s": f"{rate:,.0f}", "lr": f"{lr:.2g}"}
             if guard is not None and guard.postfix():
                 postfix["guard"] = guard.postfix()
@@ -453,6 +482,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             write_grid(f"step-{step}")
             eval_s += time.perf_counter() - t_eval
     bar.close()
+    loop_share = eval_s / max(time.perf_counter() - t_start, 1e-9)  # the share train.eval_budget governs
 
     # 5. Final checkpoint, samples and summary ----------------------------------------------------
     if step > start_step or not existing:
@@ -465,24 +495,39 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, 0x5EE), device=device)
     samples_user = np.asarray(norm.inverse(x.numpy()))
     quality = _summary_quality(ds, norm, samples_user)
+    records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    if probe is not None and any("sample_metrics" in r for r in records):
+        probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric
     eval_s += time.perf_counter() - t_eval
     summary = {
         "data": describe(ds), "backbone": type(net.backbone).__name__, "parameters": n_params,
         "steps": step, "samples_seen": samples_seen, "batch_size": batch, "wall_s": round(wall, 1),
         "sigma_data": sigma_data, "final_loss": round(last_loss, 6),
-        # validation, canaries, grids and this summary's samples, as a share of this call's time
+        # validation, canaries, sample metrics, grids and this summary's samples, as a share of this call's time
         "evaluation_share": round(eval_s / max(time.perf_counter() - t_start, 1e-9), 4),
+        "evaluation_share_during_training": round(loop_share, 4),  # without this summary's samples
         "sampler": {"name": cfg.sample.sampler, "steps": cfg.sample.steps,
                     "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
         "quality": quality,
     }
     if guard is not None:
         summary["stability"] = guard.summary()
-    last_val = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if "val_loss" in ln]
+    if probe is not None:
+        summary["sample_metrics"] = probe.summary(records)
+        if "metric" in summary["sample_metrics"]:
+            # The best model by the chosen metric among the in-training evaluations, and its checkpoint if kept.
+            best = best_evaluation(records, summary["sample_metrics"]["metric"],
+                                   summary["sample_metrics"]["higher_is_better"])
+            if best is not None:
+                kept = (run_dir / "checkpoints" / f"step-{best['step']}").is_dir()
+                summary["best_sample_metric"] = {**best, "checkpoint": f"step-{best['step']}" if kept else None}
+    last_val = [r for r in records if "val_loss" in r]
     if last_val:
         summary["val_loss"] = last_val[-1]["val_loss"]
         summary["val_loss_ema"] = last_val[-1]["val_loss_ema"]
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if board is not None:
+        board.close()
     return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
 
 
@@ -492,6 +537,12 @@ def update_ratio(params: list[torch.Tensor], before: list[torch.Tensor]) -> torc
     (healthy Adam training moves ~1e-3 of them per step; ≳1e-2 means the LR is rewriting the network)."""
     delta = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(torch._foreach_sub(params, before))))
     return delta / torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before))).clamp(min=1e-12)
+
+
+@torch.no_grad()
+def weight_norm(module: nn.Module) -> float:
+    """‖w‖ over all parameters of a module, as one vector."""
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in module.parameters()]))))
 
 
 def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from ..errors import SteadydiffError
 
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
-                  "train.keep_checkpoints", "train.device", "train.val_every")
+                  "train.keep_checkpoints", "train.device", "train.val_every", "train.tensorboard",
+                  "train.eval_budget", "train.sample_metrics_every", "train.sample_metrics_n",
+                  "train.sample_metrics_sampler", "train.sample_metrics_steps")
 # The guard's settings say how to watch and recover, not what is trained: a stopped run may be resumed with
 # other thresholds (e.g. more rollbacks allowed).
 RESUMABLE_PREFIXES = ("guard.",)
