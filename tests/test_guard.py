@@ -122,6 +122,25 @@ def test_collapse_needs_a_lasting_degradation_and_returns_to_the_anchor(tmp_path
     assert guard.observe_validation(70, math.nan).anchor  # a non-finite validation is a collapse at once
 
 
+def test_held_out_loss_rising_while_the_training_loss_keeps_falling_is_overfitting_not_a_collapse(tmp_path):
+    # Memorising a small data set: the held-out loss climbs while the training loss falls. Rolling back and
+    # lowering the LR would not help (and a stop would blame the LR), so the guard warns once and lets it train.
+    guard = make_guard(tmp_path, collapse_ratio=1.5, collapse_patience=2)
+    assert guard.observe_validation(10, 0.6, 0.50) is None
+    for step, (val, train) in enumerate([(1.0, 0.40), (1.2, 0.30), (1.5, 0.20), (2.0, 0.10)], start=2):
+        assert guard.observe_validation(10 * step, val, train) is None
+    events = [json.loads(ln) for ln in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+    assert [(e["guard"], e["step"], e["action"]) for e in events] == [("overfitting", 20, "warned")]
+    assert "memorising" in events[0]["message"]
+    # the same held-out climb with the training loss climbing too is a collapse
+    guard = make_guard(tmp_path / "b", collapse_ratio=1.5, collapse_patience=2)
+    (tmp_path / "b").mkdir()
+    assert guard.observe_validation(10, 0.6, 0.50) is None
+    assert guard.observe_validation(20, 1.0, 0.80) is None
+    decision = guard.observe_validation(30, 1.2, 0.90)
+    assert decision is not None and decision.reason == "collapse"
+
+
 # -- rollback ---------------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@ Detect on the device, decide on the host, never apply a bad update:
   that led there;
 - at each validation, `Guard.observe_validation` watches the fixed-noise held-out loss, which moves only when
   the model does, for a silent collapse: well past its best and staying there. It rolls back to the anchor,
-  the snapshot taken at the last validation near the best;
+  the snapshot taken at the last validation near the best. A held-out loss that rises while the training
+  loss stays at or below its level at the best validation is overfitting (memorisation of a small data
+  set), not instability: it is reported once, and training goes on;
 - at each validation within the first `growth_steps` steps, `Guard.observe_weights` compares the backbone's
   weight norm with its norm at step 0. An LR too high for the model inflates the weights (Adam's steps have
   a fixed size whatever the gradient's, so they random-walk the norm upward, and normalisation layers hide
@@ -43,6 +45,7 @@ from .config import GuardConfig
 from .rundir import JsonlLog
 
 NON_FINITE, SPIKE, EXPLOSION = 1, 2, 4
+OVERFIT_TRAIN_RATIO = 1.1  # training loss within this of its value at the best validation: not a collapse
 _MAD_TO_STD = 1.4826  # MAD × 1.4826 estimates the standard deviation of a normal distribution
 
 
@@ -170,6 +173,8 @@ class Guard:
         self.flagged: list[int] = []  # steps skipped because the model misbehaved (not the data)
         self.rollbacks: list[int] = []
         self.best_val = math.inf
+        self.train_at_best = math.inf  # the training loss when the held-out loss was at its best
+        self.overfitting: int | None = None  # step of the overfitting warning, once per run
         self.bad_vals = 0
         self.plateau_vals = 0
         self.watch_recovery: int | None = None  # step of the last rollback until it proves itself
@@ -279,8 +284,9 @@ class Guard:
             self.watch_recovery = None
         return decision
 
-    def observe_validation(self, step: int, val_loss: float) -> Rollback | None:
-        """Collapse and plateau on the fixed-noise held-out loss (raw weights: they move first)."""
+    def observe_validation(self, step: int, val_loss: float, train_loss: float = math.nan) -> Rollback | None:
+        """Collapse and plateau on the fixed-noise held-out loss (raw weights: they move first); `train_loss` is
+        the training loss of the steps since the last log line, which tells overfitting from a collapse."""
         c = self.cfg
         if not math.isfinite(val_loss):
             self.incident("collapse", step, "rollback", val_loss=str(val_loss), best=self.best_val)
@@ -288,12 +294,26 @@ class Guard:
         if val_loss < self.best_val:
             improved = val_loss < 0.99 * self.best_val
             self.best_val = val_loss
+            self.train_at_best = train_loss if math.isfinite(train_loss) else math.inf
             self.bad_vals = 0
             if improved:
                 self.plateau_vals = 0
             return None
         self.plateau_vals += 1
-        if val_loss > c.collapse_ratio * self.best_val:
+        fits = math.isfinite(train_loss) and math.isfinite(self.train_at_best) and \
+            train_loss <= OVERFIT_TRAIN_RATIO * self.train_at_best
+        if val_loss > c.collapse_ratio * self.best_val and fits:
+            # The model still fits its training data as well as at its best: it is learning the training items
+            # rather than their distribution (memorising), which no rollback or lower LR cures.
+            self.bad_vals = 0
+            if self.overfitting is None:
+                self.overfitting = step
+                self.incident("overfitting", step, "warned", val_loss=round(val_loss, 6), best=round(self.best_val, 6),
+                              train_loss=round(train_loss, 6), train_at_best=round(self.train_at_best, 6),
+                              message="the held-out loss rises while the training loss does not: the model is "
+                              "memorising its training data. More data, augmentation (data.hflip), dropout or "
+                              "fewer steps help; `steadydiff eval` and `steadydiff report` measure the copies")
+        elif val_loss > c.collapse_ratio * self.best_val:
             self.bad_vals += 1
             if self.bad_vals >= c.collapse_patience:
                 self.incident("collapse", step, "rollback", val_loss=round(val_loss, 6),
@@ -349,7 +369,7 @@ class Guard:
         self.flagged = []
         self.bad_vals = 0
         if target.step == 0:  # a fresh start: the held-out losses of the abandoned run are no yardstick
-            self.best_val, self.plateau_vals = math.inf, 0
+            self.best_val, self.train_at_best, self.plateau_vals = math.inf, math.inf, 0
         self.watch_recovery = decision.step
         recent = [s for s in self.rollbacks if s > decision.step - self.cfg.rollback_window]
         give_up = len(recent) > self.cfg.max_rollbacks
@@ -408,6 +428,8 @@ class Guard:
         return {"lr_scale": self.lr_scale, "skip_steps": sorted(self.skip_steps),
                 "counts": self.counts, "flagged": self.flagged, "rollbacks": self.rollbacks,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None, "bad_vals": self.bad_vals,
+                "train_at_best": self.train_at_best if math.isfinite(self.train_at_best) else None,
+                "overfitting": self.overfitting,
                 "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
                 "nonfinite_model_steps": self.nonfinite_model_steps, "init_norm": self.init_norm,
                 "growth": self.growth,
@@ -420,6 +442,8 @@ class Guard:
         self.flagged = list(state["flagged"])
         self.rollbacks = list(state["rollbacks"])
         self.best_val = math.inf if state["best_val"] is None else float(state["best_val"])
+        self.train_at_best = math.inf if state.get("train_at_best") is None else float(state["train_at_best"])
+        self.overfitting = state.get("overfitting")
         self.bad_vals, self.plateau_vals = int(state["bad_vals"]), int(state["plateau_vals"])
         self.watch_recovery = state["watch_recovery"]
         self.nonfinite_model_steps = int(state["nonfinite_model_steps"])

@@ -440,7 +440,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                                                             val_ema["loss"], ema_print)
                         if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
                             decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True)
-                    decision = decision or guard.observe_validation(step, val_raw["loss"])
+                    decision = decision or guard.observe_validation(step, val_raw["loss"], last_loss)
                     if initial is not None and step > gc.growth_steps:
                         initial = None  # past the window: a restart is no longer possible, free the memory
                     decision = decision or guard.observe_weights(step, weight_norm(net.backbone))
