@@ -409,7 +409,7 @@ def main() -> None:
           f"thread here (it trained at {median_rate(mnist_out):.0f} samples/s, the median of its logged rates), far "
           "shorter than a default run (3,000 × 128), so its samples are not the model's best.",
         run_line(f"memorising digits ({MEMORISE_ITEMS} training items)", mem_out, mem_sum, mem_s)
-        + f" Config `{json.dumps({k: mem_cfg[k] for k in ('train', 'guard')})}`; the data file holds "
+        + f" Config `{json.dumps({'train': mem_cfg['train']})}`; the data file holds "
           f"{MEMORISE_ITEMS} training digits and the same {DIGITS_HOLDOUT} held-out digits as the digits run. "
           f"Stability: {stability(mem_sum)}.",
         guarded_line(mem_sum, mem_s, mem_out),
