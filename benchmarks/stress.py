@@ -127,9 +127,10 @@ def run_case(data: str, case: str, guard: bool, judge: Judge, quick: bool) -> di
 
 
 def overhead(data: str, quick: bool) -> dict:
-    """Loop wall time with the guard on and off, alternating, on clean runs without sample grids."""
+    """Loop wall time with the guard on and off, alternating, on clean runs without sample grids or sample metrics."""
     base = json.loads(json.dumps(QUICK[data] if quick else DATA[data]))
     base["train"]["steps"] = 60 if quick else (400 if data == "digits" else 1500)
+    base["train"]["sample_metrics_every"] = 0  # evaluation has its own budget (train.eval_budget); not the guard's
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(1 if quick else 3):
         for guard in (False, True):
