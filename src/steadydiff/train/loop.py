@@ -549,9 +549,8 @@ def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torc
     """The logged step's update/weight ratio, the weight norm of each top-level block, and peak memory."""
     norms = {}
     for name, block in backbone.named_children():
-        weights = [p.detach() for p in block.parameters()]
-        if weights:
-            norms[name] = round(float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(weights)))), 4)
+        if any(True for _ in block.parameters()):
+            norms[name] = round(weight_norm(block), 4)
     if device.type == "cuda":
         memory_mb = torch.cuda.max_memory_allocated(device) / 2**20
     else:  # peak resident memory of the process (Linux reports KiB, macOS bytes)
