@@ -306,3 +306,19 @@ def test_hflip_half_and_reproducible():
     assert not torch.equal(out, hflip(x, torch.Generator().manual_seed(1)))
     with pytest.raises(DataError, match="image batches"):
         hflip(torch.zeros(4, 3), torch.Generator())
+
+
+def test_value_step_finds_the_grid_of_levels():
+    """Pixels on levels lo + k·q give q; anything off an even grid, or too few levels, gives None."""
+    from steadydiff.data.normalise import value_step
+
+    digits = load_data(cfg("digits")).train
+    assert value_step(digits) == 1.0  # 17 levels, 0..16
+    assert value_step(np.arange(256, dtype=np.float32) / 255) == pytest.approx(1 / 255, rel=1e-4)
+    assert value_step(np.array([2.0, 2.5, 4.0, 3.0])) == 0.5
+    assert value_step(np.random.default_rng(0).random(1000)) is None
+    assert value_step(np.array([0.0, 2.0, 5.0])) is None  # smallest gap 2 does not divide 5
+    assert value_step(np.full(10, 3.0)) is None
+    # In network units the step scales with the image normaliser's map onto [-1, 1].
+    assert Normaliser.fit(digits, "image").image_step(digits) == pytest.approx(2 / 16)
+    assert Normaliser.fit(digits.reshape(len(digits), -1), "vector").image_step(digits) is None

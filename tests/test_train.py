@@ -215,3 +215,31 @@ def test_post_hoc_ema_snapshots_reconstruct_the_tracked_profiles(tmp_path):
     model = steadydiff.load(run)
     model.denoiser.load_state_dict(shorter)
     assert np.isfinite(model.sample(8, steps=4, seed=0)).all()
+
+
+def test_sampling_sigma_min_follows_the_data_levels(tmp_path):
+    """Images on 5 levels get σ_min = SIGMA_MIN_PER_STEP × their step (in units of 2σ_data), written to
+    config.toml and used by sampling; continuous data keeps EDM's 0.002; a value set by the user wins."""
+    import tomllib
+
+    from steadydiff.diffusion.config import SIGMA_MIN_PER_STEP
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 5, size=(64, 1, 8, 8)).astype(np.float32)  # levels 0..4: step 0.5 on [-1, 1]
+    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4}},
+            "train": {"steps": 2, "batch_size": 16, "log_every": 1, "val_every": 2, "sample_every": 0},
+            "sample": {"steps": 3, "grid_n": 4}}
+    run = steadydiff.train(from_dict(base), data=data, out=tmp_path / "levels", progress=False)
+    saved = tomllib.loads((run.dir / "config.toml").read_text())["diffusion"]
+    expected = SIGMA_MIN_PER_STEP * 0.5 / (2 * saved["sigma_data"])
+    assert saved["sigma_min"] == pytest.approx(expected, abs=1e-6) and saved["sigma_min"] > 0.03
+    model = steadydiff.load(run.dir)
+    seen = []
+    model.sample(2, steps=3, sampler="euler", seed=0, callback=lambda info: seen.append(float(info["sigma"])))
+    assert min(seen) == pytest.approx(expected * 2 * saved["sigma_data"], rel=1e-4)  # the last σ before 0
+
+    cont = steadydiff.train(tiny_config(2), out=tmp_path / "ring", progress=False)
+    assert tomllib.loads((cont.dir / "config.toml").read_text())["diffusion"]["sigma_min"] == 0.002
+    mine = from_dict({**base, "diffusion": {"sigma_min": 0.01}})
+    run = steadydiff.train(mine, data=data, out=tmp_path / "mine", progress=False)
+    assert tomllib.loads((run.dir / "config.toml").read_text())["diffusion"]["sigma_min"] == 0.01

@@ -119,6 +119,14 @@ class Normaliser:
         """Network units → user units (images clipped to the fitted range)."""
         return self._apply(x, inverse=True)
 
+    def image_step(self, train: np.ndarray) -> float | None:
+        """For images: the spacing of the value levels the training pixels take (`value_step`), in network
+        units; None for vectors or for pixels that are not on a grid."""
+        if self.kind != "image":
+            return None
+        step = value_step(train)
+        return None if step is None else float(step * self._scale)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe parameters; `from_dict(to_dict())` reproduces them exactly."""
         if self.kind == "image":
@@ -140,3 +148,24 @@ class Normaliser:
         if self.kind == "image":
             return f"Normaliser(image, range [{self.lo:g}, {self.hi:g}] → [-1, 1])"
         return f"Normaliser(vector, {self.mean.size} features standardised)"
+
+
+MAX_LEVELS = 65_536  # more distinct values than 16-bit images hold: treat the data as continuous
+
+
+def value_step(x: np.ndarray, *, rtol: float = 1e-3) -> float | None:
+    """The step q of an evenly spaced grid of levels that every value of `x` lies on (lo + k·q), or None.
+
+    8-bit images give 1 (or 1/255 once scaled to [0, 1]); scikit-learn's digits, 17 levels on 0..16,
+    give 1. Data with one value, with more than MAX_LEVELS distinct values, or off any even grid (within
+    rtol of a step) give None. Used to size the smallest sampling σ (DiffusionConfig.resolved_sigma_min).
+    """
+    levels = np.unique(np.asarray(x, dtype=np.float64))
+    levels = levels[np.isfinite(levels)]
+    if len(levels) < 2 or len(levels) > MAX_LEVELS:
+        return None
+    step = float(np.diff(levels).min())
+    k = (levels - levels[0]) / step
+    if step <= 0 or np.abs(k - np.round(k)).max() > rtol:
+        return None
+    return step

@@ -30,7 +30,11 @@ class TrainConfig:
     sigma_curriculum_samples: int = 0  # train on the highest noise levels first, widening to all over this many
     sigma_curriculum_start: float = 0.25  # samples; the share of the σ distribution (top quantiles) at the start
     ema_halflife_samples: int = 50_000  # EMA half-life (EDM's ema_halflife_kimg, in samples)
-    ema_rampup: float = 0.1  # half-life ≤ rampup × samples seen, so early EMA is not stuck at init
+    # Half-life ≤ rampup × samples seen. While that bound holds, β ≈ 1 − ln2/(rampup·t) (t in steps) is the
+    # power-function EMA with γ + 1 = ln2/rampup (Karras et al. 2024, Eq. 2): 0.04 gives γ ≈ 16.3, a width
+    # σ_rel ≈ 0.05 of the run, the length post-hoc EMA picked on digits (EDM's 0.1 is σ_rel ≈ 0.10; see
+    # BENCHMARKS.md, digits).
+    ema_rampup: float = 0.04
     phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
     phema_every: int = 500  # steps between post-hoc EMA snapshots in RUN/phema/; 0: no post-hoc EMA
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the backbone only

@@ -177,6 +177,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
     sigma_data = cfg.diffusion.sigma_data
     cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)  # written to config.toml as used
+    if cfg.diffusion.sigma_min is None:  # resolved once from the data's value levels, then written
+        cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), sigma_data)
     batch = tc.batch_size
     if n_items < batch:
         batch = n_items
