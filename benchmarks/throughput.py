@@ -3,7 +3,8 @@
 Training step = forward + backward + gradient clipping (norm 1) + optimiser step, fp32, batch 128 of 1×8×8
 images, 2 threads. steadydiff trains exactly as its loop does: the U-Net from `build_backbone`, wrapped in
 the EDM preconditioning `Denoiser` (Karras et al. 2022, Eq. 7) and trained with `DenoisingLoss` (log-normal
-σ, EDM weighting, Eq. 8), AdamW as built by the loop. diffusers trains the way its unconditional example
+σ, EDM weighting, Eq. 8) on batches with the default non-leaking augmentation (`data.augment`), AdamW as built
+by the loop. diffusers trains the way its unconditional example
 does: UNet2DModel predicting ε at t ~ U{0..999} of a linear-β DDPM schedule, loss = MSE(ε̂, ε) (Ho et al.
 2020, L_simple, Eq. 14), AdamW. Both see the same batches. The models take turns in rounds (round-robin),
 so a slowdown of the shared CPU hits neighbouring measurements alike. We report each model's best round
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 
 from _common import parse_args, table, write_section
 from steadydiff.config import RunConfig
+from steadydiff.data.augment import AUG_DIM, augment
+from steadydiff.data.config import DEFAULT_AUGMENT
 from steadydiff.diffusion import Denoiser, DenoisingLoss
 from steadydiff.nets import NetConfig, UNetConfig, build_backbone, count_parameters
 from steadydiff.sampling import nfe
@@ -60,12 +63,13 @@ class Contender:
 
 
 def steadydiff_contender(name: str, net_cfg: NetConfig) -> tuple[Contender, Denoiser]:
-    den = Denoiser(build_backbone(net_cfg, SHAPE), SIGMA_DATA)
+    den = Denoiser(build_backbone(net_cfg, SHAPE, aug_dim=AUG_DIM), SIGMA_DATA)
     loss_fn, opt = DenoisingLoss(), build_optimizer(den.parameters(), TrainConfig())
     den.train()
 
     def step(x: torch.Tensor, g: torch.Generator) -> None:
-        per_sample, _ = loss_fn(den, x, generator=g)
+        x, labels = augment(x, DEFAULT_AUGMENT, g)  # the loop's default non-leaking augmentation of images
+        per_sample, _ = loss_fn(den, x, generator=g, aug=labels)
         opt.zero_grad(set_to_none=True)
         per_sample.mean().backward()
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)

@@ -322,3 +322,44 @@ def test_value_step_finds_the_grid_of_levels():
     # In network units the step scales with the image normaliser's map onto [-1, 1].
     assert Normaliser.fit(digits, "image").image_step(digits) == pytest.approx(2 / 16)
     assert Normaliser.fit(digits.reshape(len(digits), -1), "vector").image_step(digits) is None
+
+
+def test_augment_transforms_match_their_labels():
+    """Each image's labels say exactly what was done: flip, quarter turns, integer shift (reflected border)."""
+    from steadydiff.data.augment import AUG_DIM, augment
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(400, 2, 8, 8)).astype(np.float32))
+    y, labels = augment(x, 0.5, torch.Generator().manual_seed(1))
+    assert labels.shape == (400, AUG_DIM) and not torch.equal(y, x)
+    turns = {(0.0, 0.0): 0, (1.0, -1.0): 1, (0.0, -2.0): 2, (-1.0, -1.0): 3}
+    seen = set()
+    for i in range(len(x)):
+        flip, s, c, dx, dy = labels[i].tolist()
+        want = x[i].flip(-1) if flip else x[i]
+        want = torch.rot90(want, turns[(s, c)], dims=(-2, -1))
+        dx, dy = int(dx), int(dy)  # max shift is 1 pixel at 8×8
+        padded = torch.nn.functional.pad(want[None], (1, 1, 1, 1), mode="reflect")[0]
+        want = padded[:, 1 - dy:9 - dy, 1 - dx:9 - dx]
+        assert torch.equal(y[i], want), f"image {i}, labels {labels[i].tolist()}"
+        seen.add((flip, turns[(s, c)], dx, dy))
+    assert len(seen) > 30  # flips, every turn and every shift occur, alone and combined
+    # Identity ↔ all-zero labels, and the share transformed follows p (1 − (1 − p)³ for square images).
+    identity = (labels == 0).all(1)
+    assert torch.equal(y[identity], x[identity])
+    assert abs(identity.float().mean().item() - 0.125) < 0.05
+    # Same generator state, same result; p = 0 changes nothing.
+    y2, labels2 = augment(x, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(y2, y) and torch.equal(labels2, labels)
+    y0, labels0 = augment(x, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(y0, x) and not labels0.any()
+
+
+def test_augment_never_turns_non_square_images_and_refuses_vectors():
+    from steadydiff.data.augment import augment
+
+    x = torch.randn(64, 1, 6, 10)
+    y, labels = augment(x, 1.0, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not labels[:, 1:3].any() and labels[:, 0].all()
+    with pytest.raises(DataError, match="data.augment=0"):
+        augment(torch.randn(8, 3), 0.5, torch.Generator().manual_seed(0))

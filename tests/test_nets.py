@@ -160,3 +160,30 @@ def assert_uses_x_and_noise(net, shape) -> None:
         other_x = net(torch.randn(8, *shape), torch.full((8,), 2.0))
     assert (hi - lo).abs().mean() > 0.05 * hi.abs().mean(), "output ignores c_noise"
     assert (hi - other_x).abs().mean() > 0.05 * hi.abs().mean(), "output ignores x"
+
+
+def test_augmentation_labels_condition_the_unet_and_zero_means_none():
+    """Zero labels (sampling) give exactly the output of no labels; once the label weights have learnt,
+    other labels change the output; a network built without them refuses labels."""
+    from steadydiff.data.augment import AUG_DIM
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(channels=16, channel_mult=(1, 2), groups=4, dropout=0.0)
+    net = build_backbone(NetConfig(unet=cfg), (1, 8, 8), aug_dim=AUG_DIM)
+    x, c = torch.randn(4, 1, 8, 8), torch.full((4,), 0.3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    labels = torch.zeros(4, AUG_DIM)
+    labels[:, 0] = 1.0  # "flipped"
+    for _ in range(60):  # learn: the flipped label means output +1
+        opt.zero_grad()
+        ((net(x, c, aug=labels) - 1).square().mean() + net(x, c, aug=torch.zeros_like(labels)).square().mean()
+         ).backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        plain, zero, flipped = net(x, c), net(x, c, aug=torch.zeros(4, AUG_DIM)), net(x, c, aug=labels)
+    assert torch.equal(plain, zero)
+    assert (flipped - plain).mean().item() > 0.5
+    bare = build_backbone(NetConfig(unet=cfg), (1, 8, 8))
+    with pytest.raises(ConfigError, match="without augmentation labels"):
+        bare(x, c, aug=labels)

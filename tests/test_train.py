@@ -243,3 +243,37 @@ def test_sampling_sigma_min_follows_the_data_levels(tmp_path):
     mine = from_dict({**base, "diffusion": {"sigma_min": 0.01}})
     run = steadydiff.train(mine, data=data, out=tmp_path / "mine", progress=False)
     assert tomllib.loads((run.dir / "config.toml").read_text())["diffusion"]["sigma_min"] == 0.01
+
+
+def test_image_augmentation_resolves_and_resumes_exactly(tmp_path):
+    """A new image run augments (data.augment 0.12 written to config.toml), vectors do not and refuse it;
+    6 steps straight equal 3 + resume + 3 with augmentation on (its draws come from (seed, step))."""
+    import shutil
+    import tomllib
+
+    data = np.random.default_rng(0).integers(0, 5, size=(48, 1, 8, 8)).astype(np.float32)
+    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4}},
+            "train": {"steps": 6, "batch_size": 16, "log_every": 1, "val_every": 3, "checkpoint_every": 3,
+                      "sample_every": 0, "sample_metrics_every": 0},
+            "sample": {"steps": 3, "grid_n": 4}}
+    run = steadydiff.train(from_dict(base), data=data, out=tmp_path / "run", progress=False)
+    assert tomllib.loads((run.dir / "config.toml").read_text())["data"]["augment"] == 0.12
+    straight = load_weights(run.dir, 6)
+    shutil.rmtree(run.dir / "checkpoints" / "step-6")
+    steadydiff.train(from_dict(base), data=data, out=run.dir, progress=False)
+    resumed = load_weights(run.dir, 6)
+    for part in straight:
+        for k in straight[part]:
+            assert torch.equal(straight[part][k], resumed[part][k]), f"{part}.{k} differs after resume"
+    off = steadydiff.train(from_dict({**base, "data": {"augment": 0}}), data=data, out=tmp_path / "off",
+                           progress=False)
+    assert not torch.equal(load_weights(off.dir, 6)["model"]["backbone.conv_in.weight"],
+                           straight["model"]["backbone.conv_in.weight"])
+    assert "backbone.embed.aug.weight" not in load_weights(off.dir, 6)["model"]
+
+    ring = steadydiff.train(tiny_config(2), out=tmp_path / "ring", progress=False)
+    assert tomllib.loads((ring.dir / "config.toml").read_text())["data"]["augment"] == 0.0
+    bad = tiny_config(2)
+    bad.data.augment = 0.3
+    with pytest.raises(SteadydiffError, match="images only"):
+        steadydiff.train(bad, out=tmp_path / "bad", progress=False)

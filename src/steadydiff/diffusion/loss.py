@@ -50,15 +50,17 @@ class DenoisingLoss:
 
     def __call__(self, denoiser: Denoiser, x: torch.Tensor, *, generator: torch.Generator | None,
                  sigma: torch.Tensor | None = None, n: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (per-sample loss (N,), σ (N,)). σ and n may be given (fixed validation noise)."""
+                 cond: torch.Tensor | None = None, aug: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (per-sample loss (N,), σ (N,)). σ and n may be given (fixed validation noise); `aug` are
+        the augmentation labels of x (data.augment)."""
         if sigma is None:
             sigma = sample_sigma(x.shape[0], self.noise, sigma_data=denoiser.sigma_data, p_mean=self.p_mean,
                                  p_std=self.p_std, generator=generator).to(x.device)
         if n is None:
             n = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        denoised = denoiser(x + s * n, sigma, cond)
+        denoised = denoiser(x + s * n, sigma, cond, aug)
         weight = loss_weight(sigma, denoiser.sigma_data, self.weighting, denoiser.parameterization,
                              self.min_snr_gamma)
         per_sample = (denoised - x).square().flatten(1).mean(1)

@@ -71,14 +71,17 @@ class Denoiser(nn.Module):
         self.parameterization = parameterization
         self.autocast_dtype = autocast_dtype
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None,
+                aug: torch.Tensor | None = None) -> torch.Tensor:
+        """`aug`: augmentation labels of training images, passed to the backbone only when given."""
         x = x.float()
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(x.shape[0])
         s = scalings(sigma, self.sigma_data, self.parameterization)
         x_in = _expand(s.c_in, x) * x
+        extra = {} if aug is None else {"aug": aug}
         if self.autocast_dtype is None:
-            f = self.backbone(x_in, s.c_noise, cond)
+            f = self.backbone(x_in, s.c_noise, cond, **extra)
         else:
             with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
-                f = self.backbone(x_in, s.c_noise, cond)
+                f = self.backbone(x_in, s.c_noise, cond, **extra)
         return _expand(s.c_skip, x) * x + _expand(s.c_out, x) * f.float()

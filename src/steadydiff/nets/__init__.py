@@ -20,8 +20,9 @@ __all__ = [
 ]
 
 
-def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...]) -> nn.Module:
+def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0) -> nn.Module:
     """The backbone for data items of shape `item_shape`: (D,) for vectors, (C, H, W) for images.
+    `aug_dim` > 0 gives the U-Net inputs for augmentation labels (data.augment).
 
     A kind that does not fit the items raises ConfigError naming both. We do not flatten images
     into the MLP: it would train, but badly, and silently; asking for it explicitly is clearer.
@@ -48,7 +49,7 @@ def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...]) -> nn.Module:
         if len(shape) != 3:
             raise ConfigError(f"net.kind='unet2d' needs image items shaped (C, H, W); this data has items "
                               f"shaped {shape}. Use net.kind=mlp or auto.")
-        return UNet2D(shape[0], (shape[1], shape[2]), cfg.unet)
+        return UNet2D(shape[0], (shape[1], shape[2]), cfg.unet, aug_dim=aug_dim)
     raise ConfigError(f"unknown net.kind {kind!r}: use 'auto', 'mlp' or 'unet2d'")
 
 

@@ -77,16 +77,28 @@ class NoiseEmbedding(nn.Module):
     `time_embed`). The final activation is applied here once, instead of at the start of every
     block's projection as in ADM, which is the same function and saves one activation per block."""
 
-    def __init__(self, out_dim: int, fourier_dim: int, ops: Layers):
+    def __init__(self, out_dim: int, fourier_dim: int, ops: Layers, aug_dim: int = 0):
         super().__init__()
         self.fourier = FourierFeatures(fourier_dim)
         self.fourier_gain = ops.fourier_gain
         self.mlp = nn.Sequential(
             ops.layer(fourier_dim, out_dim), ops.act_layer(), ops.layer(out_dim, out_dim), ops.act_layer()
         )
+        # Augmentation labels enter beside the noise features (EDM's map_augment, Karras et al. 2022,
+        # App. F.2). Zero-initialised: the untrained network ignores them, and zero labels (sampling) never
+        # change the output.
+        self.aug = nn.Linear(aug_dim, fourier_dim, bias=False) if aug_dim else None
+        if self.aug is not None:
+            nn.init.zeros_(self.aug.weight)
 
-    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.fourier(c_noise) * self.fourier_gain)
+    def forward(self, c_noise: torch.Tensor, aug: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.fourier(c_noise) * self.fourier_gain
+        if aug is not None:
+            if self.aug is None:
+                raise ConfigError("this network was built without augmentation labels (data.augment=0); "
+                                  "call it with aug=None")
+            h = h + self.aug(aug.to(h.dtype))
+        return self.mlp(h)
 
 
 def make_norm(kind: SampleNormKind, channels: int, groups: int, *, affine: bool = True) -> nn.Module:

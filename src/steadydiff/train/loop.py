@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, validate
 from ..data import Dataset, describe, load_data
-from ..data.augment import hflip
+from ..data.augment import AUG_DIM, augment, hflip
 from ..data.export import save_samples
 from ..data.normalise import Normaliser
 from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
-from ..errors import SteadydiffError, TrainingStopped
+from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..nets import build_backbone, count_parameters
 from ..sampling import nfe, step_list
 from ..sampling import sample as run_sampler
@@ -61,6 +61,7 @@ log = logging.getLogger("steadydiff")
 
 SIGMA_BINS = 8  # equal-probability bins of the training σ distribution, for per-σ statistics
 _STREAM_NOISE, _STREAM_DROPOUT, _STREAM_AUG, _STREAM_VAL = 1, 2, 3, 4
+_STREAM_AUGMENT = 6  # 5 is sample_metrics.STREAM
 
 
 def resolve_device(name: str) -> torch.device:
@@ -76,7 +77,8 @@ def measure_sigma_data(x: np.ndarray) -> float:
 
 def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
                    backbone: nn.Module | None = None) -> Denoiser:
-    backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape)
+    aug_dim = AUG_DIM if cfg.data.augment and len(item_shape) == 3 else 0
+    backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape, aug_dim=aug_dim)
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
@@ -177,6 +179,10 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
     sigma_data = cfg.diffusion.sigma_data
     cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)  # written to config.toml as used
+    cfg.data.augment = cfg.data.resolved_augment(ds.kind, fresh=saved_cfg is None)
+    if cfg.data.augment and ds.kind != "image":
+        raise ConfigError(f"data.augment={cfg.data.augment} applies to images only; this data has items shaped "
+                          f"{ds.item_shape}. Set data.augment=0.")
     if cfg.diffusion.sigma_min is None:  # resolved once from the data's value levels, then written
         cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), sigma_data)
     batch = tc.batch_size
@@ -345,6 +351,10 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             x = train_x[torch.from_numpy(idx)].to(device)
             if cfg.data.hflip and ds.kind == "image":
                 x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUG, step)))
+            aug_labels = None
+            if cfg.data.augment:
+                x, aug_labels = augment(x, cfg.data.augment,
+                                        torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUGMENT, step)))
             if batch_transform is not None:
                 x = batch_transform(step, x)
             torch.manual_seed(derive_seed(tc.seed, _STREAM_DROPOUT, step))
@@ -358,9 +368,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                 u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
                 sig = sample_sigma(len(x), loss_fn.noise, sigma_data=sigma_data, p_mean=loss_fn.p_mean,
                                    p_std=loss_fn.p_std, u=u).to(device)
-                per_sample, sigma = loss_fn(net, x, generator=g, sigma=sig)
+                per_sample, sigma = loss_fn(net, x, generator=g, sigma=sig, aug=aug_labels)
             else:
-                per_sample, sigma = loss_fn(net, x, generator=g)
+                per_sample, sigma = loss_fn(net, x, generator=g, aug=aug_labels)
             loss = per_sample.mean()
             opt.zero_grad(set_to_none=True)
             (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
