@@ -33,6 +33,7 @@ def test_bad_keys_and_values_fail_at_once(item, match):
                                          ("net.unet.attn_levels=5", "out of range"),
                                          ("diffusion.sigma_min=100", "sigma_min < diffusion.sigma_max"),
                                          ("net.unet.dropout=1.5", r"\[0, 1\)"),
+                                         ("data.augment=1.5", r"data.augment is a probability in \[0, 1\]"),
                                          ("guard.weight_growth=0.9", "guard.weight_growth must be > 1"),
                                          ("guard.growth_steps=-1", "guard.growth_steps must be ≥ 0"),
                                          ("guard.growth_backoff=1", "guard.growth_backoff must lie in")])

@@ -56,35 +56,30 @@ def augment(x: torch.Tensor, p: float, generator: torch.Generator) -> tuple[torc
                         "set data.augment=0 for vector data")
     n, _, h, w = x.shape
     m = max_shift(h, w)
+    # Draws and decisions stay on the generator's device (the CPU in the loop), so deciding what to do costs
+    # no device synchronisation; only masks and labels move to x's device.
     dev = generator.device
     use = torch.rand(n, 3, generator=generator, device=dev) < p
     turns = torch.randint(1, 4, (n,), generator=generator, device=dev)
     shift = torch.randint(-m, m + 1, (n, 2), generator=generator, device=dev)
-    use, turns, shift = use.to(x.device), turns.to(x.device), shift.to(x.device)
-    labels = torch.zeros(n, AUG_DIM, dtype=torch.float32, device=x.device)
-
-    flip = use[:, 0]
-    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    labels[:, 0] = flip.float()
-
     k = torch.where(use[:, 1] & (h == w), turns, torch.zeros_like(turns))
+    d = torch.where(use[:, 2:3], shift, torch.zeros_like(shift))  # (dx, dy): content moves right/down
+    labels = torch.stack([use[:, 0].float(), torch.tensor(_SIN, device=dev)[k],  # exact for quarter turns
+                          torch.tensor(_COS_M1, device=dev)[k], d[:, 0].float() / m, d[:, 1].float() / m], 1)
+
+    x = torch.where(use[:, 0].to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
     if (k > 0).any():
         x = x.clone()
         for q in (1, 2, 3):
-            sel = k == q
-            if sel.any():
+            if (k == q).any():
+                sel = (k == q).to(x.device)
                 x[sel] = torch.rot90(x[sel], q, dims=(-2, -1))
-    labels[:, 1] = torch.tensor(_SIN, device=x.device)[k]  # exact for quarter turns (no 1e-8 residue)
-    labels[:, 2] = torch.tensor(_COS_M1, device=x.device)[k]
-
-    d = torch.where(use[:, 2:3], shift, torch.zeros_like(shift))  # (dx, dy): content moves right/down
     if (d != 0).any():
         mode = "reflect" if m < min(h, w) else "replicate"
         padded = F.pad(x, (m, m, m, m), mode=mode)
         out = torch.empty_like(x)
         for dx, dy in torch.unique(d, dim=0).tolist():
-            sel = (d[:, 0] == dx) & (d[:, 1] == dy)
+            sel = ((d[:, 0] == dx) & (d[:, 1] == dy)).to(x.device)
             out[sel] = padded[sel, :, m - dy:m - dy + h, m - dx:m - dx + w]
         x = out
-    labels[:, 3:5] = d.float() / m
-    return x, labels
+    return x, labels.to(x.device)
