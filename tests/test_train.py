@@ -226,7 +226,7 @@ def test_sampling_sigma_min_follows_the_data_levels(tmp_path):
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 5, size=(64, 1, 8, 8)).astype(np.float32)  # levels 0..4: step 0.5 on [-1, 1]
-    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4}},
+    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4, "dropout": 0.1}},
             "train": {"steps": 2, "batch_size": 16, "log_every": 1, "val_every": 2, "sample_every": 0},
             "sample": {"steps": 3, "grid_n": 4}}
     run = steadydiff.train(from_dict(base), data=data, out=tmp_path / "levels", progress=False)
@@ -247,12 +247,13 @@ def test_sampling_sigma_min_follows_the_data_levels(tmp_path):
 
 def test_image_augmentation_resolves_and_resumes_exactly(tmp_path):
     """A new image run augments (data.augment 0.12 written to config.toml), vectors do not and refuse it;
-    6 steps straight equal 3 + resume + 3 with augmentation on (its draws come from (seed, step))."""
+    6 steps straight equal 3 + resume + 3 with augmentation and U-Net dropout on (their draws come from
+    (seed, step))."""
     import shutil
     import tomllib
 
     data = np.random.default_rng(0).integers(0, 5, size=(48, 1, 8, 8)).astype(np.float32)
-    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4}},
+    base = {"net": {"unet": {"channels": 16, "channel_mult": [1, 2], "groups": 4, "dropout": 0.1}},
             "train": {"steps": 6, "batch_size": 16, "log_every": 1, "val_every": 3, "checkpoint_every": 3,
                       "sample_every": 0, "sample_metrics_every": 0},
             "sample": {"steps": 3, "grid_n": 4}}
