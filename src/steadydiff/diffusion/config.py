@@ -65,9 +65,9 @@ class DiffusionConfig:
         `value_step` is the spacing of the values the data takes, in normalised units (None: continuous).
         EDM's 0.002 is a quarter of a level of 8-bit images; data with coarser levels (scikit-learn's
         digits: 17 levels, a step of 0.125 on [-1, 1]) gets σ_min = SIGMA_MIN_PER_STEP × its step instead,
-        so few-step solvers do not spend steps on noise far below one level. On digits that took
-        DPM-Solver++(2M) at 10 steps from 1.15× to 0.95× the real-data FD floor on the same weights, Heun at
-        18 steps unchanged (BENCHMARKS.md, few_step). 8-bit images keep EDM's value.
+        so few-step solvers do not spend steps on noise far below one level. On the default digits run that
+        took DPM-Solver++(2M) at 10 steps from 1.19× to 1.01× the real-data FD floor on the same weights
+        (with ρ 10), Heun at 18 steps unchanged (BENCHMARKS.md, few_step). 8-bit images keep EDM's value.
         """
         if self.sigma_min is not None or value_step is None or not value_step > 0:
             return self._sigma_min
