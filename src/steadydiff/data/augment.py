@@ -56,8 +56,8 @@ def augment(x: torch.Tensor, p: float, generator: torch.Generator) -> tuple[torc
                         "set data.augment=0 for vector data")
     n, _, h, w = x.shape
     m = max_shift(h, w)
-    # Draws and decisions stay on the generator's device (the CPU in the loop), so deciding what to do costs
-    # no device synchronisation; only masks and labels move to x's device.
+    # Draws and decisions stay on the generator's device (the CPU in the loop), and images are selected by
+    # index tensors, never by boolean masks on x's device: deciding what to do costs no device synchronisation.
     dev = generator.device
     use = torch.rand(n, 3, generator=generator, device=dev) < p
     turns = torch.randint(1, 4, (n,), generator=generator, device=dev)
@@ -71,15 +71,18 @@ def augment(x: torch.Tensor, p: float, generator: torch.Generator) -> tuple[torc
     if (k > 0).any():
         x = x.clone()
         for q in (1, 2, 3):
-            if (k == q).any():
-                sel = (k == q).to(x.device)
-                x[sel] = torch.rot90(x[sel], q, dims=(-2, -1))
+            idx = (k == q).nonzero().squeeze(1)
+            if len(idx):
+                idx = idx.to(x.device)
+                x[idx] = torch.rot90(x[idx], q, dims=(-2, -1))
     if (d != 0).any():
-        mode = "reflect" if m < min(h, w) else "replicate"
-        padded = F.pad(x, (m, m, m, m), mode=mode)
-        out = torch.empty_like(x)
-        for dx, dy in torch.unique(d, dim=0).tolist():
-            sel = ((d[:, 0] == dx) & (d[:, 1] == dy)).to(x.device)
-            out[sel] = padded[sel, :, m - dy:m - dy + h, m - dx:m - dx + w]
-        x = out
+        # Output pixel (i, j) of an image shifted by (dx, dy) reads pixel (i − dy, j − dx) of the image with its
+        # border reflected m deep: one gather for the whole batch.
+        padded = F.pad(x, (m, m, m, m), mode="reflect" if m < min(h, w) else "replicate")
+        dd = d.to(x.device)
+        rows = torch.arange(h, device=x.device) + m - dd[:, 1:2]  # (N, H)
+        cols = torch.arange(w, device=x.device) + m - dd[:, 0:1]  # (N, W)
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None],
+                   rows[:, None, :, None], cols[:, None, None, :]]
     return x, labels.to(x.device)

@@ -77,7 +77,7 @@ def measure_sigma_data(x: np.ndarray) -> float:
 
 def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
                    backbone: nn.Module | None = None) -> Denoiser:
-    aug_dim = AUG_DIM if cfg.data.augment and len(item_shape) == 3 else 0
+    aug_dim = AUG_DIM if cfg.data.augment else 0  # train() refuses data.augment for vectors
     backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape, aug_dim=aug_dim)
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
