@@ -4,11 +4,14 @@ Trains the digits run of benchmarks/digits_quality.py (297 held out, 3,000 steps
 `--set` overrides given, into benchmarks/out/sweep/NAME, and prints FD / floor in the digit classifier's feature
 space (1,500 samples against the 297 held-out digits) for the final EMA weights at Heun 18 steps (35 NFE) and
 DPM-Solver++(2M) 10 steps (10 NFE), sampling seeds 0–3 (the goals use 0 and 1; 2 and 3 show the seed noise),
-and optionally for post-hoc EMA lengths (`--stds`, Karras et al. 2024; seeds 0 and 1). Each result is appended
-to benchmarks/out/sweep/results.jsonl. Nothing is written to BENCHMARKS.md: the exploratory table there
-quotes these lines.
+and optionally for post-hoc EMA lengths (`--stds`, Karras et al. 2024). `--agree RUN ...` also prints how
+often the same noise (sampling seed 0, 35 NFE) gives a digit of the same predicted class under this run and
+under each other run directory named, a measure of how much a sampling seed's class mix is shared between
+independently trained models. Each result is appended to benchmarks/out/sweep/results.jsonl. Nothing is
+written to BENCHMARKS.md: the exploratory table there quotes these lines.
 
     .venv/bin/python benchmarks/digits_sweep.py NAME [--set KEY=VALUE ...] [--stds 0.05,0.10] [--eval-only]
+                                                [--agree RUN_DIR ...]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import steadydiff
 from _common import OUT, with_overrides
 from digits_quality import HOLDOUT, to_unit
 from steadydiff.data import DataConfig, load_data
-from steadydiff.metrics.features import frechet_feature_distance, load_feature_net
+from steadydiff.metrics.features import frechet_feature_distance, load_feature_net, predict
 from steadydiff.train.phema import read_snapshots, reconstruct
 
 SETTINGS = [("heun", 18), ("dpmpp-2m", 10)]
@@ -36,6 +39,8 @@ def main() -> None:
     p.add_argument("--stds", default="", help="post-hoc EMA lengths (σ_rel) to score, comma-separated")
     p.add_argument("--seeds", type=int, default=4, help="sampling seeds for the final EMA weights")
     p.add_argument("--eval-only", action="store_true", help="score the finished run again, no training")
+    p.add_argument("--agree", nargs="*", default=[], metavar="RUN_DIR",
+                   help="other finished runs: share of noises (seed 0, Heun 18) given the same class by both")
     a = p.parse_args()
     if not (OUT / "digits-features.safetensors").exists():
         raise SystemExit("needs the feature net: run benchmarks/digits_quality.py first")
@@ -61,12 +66,22 @@ def main() -> None:
             print(f"{a.name} {tag} {sampler} {k}: seeds 0,1 {np.mean(r[:2]):.3f}× ({', '.join(f'{v:.3f}' for v in r)}"
                   f"; mean of {len(r)} {np.mean(r):.3f}×)", flush=True)
 
+    if a.agree:
+        def classes(m: steadydiff.Model) -> np.ndarray:
+            return predict(net, to_unit(m.sample(1500, steps=18, sampler="heun", seed=0)))
+
+        mine = classes(model)
+        for other in a.agree:
+            same = float((classes(steadydiff.load(other)) == mine).mean())
+            result[f"same class as {other}"] = same
+            print(f"{a.name}: the same noise gives the same class as {other} for {same:.1%} of 1,500 samples",
+                  flush=True)
     score("ema", a.seeds)
     if a.stds:
         snaps = sorted(read_snapshots(out / "phema"), key=lambda s: s.step)
         for std in (float(v) for v in a.stds.split(",")):
             model.denoiser.load_state_dict(reconstruct(snaps, std))
-            score(f"phema {std:g}", 2)
+            score(f"phema {std:g}", a.seeds)
     with open(OUT / "sweep" / "results.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
 

@@ -64,8 +64,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     body = (f"Run: `{run.relative_to(OUT.parent.parent)}` (digits_quality.py's, final EMA weights); {n:,} samples per "
             f"seed; floor FD = {floor:.3f}.\n\n"
-            + table(["sampler, steps", "NFE", "step list", "σ range (× 2σ_data)", "ρ", "FD seed 0", "FD seed 1", "FD mean",
-                     "× floor", "time"], rows))
+            + table(["sampler, steps", "NFE", "step list", "σ range (× 2σ_data)", "ρ", "FD seed 0", "FD seed 1",
+                     "FD mean", "× floor", "time"], rows))
     if not args.quick:
         write_section("few_step", "digits — few-step sampling against the step list (no retraining)", body)
     else:

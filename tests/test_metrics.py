@@ -1,5 +1,5 @@
-"""Sample-based metrics (MMD, sliced Wasserstein, PRDC) against closed forms and their defining properties,
-plus determinism, chunk invariance and input checks."""
+"""Sample-based metrics (Fréchet terms, MMD, sliced Wasserstein, PRDC) against closed forms and their defining
+properties, plus determinism, chunk invariance and input checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from steadydiff.metrics import median_distance, mmd, prdc, sliced_wasserstein
+from steadydiff.metrics import frechet_distance, frechet_terms, median_distance, mmd, prdc, sliced_wasserstein
 
 
 def rng(seed: int) -> np.random.Generator:
@@ -30,6 +30,28 @@ def circle_mixture(r: np.random.Generator, n: int, modes: np.ndarray) -> np.ndar
     angle = 2 * np.pi * np.arange(8) / 8
     centres = 5 * np.stack([np.cos(angle), np.sin(angle)], 1)
     return centres[r.choice(modes, n)] + 0.3 * r.standard_normal((n, 2))
+
+
+# --- Fréchet distance terms -------------------------------------------------------------------------------
+
+
+def test_frechet_terms_sum_to_the_distance_and_split_a_shift_from_a_change_of_spread():
+    r = rng(0)
+    a, b = r.standard_normal((4000, 3)), r.standard_normal((4000, 3))
+    mean0, cov0 = frechet_terms(a, b)
+    assert mean0 + cov0 == pytest.approx(frechet_distance(a, b), rel=1e-12)
+    # Shifting one set by v moves only the mean term, to ||d + v||² with d the sets' mean difference.
+    v = np.array([1.0, -2.0, 0.5])
+    d = a.mean(0) - b.mean(0)
+    mean1, cov1 = frechet_terms(a + v, b)
+    assert mean0 == pytest.approx(float(d @ d), rel=1e-12)
+    assert mean1 == pytest.approx(float((d + v) @ (d + v)), rel=1e-12)
+    assert cov1 == pytest.approx(cov0, rel=1e-9)
+    # Scaling one set about its own mean by 2 leaves the mean term and gives the covariance term of
+    # N(0, 4I) against N(0, I): 3 · (4 + 1 − 2·2) = 3, up to sampling error.
+    mean2, cov2 = frechet_terms(2 * (a - a.mean(0)) + a.mean(0), b)
+    assert mean2 == pytest.approx(mean0, rel=1e-9)
+    assert cov2 == pytest.approx(3.0, abs=0.15)
 
 
 # --- MMD ---------------------------------------------------------------------------------------------------

@@ -250,6 +250,7 @@ def test_image_augmentation_resolves_and_resumes_exactly(tmp_path):
     6 steps straight equal 3 + resume + 3 with augmentation and U-Net dropout on (their draws come from
     (seed, step))."""
     import shutil
+
     import tomllib
 
     data = np.random.default_rng(0).integers(0, 5, size=(48, 1, 8, 8)).astype(np.float32)

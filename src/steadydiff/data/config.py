@@ -7,7 +7,6 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-
 DEFAULT_AUGMENT = 0.12
 
 

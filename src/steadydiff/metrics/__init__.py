@@ -1,7 +1,7 @@
 """Pure functions on arrays: quality, diversity and memorisation."""
 
 from .features import class_balance, frechet_feature_distance, load_shipped_feature_net
-from .frechet import frechet_distance, frechet_distance_stats, gaussian_stats
+from .frechet import frechet_distance, frechet_distance_stats, frechet_terms, gaussian_stats
 from .inception import inception_features, inception_fid
 from .memorisation import copy_fraction, nearest_distances
 from .mmd import median_distance, mmd
@@ -10,5 +10,5 @@ from .prdc import prdc
 from .sliced_wasserstein import sliced_wasserstein
 
 __all__ = ["class_balance", "copy_fraction", "frechet_distance", "frechet_distance_stats", "frechet_feature_distance",
-           "gaussian_stats", "inception_features", "inception_fid", "load_shipped_feature_net", "median_distance",
-           "mmd", "mode_stats", "nearest_distances", "prdc", "sliced_wasserstein"]
+           "frechet_terms", "gaussian_stats", "inception_features", "inception_fid", "load_shipped_feature_net",
+           "median_distance", "mmd", "mode_stats", "nearest_distances", "prdc", "sliced_wasserstein"]
