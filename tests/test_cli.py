@@ -131,4 +131,7 @@ def test_eval_prints_quality_against_nfe_and_records_it(tmp_path, capsys):
     assert "real data (the floor)" in out and out.count(" NFE ") == 4
     table = json.loads((run / "eval.json").read_text())["quality_vs_nfe"]["table"]
     assert [(r["solver"], r["nfe"]) for r in table] == [("heun", 5), ("heun", 9), ("euler", 5), ("euler", 9)]
+    # Each FD is printed with its mean term, the part a shifted average explains.
+    assert out.count("(mean term ") == 5
+    assert all(0 <= r["metrics"]["fd_data_mean_term"] <= r["metrics"]["fd_data"] for r in table)
     assert main(["eval", str(run), "--nfe", "ten"]) == 2

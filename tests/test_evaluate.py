@@ -124,6 +124,10 @@ def test_digits_classifier_fd_floor_and_ceiling():
     assert real["fd_classifier"] < 1.5 * floor, (real, floor)
     assert noise["fd_classifier"] > 20 * floor, (noise, floor)
     assert collapsed["fd_classifier"] > 5 * floor, (collapsed, floor)
+    # The FD's mean term (||μ − μ_held||²) is a small part of fresh real digits' distance and a large one of a
+    # single class's.
+    assert 0 <= real["fd_classifier_mean_term"] < real["fd_classifier"] / 2
+    assert collapsed["fd_classifier_mean_term"] > 100 * ref.real_data["fd_classifier_mean_term"]
     assert real["precision"] > 0.8 and real["recall"] > 0.8 and real["coverage"] > 0.8
     # Noise lands in the k-NN balls of a few outlying real digits, so its precision is ~0.5 (the outlier
     # sensitivity Naeem et al. 2020 point out); density, recall and coverage see through it.

