@@ -15,7 +15,17 @@ from steadydiff.config import RunConfig, from_dict
 from steadydiff.errors import SteadydiffError, TrainingStopped
 from steadydiff.train.config import GuardConfig
 from steadydiff.train.ema import EMA
-from steadydiff.train.guard import EXPLOSION, NON_FINITE, SPIKE, Guard, restore_snapshot, sigma_response, take_snapshot
+from steadydiff.train.guard import (
+    EXPLOSION,
+    NON_FINITE,
+    SPIKE,
+    Damage,
+    Guard,
+    Rollback,
+    restore_snapshot,
+    sigma_response,
+    take_snapshot,
+)
 from steadydiff.train.loop import weight_norm
 from steadydiff.train.optim import lr_at
 from steadydiff.train.order import batch_indices
@@ -67,16 +77,19 @@ def make_guard(tmp_path, **cfg) -> Guard:
                  incidents=JsonlLog(tmp_path / "incidents.jsonl"), fused_optimizer=True)
 
 
-def synthetic_step(rng, scale=None, grad=1.0, nan=False):
-    """Per-sample losses for 8 σ-bins whose typical values span four orders of magnitude, as real losses do."""
+def synthetic_step(rng, scale=None, grad=1.0, nan=False, per_bin=16, hard=None, dof=4):
+    """Per-sample losses for 8 σ-bins whose typical values span four orders of magnitude, as real losses do;
+    `hard` = (item, factor) multiplies one item's loss, as an item between modes does late in training.
+    Returns the gate's inputs: per-sample losses, each item's σ-bin, the gradient norm."""
     levels = np.logspace(-3, 1, 8) if scale is None else scale
-    b = np.repeat(np.arange(8), 16)
-    per_sample = torch.tensor(levels[b] * rng.chisquare(4, size=b.size) / 4)
+    b = np.repeat(np.arange(8), per_bin)
+    values = levels[b] * rng.chisquare(dof, size=b.size) / dof
+    if hard is not None:
+        values[hard[0]] *= hard[1]
+    per_sample = torch.tensor(values)
     if nan:
         per_sample[5] = math.nan
-    bins_sum = torch.zeros(8, dtype=torch.float64).index_add_(0, torch.tensor(b), per_sample)
-    bins_n = torch.zeros(8, dtype=torch.float64).index_add_(0, torch.tensor(b), torch.ones(b.size, dtype=torch.float64))
-    return per_sample, bins_sum, bins_n, torch.tensor(grad * (1 + 0.2 * rng.standard_normal()))
+    return per_sample, torch.tensor(b), torch.tensor(grad * (1 + 0.2 * rng.standard_normal()))
 
 
 def test_detectors_quiet_on_clean_statistics_and_fire_on_planted_faults(tmp_path):
@@ -94,8 +107,11 @@ def test_detectors_quiet_on_clean_statistics_and_fire_on_planted_faults(tmp_path
     levels = np.logspace(-3, 1, 8)
     small_bin_spike = levels.copy()
     small_bin_spike[0] *= 6  # 6× in the lowest-loss bin: invisible in the overall mean, a spike in its bin
-    cases = {"spike": (synthetic_step(rng, scale=small_bin_spike), SPIKE),
-             "explosion": (synthetic_step(rng, grad=200.0), EXPLOSION),
+    cases = {"spike": (synthetic_step(rng, scale=small_bin_spike, grad=5.0), SPIKE),
+             "spike, gradient as usual": (synthetic_step(rng, scale=small_bin_spike), 0),
+             "hard item, 1000× its bin's level": (synthetic_step(rng, hard=(3, 1000.0), grad=1.5), 0),
+             "explosion": (synthetic_step(rng, grad=200.0, scale=levels * 4), EXPLOSION),
+             "explosion, loss as usual": (synthetic_step(rng, grad=200.0), 0),
              "nan": (synthetic_step(rng, nan=True), NON_FINITE),
              "mild": (synthetic_step(rng, scale=levels * 1.3), 0)}
     for name, (inputs, expected) in cases.items():
@@ -104,10 +120,36 @@ def test_detectors_quiet_on_clean_statistics_and_fire_on_planted_faults(tmp_path
         assert bool(bad) == bool(expected), name
         assert int(guard.pending[0, 0]) & expected == expected, name
         guard.check(train_x)
-    logged = [r["guard"] for r in map(json.loads, (tmp_path / "incidents.jsonl").read_text().splitlines())]
-    assert logged == ["loss_spike", "grad_explosion", "non_finite"]
-    spike = json.loads((tmp_path / "incidents.jsonl").read_text().splitlines()[0])
-    assert spike["sigma_bin"] == 0
+    logged = [json.loads(ln) for ln in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+    # a gradient explosion confirmed by a loss 4× its median is a loss spike as well, and is logged as one
+    assert [r["guard"] for r in logged] == ["loss_spike", "loss_spike", "non_finite"]
+    spike = logged[0]
+    # the incident carries its evidence: which bin, how far out (ratio and robust z, with the items behind it),
+    # and the gradient norm that agreed
+    assert spike["sigma_bin"] == 0 and spike["bin_items"] == 16
+    assert 4 < spike["loss_ratio"] < 9 and spike["loss_z"] > 8 and spike["grad_ratio"] > 3
+    assert "σ-bin 0" in spike["detail"] and "gradient norm" in spike["detail"]
+
+
+@pytest.mark.parametrize("per_bin", [2, 8, 32])
+def test_detectors_stay_quiet_on_healthy_heavy_tailed_losses_with_few_items_per_bin(tmp_path, per_bin):
+    # Late in training on sharp modes, one item in fifty lands between modes: its loss is 30-1000× its bin's
+    # median, and the gradient norm moves with it a little. With 2 items per bin (batch 16) such an item alone
+    # sets a bin's mean loss at hundreds of times its median; none of these steps is a fault. The losses of one
+    # σ-bin spread like χ²(2) around their median (a log-spread of 1.3; 1.1-1.7 measured on toy:ring8).
+    guard = make_guard(tmp_path)
+    rng = np.random.default_rng(1)
+    flagged = 0
+    for step in range(3000):
+        per_sample, b, grad = synthetic_step(rng, per_bin=per_bin, dof=2)
+        hard = rng.random(per_sample.numel()) < 0.02
+        per_sample[torch.from_numpy(hard)] *= torch.from_numpy(10 ** rng.uniform(1.5, 3, hard.sum()))
+        grad = grad * (1 + hard.sum() * rng.uniform(0, 0.5))
+        flagged += bool(guard.gate(per_sample, b, grad))
+        guard.note_step(step, np.arange(per_sample.numel()))
+        assert guard.check(torch.zeros(1, 2)) is None
+    assert flagged == 0
+    assert not (tmp_path / "incidents.jsonl").exists()
 
 
 def test_collapse_needs_a_lasting_degradation_and_returns_to_the_anchor(tmp_path):
@@ -119,26 +161,28 @@ def test_collapse_needs_a_lasting_degradation_and_returns_to_the_anchor(tmp_path
     assert guard.observe_validation(50, 1.2) is None
     decision = guard.observe_validation(60, 1.3)
     assert decision is not None and decision.anchor and decision.reason == "collapse"
+    assert decision.evidence["val_ratio"] == pytest.approx(1.3 / 0.6, abs=1e-3)
     assert guard.observe_validation(70, math.nan).anchor  # a non-finite validation is a collapse at once
 
 
-def test_held_out_loss_rising_while_the_training_loss_keeps_falling_is_overfitting_not_a_collapse(tmp_path):
-    # Memorising a small data set: the held-out loss climbs while the training loss falls. Rolling back and
-    # lowering the LR would not help (and a stop would blame the LR), so the guard warns once and lets it train.
-    guard = make_guard(tmp_path, collapse_ratio=1.5, collapse_patience=2)
-    assert guard.observe_validation(10, 0.6, 0.50) is None
-    for step, (val, train) in enumerate([(1.0, 0.40), (1.2, 0.30), (1.5, 0.20), (2.0, 0.10)], start=2):
-        assert guard.observe_validation(10 * step, val, train) is None
+def test_skipped_steps_roll_back_only_on_evidence_of_damage(tmp_path):
+    guard = make_guard(tmp_path, max_skips=3, skip_window=200, damage_ratio=1.25)
+    decision = Rollback(reason="repeated_skips", step=50, first_bad=45, skip=[45, 46, 47], needs_evidence=True)
+    guard.skip_steps.update([45, 46, 47])
+    # updates that were never applied cannot have harmed the model: no rollback, no LR change
+    assert guard.confirm(decision, Damage(val_loss=0.41, val_loss_before=0.40, before_step=40, skipped=3)) is None
+    assert guard.lr_scale == 1.0
+    # the held-out loss measurably worse than at the snapshot: roll back, and say why
+    worse = guard.confirm(decision, Damage(val_loss=0.60, val_loss_before=0.40, before_step=40, skipped=3))
+    assert worse is not None and worse.evidence["damage"] == "held-out loss worse"
+    assert worse.evidence["val_ratio"] == pytest.approx(1.5)
+    assert guard.confirm(decision, Damage(val_loss=math.inf, val_loss_before=0.4, before_step=40, skipped=3))
+    # most of the window skipped: the weights no longer train
+    stalled = guard.confirm(decision, Damage(val_loss=0.40, val_loss_before=0.40, before_step=40, skipped=101))
+    assert stalled is not None and stalled.evidence["damage"] == "updates stalled"
     events = [json.loads(ln) for ln in (tmp_path / "incidents.jsonl").read_text().splitlines()]
-    assert [(e["guard"], e["step"], e["action"]) for e in events] == [("overfitting", 20, "warned")]
-    assert "memorising" in events[0]["message"]
-    # the same held-out climb with the training loss climbing too is a collapse
-    guard = make_guard(tmp_path / "b", collapse_ratio=1.5, collapse_patience=2)
-    (tmp_path / "b").mkdir()
-    assert guard.observe_validation(10, 0.6, 0.50) is None
-    assert guard.observe_validation(20, 1.0, 0.80) is None
-    decision = guard.observe_validation(30, 1.2, 0.90)
-    assert decision is not None and decision.reason == "collapse"
+    assert events[0]["guard"] == "damage_check" and "no damage" in events[0]["outcome"]
+    assert events[0]["val_ratio"] == pytest.approx(1.025)
 
 
 # -- rollback ---------------------------------------------------------------------------------------------------
@@ -204,7 +248,7 @@ def test_scaled_batch_is_a_spike_and_its_update_is_never_applied(tmp_path):
     steadydiff.train(tiny(40), out=tmp_path / "on", progress=False, batch_transform=plant("scale", [30]))
     events = incidents(tmp_path / "on")
     assert [(e["guard"], e["step"]) for e in events] == [("loss_spike", 30)]
-    assert events[0]["ratio_to_median"] > 1e3
+    assert events[0]["loss_ratio"] > 1e3 and events[0]["grad_ratio"] > 1e3
     n_train = json.loads((tmp_path / "on" / "dataset.json").read_text())["n_train"]
     assert events[0]["batch_items"] == batch_indices(n_train, 0, 30 * 64, 64).tolist()  # the planted batch
     # A skip leaves no trace: the run equals one whose step-30 batch was NaN instead (also skipped), bit for bit.
@@ -215,16 +259,32 @@ def test_scaled_batch_is_a_spike_and_its_update_is_never_applied(tmp_path):
     assert finite_weights(tmp_path / "on")
 
 
-def test_repeated_spikes_roll_back_lower_the_lr_skip_the_batches_and_resume_exactly(tmp_path):
-    cfg = tiny(60)
-    faults = plant("scale", [45, 46, 47])
+def test_repeated_spikes_without_damage_are_skipped_and_training_goes_on_at_the_same_lr(tmp_path):
+    run = tmp_path / "run"
+    steadydiff.train(tiny(60), out=run, progress=False, batch_transform=plant("scale", [45, 46, 47]))
+    events = incidents(run)
+    assert [(e["guard"], e["step"]) for e in events] == [("loss_spike", 45), ("loss_spike", 46), ("loss_spike", 47),
+                                                         ("damage_check", 47)]
+    check = events[-1]
+    assert check["action"] == "none" and check["before_step"] == 40 and check["val_ratio"] < 1.25
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stability"]["rollbacks"] == 0 and summary["stability"]["lr_scale"] == 1.0
+    assert summary["stability"]["skipped_steps"] == 3
+
+
+def test_stalled_updates_roll_back_lower_the_lr_skip_the_batches_and_resume_exactly(tmp_path):
+    # Most steps of a short window rejected: the weights no longer train, which is damage enough to roll back.
+    cfg = tiny(60, guard={"skip_window": 10})
+    faults = plant("scale", [44, 45, 46, 47, 48, 49])
     run = tmp_path / "run"
     steadydiff.train(cfg, out=run, progress=False, batch_transform=faults)
     events = incidents(run)
     kinds = [(e["guard"], e["step"]) for e in events]
-    assert kinds[:4] == [("loss_spike", 45), ("loss_spike", 46), ("loss_spike", 47), ("repeated_skips", 47)]
-    rollback = events[3]
-    assert rollback["action"] == "rollback" and rollback["to_step"] == 40 and rollback["skipped_steps"] == [45, 46, 47]
+    assert kinds[:8] == [("loss_spike", s) for s in range(44, 47)] + [("damage_check", 46)] + \
+        [("loss_spike", s) for s in range(47, 50)] + [("repeated_skips", 49)]
+    rollback = events[7]
+    assert rollback["action"] == "rollback" and rollback["to_step"] == 40 and rollback["skipped_steps"] == [47, 48, 49]
+    assert rollback["damage"] == "updates stalled" and rollback["skipped_in_window"] == 6
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in lines]
     assert steps == sorted(set(steps)), "the replayed steps are logged once"

@@ -116,13 +116,22 @@ class GuardConfig:
     check_every: int = 0  # steps between host looks at the device-side flags; 0: every step on a CPU, 10 on a GPU
     history: int = 200  # steps of per-σ-bin loss and gradient-norm history for the robust statistics
     min_history: int = 50  # steps of history before spikes and explosions are judged
-    spike_z: float = 8.0  # a σ-bin's batch loss this many robust std (1.4826·MAD) above the bin's median ...
-    spike_ratio: float = 3.0  # ... and this many times the median ...
-    spike_over_max: float = 1.5  # ... and this many times the largest accepted value in the history is a spike
-    grad_z: float = 8.0  # the same two thresholds for the gradient norm (before clipping)
+    # A σ-bin's loss (the geometric mean of its items' losses) this many robust std (1.4826·MAD, scaled to the
+    # items in the bin) above the bin's median, and this many times the median, is a spike ...
+    spike_z: float = 8.0
+    spike_ratio: float = 3.0
+    grad_z: float = 8.0  # ... and so is a gradient norm (before clipping) this far above its median ...
     grad_ratio: float = 10.0
-    max_skips: int = 3  # this many skipped steps within `skip_window` steps mean the model, not a batch, is the
-    skip_window: int = 200  # problem: roll back and lower the LR
+    # ... but a finite step is skipped only when the other statistic agrees: it too this many robust std and
+    # times above its median (a hard, healthy batch moves one of them, a corrupted batch or a failing model both).
+    confirm_z: float = 4.0
+    confirm_ratio: float = 3.0
+    # This many skipped steps within `skip_window` steps make the loop look for damage: a fixed held-out loss
+    # above `damage_ratio` × its value at the last snapshot, or more than half the window skipped. Only damage
+    # rolls back and lowers the LR; skips alone never do.
+    max_skips: int = 3
+    skip_window: int = 200
+    damage_ratio: float = 1.25
     snapshot_every: int = 100  # steps between in-memory snapshots of the whole training state
     collapse_ratio: float = 1.5  # fixed validation loss above best × this ...
     collapse_patience: int = 2  # ... at this many validations in a row is a collapse
@@ -142,7 +151,7 @@ class GuardConfig:
     def check(self) -> None:
         positive = {"guard.history": self.history, "guard.min_history": self.min_history,
                     "guard.spike_z": self.spike_z, "guard.spike_ratio": self.spike_ratio, "guard.grad_z": self.grad_z,
-                    "guard.spike_over_max": self.spike_over_max,
+                    "guard.confirm_z": self.confirm_z,
                     "guard.grad_ratio": self.grad_ratio, "guard.max_skips": self.max_skips,
                     "guard.skip_window": self.skip_window, "guard.snapshot_every": self.snapshot_every,
                     "guard.collapse_ratio": self.collapse_ratio, "guard.collapse_patience": self.collapse_patience,
@@ -156,6 +165,10 @@ class GuardConfig:
             raise ConfigError(f"guard.weight_growth must be > 1 (or 0 to turn it off), got {self.weight_growth}")
         if self.min_history > self.history:
             raise ConfigError(f"guard.min_history ({self.min_history}) cannot exceed guard.history ({self.history})")
+        for name, value in (("guard.spike_ratio", self.spike_ratio), ("guard.grad_ratio", self.grad_ratio),
+                            ("guard.confirm_ratio", self.confirm_ratio), ("guard.damage_ratio", self.damage_ratio)):
+            if not value > 1:
+                raise ConfigError(f"{name} must be > 1 (a ratio to the median or to the value before), got {value}")
         for name, value in (("guard.lr_backoff", self.lr_backoff), ("guard.plateau_factor", self.plateau_factor),
                             ("guard.growth_backoff", self.growth_backoff)):
             if not 0 < value < 1:

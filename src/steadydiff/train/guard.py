@@ -45,6 +45,8 @@ from .config import GuardConfig
 from .rundir import JsonlLog
 
 NON_FINITE, SPIKE, EXPLOSION = 1, 2, 4
+PENDING = ("flags", "bin", "loss_ratio", "loss_z", "bin_items", "grad_norm", "grad_ratio", "grad_z", "first_bad",
+           "n_bad")
 OVERFIT_TRAIN_RATIO = 1.1  # training loss within this of its value at the best validation: not a collapse
 _MAD_TO_STD = 1.4826  # MAD × 1.4826 estimates the standard deviation of a normal distribution
 
@@ -54,6 +56,8 @@ class RobustHistory:
 
     `push` keeps the previous entry where a value is missing (NaN, e.g. an empty σ-bin) or the step was
     rejected, so a spike never enters the statistics it is judged by. `refresh` recomputes median and MAD.
+    The guard keeps logarithms here (of losses and gradient norms), so a ratio is a difference and the MAD is a
+    relative spread that means the same at every noise level.
     """
 
     def __init__(self, size: int, channels: int, device: torch.device):
@@ -62,7 +66,6 @@ class RobustHistory:
         self.median = torch.full((channels,), math.nan, device=device)
         self.mad = torch.full((channels,), math.nan, device=device)
         self.count = torch.zeros(channels, device=device)
-        self.top = torch.full((channels,), math.nan, device=device)
         self.pos = 0
 
     def push(self, value: torch.Tensor, accept: torch.Tensor) -> None:
@@ -74,20 +77,19 @@ class RobustHistory:
         self.median = torch.nanmedian(self.values, dim=0).values
         self.mad = torch.nanmedian((self.values - self.median).abs(), dim=0).values
         self.count = torch.isfinite(self.values).sum(0).float()
-        self.top = torch.where(self.count > 0, self.values.nan_to_num(-math.inf).max(0).values, math.nan)
 
-    def excess(self, value: torch.Tensor, z: float, ratio: float, min_count: int,
-               over_max: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(is_high per channel, value / median): high means z robust std above the median, `ratio`× the median
-        and `over_max`× the largest accepted value in the history, all at once.
+    def excess(self, value: torch.Tensor, z: float, log_ratio: float, min_count: int,
+               spread_scale: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(is_high, deviation from the median, robust z-score) per channel, for a value on the log scale.
 
-        The last condition matters for heavy-tailed losses: late in training a σ-bin's batch loss can jump to
-        several times its median whenever a few samples fall between modes; such jumps recur, so they are
-        in the history, and only a value beyond all recent ones is a spike.
+        High means both `z` robust standard deviations (1.4826·MAD, times `spread_scale`) and `log_ratio` above
+        the median: the first follows the statistic's own spread, the second keeps a statistic that hardly
+        varies (a large batch) from flagging a change no one would call a spike.
         """
-        high = (self.count >= min_count) & (value > self.median + z * _MAD_TO_STD * self.mad) & \
-            (value > ratio * self.median) & (value > over_max * self.top)
-        return high, value / self.median
+        dev = value - self.median
+        spread = (_MAD_TO_STD * self.mad * spread_scale).clamp(min=1e-6)
+        high = (self.count >= min_count) & (dev > torch.clamp(z * spread, min=log_ratio))
+        return high, dev, dev / spread
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.values.clone(), "pos": self.pos}
@@ -146,6 +148,20 @@ class Rollback:
     skip: list[int] = field(default_factory=list)  # steps whose batches are skipped when the run replays them
     restart: bool = False  # back to the state at step 0 (the LR, not a stretch of training, was wrong)
     lr_factor: float | None = None  # None: guard.lr_backoff
+    # Skipped steps alone prove nothing (a skipped update cannot harm the weights): such a decision is only a
+    # reason to look, and stands once `Guard.confirm` has found damage. The others carry their evidence.
+    needs_evidence: bool = False
+    evidence: dict[str, Any] = field(default_factory=dict)  # what showed the damage, for incidents and diagnosis
+
+
+@dataclass
+class Damage:
+    """What the loop measured when skipped steps asked for a look (Guard.confirm judges it)."""
+
+    val_loss: float  # fixed held-out loss of the current raw weights
+    val_loss_before: float  # the same for the snapshot a rollback would return to
+    before_step: int
+    skipped: int  # steps skipped within the last guard.skip_window steps
 
 
 class Guard:
@@ -161,9 +177,10 @@ class Guard:
         self.fused = fused_optimizer
         self.loss_hist = RobustHistory(cfg.history, bins, device)
         self.grad_hist = RobustHistory(cfg.history, 1, device)
-        # Per step since the last check: flags, worst σ-bin, its loss / median, gradient norm, norm / median,
-        # the batch position of the first item with a non-finite loss, and how many items had one.
-        self.pending = torch.zeros(self.check_every, 7, device=device)
+        # Per step since the last check (columns named in PENDING): flags, the σ-bin furthest above its median
+        # (in robust z), its geometric-mean loss / median, z and items, the gradient norm, its ratio and z, the
+        # batch position of the first item with a non-finite loss, and how many items had one.
+        self.pending = torch.zeros(self.check_every, len(PENDING), device=device)
         self.pending_steps: list[int] = []
         self.pending_items: deque[np.ndarray] = deque(maxlen=self.check_every)
         # Host-side state, saved with checkpoints (state_json) so a resumed run decides as an unbroken one.
@@ -181,33 +198,52 @@ class Guard:
         self.nonfinite_model_steps = 0
         self.init_norm: float | None = None  # the backbone's weight norm at step 0
         self.growth: float | None = None  # the weight growth that caused the last restart
+        self.evidence: dict[str, Any] = {}  # what the last confirmed rollback after skipped steps measured
         self.t0 = time.perf_counter()
 
     # -- device side, every step ----------------------------------------------------------------------------
     @torch.no_grad()
-    def gate(self, per_sample: torch.Tensor, bins_sum: torch.Tensor, bins_n: torch.Tensor,
-             grad_norm: torch.Tensor) -> torch.Tensor:
+    def gate(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
         """A bool tensor: True when this step's update must not be applied. No host synchronisation.
 
-        `per_sample` is the batch's loss per item, `bins_sum`/`bins_n` its per-σ-bin sums and item counts, and
-        `grad_norm` the gradient norm before clipping.
+        `per_sample` is the batch's loss per item, `bin_index` each item's σ-bin, and `grad_norm` the gradient
+        norm before clipping. A non-finite loss or gradient is rejected at once. A finite step is rejected only
+        when the loss and the gradient norm agree: one of them far outside its recent range (a spike or an
+        explosion) and the other clearly raised too. A hard but healthy batch (a few items between modes, whose
+        loss is hundreds of times the bin's median) moves one of them alone, and is trained on.
+
+        The loss statistic of a σ-bin is the mean log-loss of its items (the log of their geometric mean): a
+        batch that is corrupted, or a model that has gone wrong, lifts every item, while one hard item lifts it
+        by only log(its ratio) / (items in the bin). Its spread shrinks as 1/√n with the n items behind it, so the
+        threshold is scaled by √(n_typical / n) (`n_typical` = batch / bins, the bins being equally likely).
         """
         c = self.cfg
         bad_items = ~torch.isfinite(per_sample)
         finite = ~bad_items.any() & torch.isfinite(grad_norm)
-        bin_loss = (bins_sum / bins_n).float()  # NaN for an empty bin: never a spike
-        high, ratio = self.loss_hist.excess(bin_loss, c.spike_z, c.spike_ratio, c.min_history, c.spike_over_max)
-        g = grad_norm.reshape(1).float()
-        g_high, g_ratio = self.grad_hist.excess(g, c.grad_z, c.grad_ratio, c.min_history, c.spike_over_max)
-        spike, explode = high.any(), g_high[0]
+        bins = self.loss_hist.values.shape[1]
+        log_loss = torch.where(bad_items, 0.0, per_sample.float().clamp(min=1e-30).log())
+        n = torch.zeros(bins, device=per_sample.device).index_add_(0, bin_index, torch.ones_like(log_loss))
+        bin_log = torch.zeros(bins, device=per_sample.device).index_add_(0, bin_index, log_loss) / n  # NaN: empty
+        scale = (per_sample.numel() / bins / n.clamp(min=1)).sqrt()
+        log_g = grad_norm.reshape(1).float().clamp(min=1e-30).log()
+        l_high, l_dev, l_z = self.loss_hist.excess(bin_log, c.spike_z, math.log(c.spike_ratio), c.min_history,
+                                                   scale)
+        l_raised, _, _ = self.loss_hist.excess(bin_log, c.confirm_z, math.log(c.confirm_ratio), c.min_history,
+                                               scale)
+        g_high, g_dev, g_z = self.grad_hist.excess(log_g, c.grad_z, math.log(c.grad_ratio), c.min_history)
+        g_raised, _, _ = self.grad_hist.excess(log_g, c.confirm_z, math.log(c.confirm_ratio), c.min_history)
+        spike = l_high.any() & g_raised[0]
+        explode = g_high[0] & l_raised.any()
         bad = ~finite | spike | explode
         flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION
-        worst = torch.where(high, ratio, torch.zeros_like(ratio)).nan_to_num(0.0).max(0)
+        worst = l_z.nan_to_num(-math.inf).max(0)
         slot = len(self.pending_steps) % self.check_every
-        self.pending[slot] = torch.stack([flags, worst.indices.float(), worst.values, g[0], g_ratio[0],
-                                          bad_items.float().argmax().float(), bad_items.float().sum()])
-        self.loss_hist.push(bin_loss, ~bad)
-        self.grad_hist.push(g, ~bad)
+        self.pending[slot] = torch.stack([
+            flags, worst.indices.float(), l_dev[worst.indices].exp(), worst.values, n[worst.indices],
+            grad_norm.reshape(()).float(), g_dev[0].exp(), g_z[0],
+            bad_items.float().argmax().float(), bad_items.float().sum()])
+        self.loss_hist.push(bin_log, ~bad)
+        self.grad_hist.push(log_g, ~bad)
         if self.loss_hist.pos % self.refresh_every == 0:
             self.loss_hist.refresh()
             self.grad_hist.refresh()
@@ -237,7 +273,11 @@ class Guard:
         self.log.write(record)
 
     def check(self, train_x: torch.Tensor) -> Rollback | None:
-        """Read the flags of the steps since the last check, log them, and decide whether to roll back."""
+        """Read the flags of the steps since the last check and log them with their evidence.
+
+        Returns a decision that needs evidence (`Rollback.needs_evidence`) when `max_skips` steps were skipped
+        within `skip_window` steps: the loop then measures the damage and `confirm` decides.
+        """
         n = len(self.pending_steps)
         if n == 0:
             return None
@@ -246,14 +286,15 @@ class Guard:
         self.pending_steps = []
         decision = None
         for row, step, idx in zip(rows, steps, items, strict=True):
-            flags = int(row[0])
+            r = dict(zip(PENDING, (float(v) for v in row), strict=True))
+            flags = int(r["flags"])
             if not flags:
                 continue
             self.skip_steps.add(step)
             if flags & NON_FINITE:
-                n_bad, batch = int(row[6]), len(idx)
+                n_bad, batch = int(r["n_bad"]), len(idx)
                 if 0 < n_bad < batch:  # some items, not the model: name them (position in batch → data index)
-                    item = int(idx[int(row[5])])
+                    item = int(idx[int(r["first_bad"])])
                     source = "holds non-finite values in the data set" if not torch.isfinite(train_x[item]).all() \
                         else "is finite in the data set, so it was corrupted after loading (augmentation or " \
                         "batch_transform)"
@@ -263,18 +304,15 @@ class Guard:
                 self.nonfinite_model_steps += 1
                 self.incident("non_finite", step, "skipped step", items_non_finite=n_bad, outcome="update not applied",
                               detail="the loss or gradients of the whole batch are non-finite: the model overflows")
-            elif flags & SPIKE:
-                self.incident("loss_spike", step, "skipped step", sigma_bin=int(row[1]),
-                              ratio_to_median=round(float(row[2]), 3), outcome="update not applied",
-                              batch_items=[int(i) for i in idx])
             else:
-                self.incident("grad_explosion", step, "skipped step", grad_norm=float(row[3]),
-                              ratio_to_median=round(float(row[4]), 3), outcome="update not applied",
+                what = "loss_spike" if flags & SPIKE else "grad_explosion"
+                self.incident(what, step, "skipped step", outcome="update not applied", **_spike_evidence(r),
                               batch_items=[int(i) for i in idx])
             self.flagged.append(step)
             recent = [s for s in self.flagged if s > step - self.cfg.skip_window]
             if len(recent) >= self.cfg.max_skips and decision is None:
-                decision = Rollback(reason="repeated_skips", step=step, first_bad=recent[0], skip=recent)
+                decision = Rollback(reason="repeated_skips", step=step, first_bad=recent[0], skip=recent,
+                                    needs_evidence=True)
         horizon = steps[-1] - max(self.cfg.skip_window, self.cfg.snapshot_every)
         self.flagged = [s for s in self.flagged if s > horizon]  # older ones no longer matter
         if decision is None and self.watch_recovery is not None and steps[-1] - self.watch_recovery >= \
@@ -284,13 +322,44 @@ class Guard:
             self.watch_recovery = None
         return decision
 
+    def skipped_recently(self, step: int, window: int) -> int:
+        """Steps skipped within the last `window` steps up to `step`."""
+        return sum(1 for s in self.skip_steps if step - window < s <= step)
+
+    def confirm(self, decision: Rollback, damage: Damage) -> Rollback | None:
+        """Keep a decision that needs evidence only when the model is measurably worse, or no longer trains.
+
+        Damage is a fixed held-out loss above `damage_ratio` × its value at the snapshot a rollback would return
+        to (non-finite included), or more than half of the last `skip_window` steps skipped (the weights are
+        hardly updated any more). Otherwise the skips were hard or corrupted batches whose updates were never
+        applied: training goes on at the same LR, and the look is logged with what it measured.
+        """
+        c = self.cfg
+        ratio = damage.val_loss / damage.val_loss_before if damage.val_loss_before > 0 else math.inf
+        evidence = {"val_loss": _finite_or_text(damage.val_loss), "val_loss_before": round(damage.val_loss_before, 6),
+                    "before_step": damage.before_step, "val_ratio": _finite_or_text(ratio),
+                    "damage_ratio": c.damage_ratio, "skipped_in_window": damage.skipped, "window": c.skip_window}
+        worse = not math.isfinite(damage.val_loss) or ratio > c.damage_ratio
+        stalled = damage.skipped > c.skip_window / 2
+        self.flagged = []
+        if not worse and not stalled:
+            self.incident("damage_check", decision.step, "none", **evidence,
+                          outcome=f"no damage: {len(decision.skip)} skipped steps, held-out loss {ratio:.3g}× its "
+                          f"value at step {damage.before_step} (limit {c.damage_ratio}×); training goes on at the "
+                          "same LR")
+            return None
+        decision.evidence = {**evidence, "damage": "held-out loss worse" if worse else "updates stalled"}
+        decision.needs_evidence = False
+        return decision
+
     def observe_validation(self, step: int, val_loss: float, train_loss: float = math.nan) -> Rollback | None:
         """Collapse and plateau on the fixed-noise held-out loss (raw weights: they move first); `train_loss` is
         the training loss of the steps since the last log line, which tells overfitting from a collapse."""
         c = self.cfg
         if not math.isfinite(val_loss):
             self.incident("collapse", step, "rollback", val_loss=str(val_loss), best=self.best_val)
-            return Rollback(reason="collapse", step=step, first_bad=step, anchor=True)
+            return Rollback(reason="collapse", step=step, first_bad=step, anchor=True,
+                            evidence={"val_loss": str(val_loss), "best": _finite_or_text(self.best_val)})
         if val_loss < self.best_val:
             improved = val_loss < 0.99 * self.best_val
             self.best_val = val_loss
@@ -319,7 +388,9 @@ class Guard:
                 self.incident("collapse", step, "rollback", val_loss=round(val_loss, 6),
                               best=round(self.best_val, 6), validations=self.bad_vals)
                 self.bad_vals = 0
-                return Rollback(reason="collapse", step=step, first_bad=step, anchor=True)
+                return Rollback(reason="collapse", step=step, first_bad=step, anchor=True,
+                                evidence={"val_loss": round(val_loss, 6), "best": round(self.best_val, 6),
+                                          "val_ratio": round(val_loss / self.best_val, 3)})
         else:
             self.bad_vals = 0
         if c.plateau_patience and self.plateau_vals >= c.plateau_patience:
@@ -343,7 +414,8 @@ class Guard:
         self.growth = ratio
         self.incident("weight_growth", step, "restart", ratio=round(ratio, 3), norm=round(norm, 4),
                       init_norm=round(self.init_norm, 4), limit=c.weight_growth)
-        return Rollback(reason="weight_growth", step=step, first_bad=0, restart=True, lr_factor=c.growth_backoff)
+        return Rollback(reason="weight_growth", step=step, first_bad=0, restart=True, lr_factor=c.growth_backoff,
+                        evidence={"weight_ratio": round(ratio, 3)})
 
     def near_best(self, val_loss: float) -> bool:
         """Whether a validation is good enough to become the collapse anchor."""
@@ -373,8 +445,10 @@ class Guard:
         self.watch_recovery = decision.step
         recent = [s for s in self.rollbacks if s > decision.step - self.cfg.rollback_window]
         give_up = len(recent) > self.cfg.max_rollbacks
+        self.evidence = decision.evidence
         self.incident(decision.reason, decision.step, "stop" if give_up else "rollback",
                       to_step=target.step, lr_scale_after=self.lr_scale, skipped_steps=sorted(decision.skip),
+                      **decision.evidence,
                       outcome="recovery failed too often" if give_up else f"restored step {target.step}, "
                       f"lr × {factor}")
         return not give_up
@@ -396,10 +470,18 @@ class Guard:
                          f"{self.growth or 0:.1f}× within {self.cfg.growth_steps} steps even at {self.lr_scale:g}× "
                          f"the LR. Try train.lr={lr * self.lr_scale:g}, or magnitude-preserving layers "
                          "(net.unet.mp / net.mlp.mp).")
+        elif self.evidence.get("damage") == "updates stalled":
+            parts.append(f"Likely cause: most updates were rejected ({self.evidence['skipped_in_window']} of the last "
+                         f"{self.evidence['window']} steps), so the weights hardly train: batches corrupted after "
+                         "loading (augmentation or batch_transform), or a learning rate too high for this model. "
+                         f"Check the data pipeline, or try train.lr={lr / 4:g}{clip}.")
         else:
-            parts.append(f"Likely cause: the learning rate is too high for this model: losses spiked or the "
-                         f"held-out loss collapsed even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
+            parts.append(f"Likely cause: the learning rate is too high for this model: the held-out loss got worse "
+                         f"even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
                          f"and a longer train.warmup_samples{clip}.")
+        if self.evidence:
+            parts.append("Evidence at the last rollback: " + ", ".join(f"{k} {v}" for k, v in self.evidence.items())
+                         + ".")
         return " ".join(parts)
 
     def summary(self) -> dict[str, Any]:
@@ -432,7 +514,7 @@ class Guard:
                 "overfitting": self.overfitting,
                 "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
                 "nonfinite_model_steps": self.nonfinite_model_steps, "init_norm": self.init_norm,
-                "growth": self.growth,
+                "growth": self.growth, "evidence": self.evidence,
                 "positions": [self.loss_hist.pos, self.grad_hist.pos]}
 
     def load(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -448,9 +530,24 @@ class Guard:
         self.watch_recovery = state["watch_recovery"]
         self.nonfinite_model_steps = int(state["nonfinite_model_steps"])
         self.init_norm, self.growth = state.get("init_norm"), state.get("growth")
+        self.evidence = dict(state.get("evidence") or {})
         lp, gp = state["positions"]
         self.loss_hist.load_state_dict({"values": tensors["loss_history"], "pos": lp})
         self.grad_hist.load_state_dict({"values": tensors["grad_history"], "pos": gp})
+
+
+def _finite_or_text(value: float) -> float | str:
+    return round(value, 6) if math.isfinite(value) else str(value)
+
+
+def _spike_evidence(r: dict[str, float]) -> dict[str, Any]:
+    """A skipped finite step's evidence: the σ-bin's loss and the gradient norm against their medians."""
+    return {"sigma_bin": int(r["bin"]), "loss_ratio": round(r["loss_ratio"], 3), "loss_z": round(r["loss_z"], 1),
+            "bin_items": int(r["bin_items"]), "grad_norm": float(f"{r['grad_norm']:.4g}"),
+            "grad_ratio": round(r["grad_ratio"], 3), "grad_z": round(r["grad_z"], 1),
+            "detail": f"σ-bin {int(r['bin'])}: geometric-mean loss of its {int(r['bin_items'])} items "
+                      f"{r['loss_ratio']:.3g}× its median ({r['loss_z']:.1f} robust std); gradient norm "
+                      f"{r['grad_ratio']:.3g}× its median ({r['grad_z']:.1f} robust std)"}
 
 
 # -- canaries --------------------------------------------------------------------------------------------------
@@ -499,5 +596,5 @@ def weights_fingerprint(tensors: dict[str, torch.Tensor]) -> float:
     return float((sums * torch.linspace(1, 2, len(sums), dtype=torch.float64, device=sums.device)).sum())
 
 
-__all__ = ["EXPLOSION", "NON_FINITE", "SPIKE", "Guard", "RobustHistory", "Rollback", "Snapshot",
+__all__ = ["EXPLOSION", "NON_FINITE", "SPIKE", "Damage", "Guard", "RobustHistory", "Rollback", "Snapshot",
            "restore_snapshot", "roundtrip_error", "sigma_response", "take_snapshot", "weights_fingerprint"]

@@ -39,6 +39,7 @@ from ..sampling import sample as run_sampler
 from . import checkpoint as ckpt
 from .ema import EMA, ema_beta
 from .guard import (
+    Damage,
     Guard,
     RobustHistory,
     Rollback,
@@ -389,7 +390,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             logged = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
             before = [p.detach().clone() for p in params] if logged else None  # for the update/weight ratio
             if guard is not None:
-                bad = guard.gate(per_sample.detach(), step_sum, step_n, grad_norm)
+                bad = guard.gate(per_sample.detach(), b, grad_norm)
                 guard.apply_gate(opt, bad)
                 guard.note_step(step, idx)
                 ok = (~bad).double()
@@ -417,11 +418,17 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
 
         if guard is not None and guard.due():
             decision = guard.check(train_x)
+            if decision is not None and decision.needs_evidence:  # skipped steps: look for damage first
+                t_eval = time.perf_counter()
+                target = guard.choose(decision, ring, anchor, initial)
+                decision = guard.confirm(decision, measure_damage(guard, step, target, net, ema_net, validation,
+                                                                  loss_fn))
+                eval_s += time.perf_counter() - t_eval
             if decision is not None:
                 roll_back(decision)
                 continue
             # A snapshot only after a clean stretch: no skipped step among the last `snapshot_every`.
-            clean = not any(s > step - gc.snapshot_every for s in guard.flagged)
+            clean = guard.skipped_recently(step, gc.snapshot_every) == 0
             if clean and (not ring or step - ring[-1].step >= gc.snapshot_every):
                 ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema)]
 
@@ -451,13 +458,14 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                         ema_print, dead = periodic_canaries(guard, step, net, ema, ds.item_shape, device,
                                                             val_ema["loss"], ema_print)
                         if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
-                            decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True)
+                            decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True,
+                                                evidence={"sigma_response": "below 1e-6"})
                     decision = decision or guard.observe_validation(step, val_raw["loss"], last_loss)
                     if initial is not None and step > gc.growth_steps:
                         initial = None  # past the window: a restart is no longer possible, free the memory
                     decision = decision or guard.observe_weights(step, weight_norm(net.backbone))
                     if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
-                            not any(s > step - gc.snapshot_every for s in guard.flagged):
+                            guard.skipped_recently(step, gc.snapshot_every) == 0:
                         anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"],
                                                phema=phema)
                 eval_s += time.perf_counter() - t_eval
@@ -541,6 +549,19 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     if board is not None:
         board.close()
     return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
+
+
+def measure_damage(guard: Guard, step: int, target: Snapshot, net: Denoiser, scratch: Denoiser,
+                   validation: FixedValidation, loss_fn: DenoisingLoss) -> Damage:
+    """The evidence `Guard.confirm` judges: the fixed held-out loss now and at the snapshot a rollback would
+    restore (loaded into `scratch`, the EMA network's copy, which every other use refills first)."""
+    net.eval()
+    now = validation.evaluate(net, loss_fn)["loss"]
+    net.train()
+    scratch.load_state_dict(target.model)
+    before = validation.evaluate(scratch, loss_fn)["loss"]
+    return Damage(val_loss=now, val_loss_before=before, before_step=target.step,
+                  skipped=guard.skipped_recently(step, guard.cfg.skip_window))
 
 
 @torch.no_grad()
