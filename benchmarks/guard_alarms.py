@@ -1,0 +1,299 @@
+"""guard_alarms — the stability guard judged on both sides: false alarms on clean runs, faults caught on planted ones.
+
+Clean matrix (the defaults, nothing planted): `toy:ring8`, `toy:grid25`, `toy:swissroll`, `iris`, `wine` at batch
+sizes 16, 64 and 256, `digits` at 32 and 128 (3,000 steps each, the default), `mnist` at 32 and 128 (a short run:
+MNIST_STEPS steps), training seeds 0, 1, 2. Counted per run: skipped steps, rollbacks, stops, and the final quality
+of summary.json (share of 1,000 samples within 3 std of a mode for the mixtures, data-space Fréchet distance to the
+held-out items otherwise). The budget: 0 stops, 0 rollbacks, at most 1 skipped step per 10,000.
+Seed 0 of every (data, batch) also trains with the guard off: where the guard took no action the two runs must
+end with bit-identical weights (so their quality is equal, not just close); where it did act, the guard-off
+quality is printed beside the seed spread.
+
+Fault matrix (benchmarks/stress.py's faults, planted at step 500): a NaN in one batch, a batch ×1e6, peak LR 1e-2
+and 5e-2, bf16 autocast, on `toy:grid25` (batch 64 and 256) and `digits` (batch 32 and 128), at 3,000 and 5,000
+steps, guard on; the clean guarded run of the same (data, batch, steps) is the quality reference (goal: within
+1.5×, finite weights, no stop), and grid25 at LR 5e-2 for 3,000 steps × 256 must keep ≥ 80 % of its samples
+within 3 std of a mode. A fault counts as caught when the guard acted on it (an incident) and the run met its goal.
+
+Sample grids and in-training sample metrics are off in every run (`train.sample_every=0`,
+`train.sample_metrics_every=0`): both draw from generators of their own and never change the training.
+Runs go to benchmarks/out/guard_alarms/, their results to results.json there, so the matrix can be filled over
+several calls; the BENCHMARKS.md section is written from everything measured so far. `--workers N` trains N runs at
+once, each on one thread.
+
+    .venv/bin/python benchmarks/guard_alarms.py [--quick] [--part clean faults] [--data ...] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import OUT, parse_args, table, write_section
+
+VECTORS = ["toy:ring8", "toy:grid25", "toy:swissroll", "iris", "wine"]
+IMAGES = ["digits", "mnist"]
+BATCHES = {**{d: [16, 64, 256] for d in VECTORS}, "digits": [32, 128], "mnist": [32, 128]}
+SEEDS = [0, 1, 2]
+STEPS = 3000
+MNIST_STEPS = {32: 300, 128: 150}  # a short run: one 28×28 step at batch 128 takes ~3.6 s on one busy core
+FAULTS = ["nan", "scale", "lr1e-2", "lr5e-2", "bf16"]
+FAULT_DATA = {"toy:grid25": [64, 256], "digits": [32, 128]}
+FAULT_STEPS = [3000, 5000]
+FAULT_AT = 500
+GOAL_RATIO = 1.5
+GRID_LR5E2_GOAL = 0.80  # toy:grid25, LR 5e-2, 3,000 × 256: share of samples within 3 std of a mode
+ALARM_BUDGET = 1e-4  # skipped steps per clean step
+ROOT_OUT = OUT / "guard_alarms"
+RESULTS = ROOT_OUT / "results.json"
+
+
+def key_of(spec: dict) -> str:
+    return f"{spec['data']}/b{spec['batch']}/s{spec['seed']}/n{spec['steps']}/{spec['case']}/{spec['guard']}"
+
+
+def config_of(spec: dict, quick: bool) -> dict:
+    cfg = {"data": {"source": spec["data"]},
+           "train": {"steps": spec["steps"], "batch_size": spec["batch"], "seed": spec["seed"], "sample_every": 0,
+                     "sample_metrics_every": 0},
+           "guard": {"enabled": spec["guard"] == "on"}}
+    case = spec["case"]
+    if case.startswith("lr"):
+        cfg["train"]["lr"] = float(case[2:])
+    if case == "bf16":
+        cfg["train"]["precision"] = "bf16"
+    if quick:
+        cfg["data"]["toy_samples"] = 4000
+        cfg["net"] = {"mlp": {"width": 128, "blocks": 2}}
+        cfg["train"].update({"warmup_samples": 2560, "val_every": 50})
+    return cfg
+
+
+def planted(case: str, at: int):
+    """The planted fault: a batch corrupted after loading, past every check the data went through."""
+    import torch
+
+    def transform(step: int, x: torch.Tensor) -> torch.Tensor:
+        if step != at or case not in ("nan", "scale"):
+            return x
+        if case == "nan":
+            x = x.clone()
+            x[0].view(-1)[0] = float("nan")
+            return x
+        return x * 1e6
+    return transform
+
+
+def weights_digest(run: Path) -> str:
+    import steadydiff
+
+    h = hashlib.sha256()
+    for ema in (False, True):
+        state = steadydiff.load(run, ema=ema).denoiser.state_dict()
+        for k in sorted(state):
+            h.update(k.encode() + state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def quality_of(summary: dict) -> tuple[str, float | None]:
+    """(metric, value) from summary.json: mode share where modes are known, else data-space Fréchet distance."""
+    q = summary.get("quality") or {}
+    if "high_quality" in q:
+        return "within 3 std", q["high_quality"]
+    return "FD data space", q.get("fd_data_space")
+
+
+def run_one(spec: dict, quick: bool) -> dict:
+    """Train one run in a fresh directory (one thread) and return what the tables need."""
+    import torch
+
+    import steadydiff
+    from steadydiff.errors import TrainingStopped
+
+    torch.set_num_threads(1)
+    out = ROOT_OUT / ("quick" if quick else "runs") / key_of(spec).replace("/", "-").replace(":", "_")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    stopped = None
+    try:
+        summary = steadydiff.train(config_of(spec, quick), out=out, progress=False,
+                                   batch_transform=planted(spec["case"], FAULT_AT if not quick else 100)).summary
+    except TrainingStopped as exc:
+        summary, stopped = json.loads((out / "summary.json").read_text()), str(exc)
+    metric, value = quality_of(summary)
+    incidents = out / "incidents.jsonl"
+    events = [json.loads(ln) for ln in incidents.read_text().splitlines()] if incidents.exists() else []
+    model = steadydiff.load(out, ema=False)
+    finite = all(bool(torch.isfinite(p).all()) for p in model.denoiser.parameters())
+    st = summary.get("stability") or {}
+    return {**spec, "wall_s": round(time.perf_counter() - t0, 1), "stopped": stopped, "metric": metric,
+            "quality": value, "finite": finite, "skipped": st.get("skipped_steps", 0),
+            "rollbacks": st.get("rollbacks", 0), "lr_scale": st.get("lr_scale", 1.0),
+            "incidents": st.get("incidents", {}), "digest": weights_digest(out),
+            "evidence": [{k: e.get(k) for k in ("step", "guard", "action", "detail", "damage", "val_ratio", "ratio")
+                          if e.get(k) is not None} for e in events if e["guard"] != "data_scan"][:12]}
+
+
+def clean_specs(data: list[str]) -> list[dict]:
+    specs = []
+    for d in data:
+        for b in BATCHES[d]:
+            steps = MNIST_STEPS[b] if d == "mnist" else STEPS
+            for s in SEEDS:
+                specs.append({"data": d, "batch": b, "seed": s, "steps": steps, "case": "clean", "guard": "on"})
+            specs.append({"data": d, "batch": b, "seed": 0, "steps": steps, "case": "clean", "guard": "off"})
+    return specs
+
+
+def fault_specs(data: list[str]) -> list[dict]:
+    specs = []
+    for steps in FAULT_STEPS:
+        for d in [d for d in FAULT_DATA if d in data]:
+            for b in FAULT_DATA[d]:
+                base = {"data": d, "batch": b, "seed": 0, "steps": steps}
+                specs.append({**base, "case": "clean", "guard": "on"})
+                specs += [{**base, "case": f, "guard": "on"} for f in FAULTS]
+    specs.append({"data": "toy:grid25", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "off"})
+    return [s for s in specs if s["data"] in data]
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save_result(key: str, result: dict) -> dict:
+    results = load_results()
+    results[key] = result
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(RESULTS)
+    return results
+
+
+def fmt_q(r: dict | None) -> str:
+    if r is None or r.get("quality") is None:
+        return "—" if r is None else "non-finite"
+    return f"{100 * r['quality']:.1f} %" if r["metric"] == "within 3 std" else f"{r['quality']:.4f}"
+
+
+def clean_report(results: dict) -> str:
+    rows, total_steps, total_skips, total_rb, total_stops, identical, compared = [], 0, 0, 0, 0, 0, 0
+    for d in VECTORS + IMAGES:
+        for b in BATCHES[d]:
+            steps = MNIST_STEPS[b] if d == "mnist" else STEPS
+            on = [results.get(f"{d}/b{b}/s{s}/n{steps}/clean/on") for s in SEEDS]
+            on = [r for r in on if r is not None]
+            if not on:
+                continue
+            off = results.get(f"{d}/b{b}/s0/n{steps}/clean/off")
+            skips, rb = sum(r["skipped"] for r in on), sum(r["rollbacks"] for r in on)
+            stops = sum(1 for r in on if r["stopped"])
+            total_steps += steps * len(on)
+            total_skips, total_rb, total_stops = total_skips + skips, total_rb + rb, total_stops + stops
+            seed0 = next((r for r in on if r["seed"] == 0), None)
+            same = "—"
+            if off is not None and seed0 is not None:
+                compared += 1
+                if seed0["digest"] == off["digest"]:
+                    identical += 1
+                    same = "bit-identical"
+                else:
+                    same = f"differs (off: {fmt_q(off)})"
+            qs = [r["quality"] for r in on if r.get("quality") is not None]
+            spread = f"{fmt_q(on[0])}" if len(qs) < 2 else \
+                (f"{100 * statistics.mean(qs):.1f} % ± {100 * statistics.stdev(qs):.1f}" if on[0]["metric"] ==
+                 "within 3 std" else f"{statistics.mean(qs):.4f} ± {statistics.stdev(qs):.4f}")
+            rows.append([d, b, steps, len(on), skips, rb, stops, on[0]["metric"], spread, same,
+                         f"{statistics.mean(r['wall_s'] for r in on):.0f} s"])
+    head = ["data", "batch", "steps", "seeds", "skipped steps", "rollbacks", "stops", "quality", "mean ± std (seeds)",
+            "seed 0, guard off", "wall / run"]
+    rate = total_skips / total_steps if total_steps else 0.0
+    verdict = (f"**{total_skips} skipped steps in {total_steps:,} clean steps ({1e4 * rate:.2f} per 10,000; budget "
+               f"≤ {1e4 * ALARM_BUDGET:.0f}), {total_rb} rollbacks, {total_stops} stops; guard on and off ended "
+               f"bit-identical in {identical} of {compared} compared configurations.**")
+    return "\n".join([verdict, "", table(head, rows)])
+
+
+def fault_report(results: dict) -> str:
+    rows, caught, planted_n = [], 0, 0
+    for steps in FAULT_STEPS:
+        for d, batches in FAULT_DATA.items():
+            for b in batches:
+                clean = results.get(f"{d}/b{b}/s0/n{steps}/clean/on")
+                for case in FAULTS:
+                    r = results.get(f"{d}/b{b}/s0/n{steps}/{case}/on")
+                    if r is None:
+                        continue
+                    ratio = None
+                    if clean is not None and r.get("quality") is not None and clean.get("quality"):
+                        ratio = (clean["quality"] / r["quality"] if r["metric"] == "within 3 std" else
+                                 r["quality"] / clean["quality"]) if r["quality"] else None
+                    goal = r["finite"] and not r["stopped"] and ratio is not None and ratio <= GOAL_RATIO
+                    if d == "toy:grid25" and case == "lr5e-2" and steps == 3000 and b == 256:
+                        goal = goal and (r["quality"] or 0) >= GRID_LR5E2_GOAL
+                    acted = bool(r["incidents"]) and set(r["incidents"]) != {"data_scan"}
+                    # bf16 and LR 1e-2 need no action where the run trains well without one
+                    is_caught = goal and (acted or case in ("bf16", "lr1e-2"))
+                    planted_n += 1
+                    caught += is_caught
+                    events = ", ".join(f"{k} {v}" for k, v in sorted(r["incidents"].items()) if k != "data_scan")
+                    rows.append([d, b, steps, case, fmt_q(r), fmt_q(clean), "—" if ratio is None else f"{ratio:.2f}×",
+                                 events or "—", f"{r['lr_scale']:g}", "stopped" if r["stopped"] else "",
+                                 "yes" if is_caught else "**no**"])
+    off = results.get("toy:grid25/b256/s0/n3000/lr5e-2/off")
+    lines = [f"**Faults caught and recovered: {caught} / {planted_n} planted.**", "",
+             table(["data", "batch", "steps", "fault", "quality", "clean run", "ratio (goal ≤ 1.5×)", "guard events",
+                    "final LR scale", "", "caught"], rows)]
+    if off is not None:
+        lines += ["", f"toy:grid25, LR 5e-2, 3,000 × 256 with the guard off: {fmt_q(off)} within 3 std "
+                      f"(goal for the guarded run: ≥ {100 * GRID_LR5E2_GOAL:.0f} %)."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], [
+        ("--part", {"nargs": "+", "default": ["clean", "faults"], "choices": ["clean", "faults"]}),
+        ("--data", {"nargs": "+", "default": VECTORS + IMAGES, "choices": VECTORS + IMAGES}),
+        ("--workers", {"type": int, "default": 2}),
+        ("--redo", {"action": "store_true", "help": "train again runs already in results.json"}),
+    ])
+    if args.quick:
+        specs = [{"data": "toy:ring8", "batch": 64, "seed": 0, "steps": 150, "case": c, "guard": "on"}
+                 for c in ("clean", "scale", "nan")]
+        for r in map(lambda s: run_one(s, True), specs):
+            print(json.dumps({k: r[k] for k in ("case", "skipped", "rollbacks", "incidents", "quality")}))
+        return
+    specs = (clean_specs(args.data) if "clean" in args.part else []) + \
+        (fault_specs(args.data) if "faults" in args.part else [])
+    done = load_results()
+    seen: set[str] = set()
+    todo = [s for s in specs if (args.redo or key_of(s) not in done) and not (key_of(s) in seen or seen.add(key_of(s)))]
+    print(f"{len(todo)} runs to train ({len(specs) - len(todo)} already measured)", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+        futures = {pool.submit(run_one, s, False): s for s in todo}
+        for fut in cf.as_completed(futures):
+            r = fut.result()
+            save_result(key_of(futures[fut]), r)
+            print(json.dumps({k: r[k] for k in ("data", "batch", "seed", "steps", "case", "guard", "skipped",
+                                                 "rollbacks", "stopped", "quality", "wall_s")}), flush=True)
+    results = load_results()
+    text = ("Rows may come from separate calls (results kept in benchmarks/out/guard_alarms/results.json).\n\n"
+            "### Clean runs: false alarms\n\n" + clean_report(results) +
+            "\n\n### Planted faults: caught and recovered\n\n" + fault_report(results))
+    print(text)
+    write_section("guard_alarms", "Stability guard: false alarms and faults caught (benchmarks/guard_alarms.py)", text)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
