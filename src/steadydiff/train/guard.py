@@ -45,8 +45,7 @@ from .config import GuardConfig
 from .rundir import JsonlLog
 
 NON_FINITE, SPIKE, EXPLOSION = 1, 2, 4
-PENDING = ("flags", "bin", "loss_ratio", "loss_z", "bin_items", "grad_norm", "grad_ratio", "grad_z", "first_bad",
-           "n_bad")
+PENDING_HEAD = ("flags", "grad_norm", "first_bad", "n_bad")  # then per channel: deviations, z-scores, bin items
 OVERFIT_TRAIN_RATIO = 1.1  # training loss within this of its value at the best validation: not a collapse
 _MAD_TO_STD = 1.4826  # MAD × 1.4826 estimates the standard deviation of a normal distribution
 
@@ -78,18 +77,10 @@ class RobustHistory:
         self.mad = torch.nanmedian((self.values - self.median).abs(), dim=0).values
         self.count = torch.isfinite(self.values).sum(0).float()
 
-    def excess(self, value: torch.Tensor, z: float, log_ratio: float, min_count: int,
-               spread_scale: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(is_high, deviation from the median, robust z-score) per channel, for a value on the log scale.
-
-        High means both `z` robust standard deviations (1.4826·MAD, times `spread_scale`) and `log_ratio` above
-        the median: the first follows the statistic's own spread, the second keeps a statistic that hardly
-        varies (a large batch) from flagging a change no one would call a spike.
-        """
-        dev = value - self.median
-        spread = (_MAD_TO_STD * self.mad * spread_scale).clamp(min=1e-6)
-        high = (self.count >= min_count) & (dev > torch.clamp(z * spread, min=log_ratio))
-        return high, dev, dev / spread
+    def deviation(self, value: torch.Tensor, spread_scale: torch.Tensor | float = 1.0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(value − median, robust standard deviation 1.4826·MAD × `spread_scale`) per channel."""
+        return value - self.median, (_MAD_TO_STD * self.mad * spread_scale).clamp(min=1e-6)
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.values.clone(), "pos": self.pos}
@@ -175,12 +166,16 @@ class Guard:
         self.check_every = cfg.check_every or (1 if device.type == "cpu" else 10)
         self.refresh_every = max(1, min(25, cfg.min_history // 2))
         self.fused = fused_optimizer
-        self.loss_hist = RobustHistory(cfg.history, bins, device)
-        self.grad_hist = RobustHistory(cfg.history, 1, device)
-        # Per step since the last check (columns named in PENDING): flags, the σ-bin furthest above its median
-        # (in robust z), its geometric-mean loss / median, z and items, the gradient norm, its ratio and z, the
-        # batch position of the first item with a non-finite loss, and how many items had one.
-        self.pending = torch.zeros(self.check_every, len(PENDING), device=device)
+        # One history, channels 0…bins−1 the σ-bins' mean log-loss, channel `bins` the log gradient norm, so the
+        # gate judges them all with a few vector operations; the thresholds per channel are set once here.
+        self.bins = bins
+        self.hist = RobustHistory(cfg.history, bins + 1, device)
+        self.strict_z = torch.tensor([cfg.spike_z] * bins + [cfg.grad_z], device=device)
+        self.strict_log = torch.tensor([math.log(cfg.spike_ratio)] * bins + [math.log(cfg.grad_ratio)], device=device)
+        # Per step since the last check: PENDING_HEAD (flags, gradient norm, batch position of the first item with
+        # a non-finite loss, how many items had one), then each channel's deviation from its median (log ratio)
+        # and robust z-score, and the items in each σ-bin.
+        self.pending = torch.zeros(self.check_every, len(PENDING_HEAD) + 3 * bins + 2, device=device)
         self.pending_steps: list[int] = []
         self.pending_items: deque[np.ndarray] = deque(maxlen=self.check_every)
         # Host-side state, saved with checkpoints (state_json) so a resumed run decides as an unbroken one.
@@ -220,33 +215,27 @@ class Guard:
         c = self.cfg
         bad_items = ~torch.isfinite(per_sample)
         finite = ~bad_items.any() & torch.isfinite(grad_norm)
-        bins = self.loss_hist.values.shape[1]
-        log_loss = torch.where(bad_items, 0.0, per_sample.float().clamp(min=1e-30).log())
-        n = torch.zeros(bins, device=per_sample.device).index_add_(0, bin_index, torch.ones_like(log_loss))
-        bin_log = torch.zeros(bins, device=per_sample.device).index_add_(0, bin_index, log_loss) / n  # NaN: empty
-        scale = (per_sample.numel() / bins / n.clamp(min=1)).sqrt()
+        log_loss = per_sample.float().clamp(min=1e-30).log().nan_to_num(0.0, 0.0, 0.0)  # non-finite: judged above
+        sums = log_loss.new_zeros(self.bins, 2).index_add_(0, bin_index, torch.stack([torch.ones_like(log_loss),
+                                                                                      log_loss], 1))
+        n, bin_log = sums[:, 0], sums[:, 1] / sums[:, 0]  # NaN for an empty bin: never judged
         log_g = grad_norm.reshape(1).float().clamp(min=1e-30).log()
-        l_high, l_dev, l_z = self.loss_hist.excess(bin_log, c.spike_z, math.log(c.spike_ratio), c.min_history,
-                                                   scale)
-        l_raised, _, _ = self.loss_hist.excess(bin_log, c.confirm_z, math.log(c.confirm_ratio), c.min_history,
-                                               scale)
-        g_high, g_dev, g_z = self.grad_hist.excess(log_g, c.grad_z, math.log(c.grad_ratio), c.min_history)
-        g_raised, _, _ = self.grad_hist.excess(log_g, c.confirm_z, math.log(c.confirm_ratio), c.min_history)
-        spike = l_high.any() & g_raised[0]
-        explode = g_high[0] & l_raised.any()
+        scale = torch.cat([(per_sample.numel() / self.bins / n.clamp(min=1)).sqrt(), n.new_ones(1)])
+        stat = torch.cat([bin_log, log_g])
+        dev, spread = self.hist.deviation(stat, scale)
+        ready = self.hist.count >= c.min_history
+        high = ready & (dev > torch.maximum(self.strict_z * spread, self.strict_log))
+        raised = ready & (dev > (c.confirm_z * spread).clamp(min=math.log(c.confirm_ratio)))
+        spike = high[:-1].any() & raised[-1]  # a σ-bin's loss far out, the gradient norm agreeing
+        explode = high[-1] & raised[:-1].any()  # the gradient norm far out, a σ-bin's loss agreeing
         bad = ~finite | spike | explode
         flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION
-        worst = l_z.nan_to_num(-math.inf).max(0)
-        slot = len(self.pending_steps) % self.check_every
-        self.pending[slot] = torch.stack([
-            flags, worst.indices.float(), l_dev[worst.indices].exp(), worst.values, n[worst.indices],
-            grad_norm.reshape(()).float(), g_dev[0].exp(), g_z[0],
-            bad_items.float().argmax().float(), bad_items.float().sum()])
-        self.loss_hist.push(bin_log, ~bad)
-        self.grad_hist.push(log_g, ~bad)
-        if self.loss_hist.pos % self.refresh_every == 0:
-            self.loss_hist.refresh()
-            self.grad_hist.refresh()
+        head = torch.stack([flags, grad_norm.reshape(()).float(), bad_items.float().argmax().float(),
+                            bad_items.float().sum()])
+        self.pending[len(self.pending_steps) % self.check_every] = torch.cat([head, dev, dev / spread, n])
+        self.hist.push(stat, ~bad)
+        if self.hist.pos % self.refresh_every == 0:
+            self.hist.refresh()
         return bad
 
     def apply_gate(self, opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
@@ -286,10 +275,10 @@ class Guard:
         self.pending_steps = []
         decision = None
         for row, step, idx in zip(rows, steps, items, strict=True):
-            r = dict(zip(PENDING, (float(v) for v in row), strict=True))
-            flags = int(r["flags"])
+            flags = int(row[0])
             if not flags:
                 continue
+            r = self._evidence_row(row)
             self.skip_steps.add(step)
             if flags & NON_FINITE:
                 n_bad, batch = int(r["n_bad"]), len(idx)
@@ -321,6 +310,15 @@ class Guard:
                           "steps without incident since the rollback")
             self.watch_recovery = None
         return decision
+
+    def _evidence_row(self, row: np.ndarray) -> dict[str, float]:
+        """One pending row as named values, with the σ-bin furthest above its median (in robust z)."""
+        k, head = self.bins, len(PENDING_HEAD)
+        r = dict(zip(PENDING_HEAD, (float(v) for v in row[:head]), strict=True))
+        dev, z, n = row[head:head + k + 1], row[head + k + 1:head + 2 * k + 2], row[head + 2 * k + 2:]
+        worst = int(np.argmax(np.nan_to_num(z[:k], nan=-np.inf)))
+        return {**r, "bin": worst, "loss_ratio": float(np.exp(dev[worst])), "loss_z": float(z[worst]),
+                "bin_items": float(n[worst]), "grad_ratio": float(np.exp(dev[k])), "grad_z": float(z[k])}
 
     def skipped_recently(self, step: int, window: int) -> int:
         """Steps skipped within the last `window` steps up to `step`."""
@@ -496,15 +494,14 @@ class Guard:
 
     # -- state ------------------------------------------------------------------------------------------------
     def detector_state(self) -> dict[str, Any]:
-        return {"loss": self.loss_hist.state_dict(), "grad": self.grad_hist.state_dict()}
+        return {"history": self.hist.state_dict()}
 
     def load_detector_state(self, state: dict[str, Any]) -> None:
-        self.loss_hist.load_state_dict(state["loss"])
-        self.grad_hist.load_state_dict(state["grad"])
+        self.hist.load_state_dict(state["history"])
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Detector histories, for the checkpoint's safetensors file."""
-        return {"loss_history": self.loss_hist.values.contiguous(), "grad_history": self.grad_hist.values.contiguous()}
+        return {"history": self.hist.values.contiguous()}
 
     def state_json(self) -> dict[str, Any]:
         return {"lr_scale": self.lr_scale, "skip_steps": sorted(self.skip_steps),
@@ -515,7 +512,7 @@ class Guard:
                 "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
                 "nonfinite_model_steps": self.nonfinite_model_steps, "init_norm": self.init_norm,
                 "growth": self.growth, "evidence": self.evidence,
-                "positions": [self.loss_hist.pos, self.grad_hist.pos]}
+                "position": self.hist.pos}
 
     def load(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self.lr_scale = float(state["lr_scale"])
@@ -531,9 +528,7 @@ class Guard:
         self.nonfinite_model_steps = int(state["nonfinite_model_steps"])
         self.init_norm, self.growth = state.get("init_norm"), state.get("growth")
         self.evidence = dict(state.get("evidence") or {})
-        lp, gp = state["positions"]
-        self.loss_hist.load_state_dict({"values": tensors["loss_history"], "pos": lp})
-        self.grad_hist.load_state_dict({"values": tensors["grad_history"], "pos": gp})
+        self.hist.load_state_dict({"values": tensors["history"], "pos": state["position"]})
 
 
 def _finite_or_text(value: float) -> float | str:

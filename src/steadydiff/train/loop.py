@@ -304,8 +304,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
     ema_print = weights_fingerprint(ema.params) if guard is not None else 0.0
     params = list(net.parameters())
-    # Adaptive clipping compares with recent accepted gradient norms: the guard's, or its own when the guard is off.
-    clip_history = guard.grad_hist if guard is not None else RobustHistory(200, 1, device)
+    # Adaptive clipping compares with recent accepted gradient norms: the guard's (kept as logarithms, in the last
+    # channel of its history), or its own when the guard is off.
+    clip_history = RobustHistory(200, 1, device) if guard is None else None
     # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -376,8 +377,9 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             opt.zero_grad(set_to_none=True)
             (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
             if tc.grad_clip_adaptive > 0:
-                grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, clip_history.values)
-                if guard is None:
+                recent = clip_history.values if clip_history is not None else guard.hist.values[:, -1].exp()
+                grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
+                if clip_history is not None:
                     clip_history.push(grad_norm.reshape(1).float(), torch.ones((), dtype=torch.bool, device=device))
             else:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
