@@ -279,3 +279,57 @@ def test_image_augmentation_resolves_and_resumes_exactly(tmp_path):
     bad.data.augment = 0.3
     with pytest.raises(SteadydiffError, match="images only"):
         steadydiff.train(bad, out=tmp_path / "bad", progress=False)
+
+
+class ConvNet(torch.nn.Module):
+    """A user's own image backbone, called as F(x, c_noise, cond) the way the README documents."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, x, c_noise, cond=None):
+        return self.conv(torch.cat([x, c_noise.reshape(-1, 1, 1, 1).expand_as(x)], 1))
+
+
+class ConvNetWithAug(ConvNet):
+    def forward(self, x, c_noise, cond=None, aug=None):
+        out = super().forward(x, c_noise, cond)
+        return out if aug is None else out + 0 * aug.sum()
+
+
+def test_custom_image_backbone_trains_with_the_defaults(tmp_path):
+    """Augmentation tells the network what it did through `aug=`; a backbone without that argument trains
+    unaugmented (said once), refuses an explicit data.augment, and one that takes `aug` keeps augmentation."""
+    import tomllib
+
+    data = np.random.default_rng(0).integers(0, 5, size=(48, 1, 8, 8)).astype(np.float32)
+    cfg = {"train": {"steps": 3, "batch_size": 16, "val_every": 3, "sample_every": 0, "sample_metrics_every": 0},
+           "sample": {"steps": 3, "grid_n": 4}}
+    run = steadydiff.train(from_dict(cfg), data=data, out=tmp_path / "plain", progress=False, backbone=ConvNet())
+    assert tomllib.loads((run.dir / "config.toml").read_text())["data"]["augment"] == 0.0
+    model = steadydiff.load(run.dir, backbone=ConvNet())
+    assert np.isfinite(model.sample(4, steps=3, seed=0)).all()
+    with pytest.raises(SteadydiffError, match="takes no `aug` argument"):
+        steadydiff.train(from_dict({**cfg, "data": {"augment": 0.2}}), data=data, out=tmp_path / "explicit",
+                         progress=False, backbone=ConvNet())
+    assert not (tmp_path / "explicit" / "checkpoints").exists()
+    run = steadydiff.train(from_dict(cfg), data=data, out=tmp_path / "aug", progress=False,
+                           backbone=ConvNetWithAug())
+    assert tomllib.loads((run.dir / "config.toml").read_text())["data"]["augment"] == 0.12
+
+
+def test_a_run_killed_mid_write_resumes_past_its_torn_log_line(tmp_path):
+    run = tmp_path / "run"
+    steadydiff.train(tiny_config(20, checkpoint_every=10), out=run, progress=False)
+    log = run / "metrics.jsonl"
+    with open(log, "a") as fh:
+        fh.write('{"step": 25, "loss": 0.4')  # the process died while appending
+    steadydiff.train(tiny_config(30, checkpoint_every=10), out=run, progress=False)
+    steps = [json.loads(ln)["step"] for ln in log.read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 30
+    # a broken line anywhere but the end was not written by steadydiff: refused with its line number
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "not json", *lines[1:]]) + "\n")
+    with pytest.raises(SteadydiffError, match=r"metrics.jsonl, line 2: not a JSON object"):
+        steadydiff.train(tiny_config(40, checkpoint_every=10), out=run, progress=False)

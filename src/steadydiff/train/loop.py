@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -82,6 +83,12 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
     backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape, aug_dim=aug_dim)
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
+
+
+def takes_aug(backbone: nn.Module) -> bool:
+    """Whether a backbone's forward accepts augmentation labels (`aug=`, or **kwargs)."""
+    params = inspect.signature(backbone.forward).parameters.values()
+    return any(p.name == "aug" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def make_loss(cfg: RunConfig) -> DenoisingLoss:
@@ -180,7 +187,17 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
     sigma_data = cfg.diffusion.sigma_data
     cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)  # written to config.toml as used
+    explicit_augment = cfg.data.augment
     cfg.data.augment = cfg.data.resolved_augment(ds.kind, fresh=saved_cfg is None)
+    if cfg.data.augment and backbone is not None and not takes_aug(backbone):
+        if explicit_augment is not None:
+            raise ConfigError(f"data.augment={cfg.data.augment} tells the network which transformation each training "
+                              f"image saw, as forward(x, c_noise, cond, aug=labels of shape (N, {AUG_DIM})); the "
+                              f"backbone {type(backbone).__name__}.forward takes no `aug` argument. Add one (e.g. "
+                              "embed it beside c_noise), or set data.augment=0.")
+        log.info("data: no augmentation: the backbone %s takes no `aug` argument (data.augment needs one)",
+                 type(backbone).__name__)
+        cfg.data.augment = 0.0
     if cfg.data.augment and ds.kind != "image":
         raise ConfigError(f"data.augment={cfg.data.augment} applies to images only; this data has items shaped "
                           f"{ds.item_shape}. Set data.augment=0.")

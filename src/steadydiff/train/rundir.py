@@ -75,11 +75,26 @@ class JsonlLog:
         self.path = path
 
     def truncate_after(self, step: int) -> None:
-        """Drop lines logged after `step` (a resumed run re-does those steps exactly)."""
+        """Drop lines logged after `step` (a resumed run re-does those steps exactly).
+
+        A process killed while appending leaves its last line torn: that line is dropped (its step is re-done
+        anyway). A broken line anywhere else was not written by this log, and is refused with its line number.
+        """
         if not self.path.exists():
             return
-        kept = [ln for ln in self.path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+        kept = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if number == len(lines):
+                    break  # torn by a kill mid-write
+                raise SteadydiffError(f"{self.path}, line {number}: not a JSON object ({exc.msg}); the file was "
+                                      "changed by something other than steadydiff. Remove that line (or the file, "
+                                      "losing the logged history) and run train again.") from None
+            if record.get("step", 0) <= step:
+                kept.append(line)
         write_text_atomic(self.path, "".join(ln + "\n" for ln in kept))
 
     def write(self, record: dict[str, Any]) -> None:
