@@ -46,6 +46,11 @@ SEEDS = [0, 1, 2]
 STEPS = 3000
 MNIST_STEPS = {32: 300, 128: 150}  # a short run: one 28×28 step at batch 128 takes ~3.6 s on one busy core
 FAULTS = ["nan", "scale", "lr1e-2", "lr5e-2", "bf16"]
+# The issue's own cases: its ring8 command (an array file of 100,000 points, seed 3, batch 64) and grid25 with
+# 100,000 points at LR 5e-2 for 3,000 steps × 256, guard on and off.
+ISSUE = [{"data": "ring8.npy", "batch": 64, "seed": 3, "steps": 3000, "case": "clean", "guard": "on"},
+         {"data": "toy:grid25@100k", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "on"},
+         {"data": "toy:grid25@100k", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "off"}]
 FAULT_DATA = {"toy:grid25": [64, 256], "digits": [32, 128]}
 FAULT_STEPS = [3000, 5000]
 FAULT_AT = 500
@@ -60,11 +65,27 @@ def key_of(spec: dict) -> str:
     return f"{spec['data']}/b{spec['batch']}/s{spec['seed']}/n{spec['steps']}/{spec['case']}/{spec['guard']}"
 
 
+def ring8_file() -> Path:
+    """100,000 points of 8 Gaussians (std 0.02) on a circle of radius 2, the toy:ring8 layout, as a user's .npy."""
+    path = ROOT_OUT / "ring8.npy"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        angle = 2 * np.pi * np.arange(8) / 8
+        centres = 2 * np.stack([np.cos(angle), np.sin(angle)], 1)
+        x = centres[rng.integers(8, size=100_000)] + 0.02 * rng.standard_normal((100_000, 2))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, x.astype(np.float32))
+    return path
+
+
 def config_of(spec: dict, quick: bool) -> dict:
-    cfg = {"data": {"source": spec["data"]},
+    source = {"ring8.npy": str(ring8_file()), "toy:grid25@100k": "toy:grid25"}.get(spec["data"], spec["data"])
+    cfg = {"data": {"source": source},
            "train": {"steps": spec["steps"], "batch_size": spec["batch"], "seed": spec["seed"], "sample_every": 0,
                      "sample_metrics_every": 0},
            "guard": {"enabled": spec["guard"] == "on"}}
+    if spec["data"] == "toy:grid25@100k":
+        cfg["data"]["toy_samples"] = 100_000
     case = spec["case"]
     if case.startswith("lr"):
         cfg["train"]["lr"] = float(case[2:])
@@ -170,6 +191,8 @@ def priority(spec: dict) -> tuple:
     faults, the guard-off comparisons, and the digits faults, the longest, last."""
     if spec["case"] == "clean" and spec["guard"] == "on" and spec["steps"] in (STEPS, MNIST_STEPS.get(spec["batch"])):
         return (0, spec["data"] in IMAGES, spec["seed"])
+    if spec in ISSUE:
+        return (1, 0, 0)
     if spec["data"] == "toy:grid25":
         return (1, spec["steps"], spec["batch"])
     if spec["guard"] == "off":
@@ -261,6 +284,14 @@ def fault_report(results: dict) -> str:
                     rows.append([d, b, steps, case, fmt_q(r), fmt_q(clean), "—" if ratio is None else f"{ratio:.2f}×",
                                  events or "—", f"{r['lr_scale']:g}", "stopped" if r["stopped"] else "",
                                  "yes" if is_caught else "**no**"])
+    issue_rows = []
+    for spec in ISSUE:
+        r = results.get(key_of(spec))
+        if r is not None:
+            events = ", ".join(f"{k} {v}" for k, v in sorted(r["incidents"].items()) if k != "data_scan")
+            issue_rows.append([spec["data"], spec["batch"], spec["seed"], spec["steps"], spec["case"], spec["guard"],
+                               r["skipped"], r["rollbacks"], "stopped" if r["stopped"] else "", fmt_q(r),
+                               events or "—"])
     off = results.get("toy:grid25/b256/s0/n3000/lr5e-2/off")
     lines = [f"**Faults caught and recovered: {caught} / {planted_n} planted.**", "",
              table(["data", "batch", "steps", "fault", "quality", "clean run", "ratio (goal ≤ 1.5×)", "guard events",
@@ -268,12 +299,17 @@ def fault_report(results: dict) -> str:
     if off is not None:
         lines += ["", f"toy:grid25, LR 5e-2, 3,000 × 256 with the guard off: {fmt_q(off)} within 3 std "
                       f"(goal for the guarded run: ≥ {100 * GRID_LR5E2_GOAL:.0f} %)."]
+    if issue_rows:
+        lines += ["", "The issue's own cases (ring8.npy: its 100,000-point array file; toy:grid25@100k: 100,000 "
+                      "points):",
+                  "", table(["data", "batch", "seed", "steps", "case", "guard", "skipped", "rollbacks", "", "quality",
+                             "guard events"], issue_rows)]
     return "\n".join(lines)
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["clean", "faults"], "choices": ["clean", "faults"]}),
+        ("--part", {"nargs": "+", "default": ["clean", "faults", "issue"], "choices": ["clean", "faults", "issue"]}),
         ("--data", {"nargs": "+", "default": VECTORS + IMAGES, "choices": VECTORS + IMAGES}),
         ("--workers", {"type": int, "default": 2}),
         ("--redo", {"action": "store_true", "help": "train again runs already in results.json"}),
@@ -286,7 +322,7 @@ def main() -> None:
             print(json.dumps({k: r[k] for k in ("case", "skipped", "rollbacks", "incidents", "quality")}))
         return
     specs = (clean_specs(args.data) if "clean" in args.part else []) + \
-        (fault_specs(args.data) if "faults" in args.part else [])
+        (fault_specs(args.data) if "faults" in args.part else []) + (ISSUE if "issue" in args.part else [])
     specs.sort(key=priority)
     done = load_results()
     seen: set[str] = set()
