@@ -51,8 +51,11 @@ FAULTS = ["nan", "scale", "lr1e-2", "lr5e-2", "bf16"]
 ISSUE = [{"data": "ring8.npy", "batch": 64, "seed": 3, "steps": 3000, "case": "clean", "guard": "on"},
          {"data": "toy:grid25@100k", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "on"},
          {"data": "toy:grid25@100k", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "off"}]
-FAULT_DATA = {"toy:grid25": [64, 256], "digits": [32, 128]}
-FAULT_STEPS = [3000, 5000]
+# (data, batch, steps) of the fault matrix, in the order they are trained (cheapest and most decisive first)
+FAULT_CONFIGS = [("toy:grid25", 64, 3000), ("toy:grid25", 256, 3000), ("toy:grid25", 256, 5000),
+                 ("digits", 128, 3000), ("digits", 32, 3000), ("toy:grid25", 64, 5000), ("digits", 32, 5000),
+                 ("digits", 128, 5000)]
+OFF_BATCH = {**{d: 64 for d in VECTORS}, "digits": 32, "mnist": 32}  # the guard-off comparison runs
 FAULT_AT = 500
 GOAL_RATIO = 1.5
 GRID_LR5E2_GOAL = 0.80  # toy:grid25, LR 5e-2, 3,000 × 256: share of samples within 3 std of a mode
@@ -170,34 +173,41 @@ def clean_specs(data: list[str]) -> list[dict]:
             steps = MNIST_STEPS[b] if d == "mnist" else STEPS
             for s in SEEDS:
                 specs.append({"data": d, "batch": b, "seed": s, "steps": steps, "case": "clean", "guard": "on"})
-            specs.append({"data": d, "batch": b, "seed": 0, "steps": steps, "case": "clean", "guard": "off"})
+            if b == OFF_BATCH[d]:
+                specs.append({"data": d, "batch": b, "seed": 0, "steps": steps, "case": "clean", "guard": "off"})
     return specs
 
 
 def fault_specs(data: list[str]) -> list[dict]:
     specs = []
-    for steps in FAULT_STEPS:
-        for d in [d for d in FAULT_DATA if d in data]:
-            for b in FAULT_DATA[d]:
-                base = {"data": d, "batch": b, "seed": 0, "steps": steps}
-                specs.append({**base, "case": "clean", "guard": "on"})
-                specs += [{**base, "case": f, "guard": "on"} for f in FAULTS]
-    specs.append({"data": "toy:grid25", "batch": 256, "seed": 0, "steps": 3000, "case": "lr5e-2", "guard": "off"})
-    return [s for s in specs if s["data"] in data]
+    for d, b, steps in FAULT_CONFIGS:
+        if d in data:
+            base = {"data": d, "batch": b, "seed": 0, "steps": steps}
+            specs += [{**base, "case": c, "guard": "on"} for c in ["clean", *FAULTS]]
+    return specs
 
 
 def priority(spec: dict) -> tuple:
-    """Cheap, decisive runs first (a call cut short still fills whole rows): clean guarded runs, then the grid25
-    faults, the guard-off comparisons, and the digits faults, the longest, last."""
-    if spec["case"] == "clean" and spec["guard"] == "on" and spec["steps"] in (STEPS, MNIST_STEPS.get(spec["batch"])):
-        return (0, spec["data"] in IMAGES, spec["seed"])
+    """Cheap, decisive runs first (a call cut short still fills whole rows): clean guarded vector runs, the issue's
+    cases, grid25 faults at 3,000 steps, clean digits, the guard-off comparisons, clean mnist, then the rest of the
+    fault matrix in FAULT_CONFIGS order."""
+    config = (spec["data"], spec["batch"], spec["steps"])
+    clean_on = spec["case"] == "clean" and spec["guard"] == "on"
+    if clean_on and spec["data"] in VECTORS and spec["steps"] == STEPS:
+        return (0, spec["seed"], 0)
     if spec in ISSUE:
         return (1, 0, 0)
-    if spec["data"] == "toy:grid25":
-        return (1, spec["steps"], spec["batch"])
-    if spec["guard"] == "off":
-        return (2, spec["data"] in IMAGES, spec["batch"])
-    return (3, spec["steps"], spec["batch"])
+    if config in FAULT_CONFIGS[:2]:
+        return (2, FAULT_CONFIGS.index(config), 0)
+    if clean_on and spec["data"] == "digits" and spec["steps"] == STEPS:
+        return (3, spec["seed"], 0)
+    if spec["guard"] == "off" and spec["case"] == "clean":
+        return (4, spec["data"] in IMAGES, 0)
+    if clean_on and spec["data"] == "mnist":
+        return (5, spec["seed"], 0)
+    if config in FAULT_CONFIGS:
+        return (6, FAULT_CONFIGS.index(config), 0)
+    return (7, 0, 0)
 
 
 def load_results() -> dict:
@@ -260,30 +270,28 @@ def clean_report(results: dict) -> str:
 
 def fault_report(results: dict) -> str:
     rows, caught, planted_n = [], 0, 0
-    for steps in FAULT_STEPS:
-        for d, batches in FAULT_DATA.items():
-            for b in batches:
-                clean = results.get(f"{d}/b{b}/s0/n{steps}/clean/on")
-                for case in FAULTS:
-                    r = results.get(f"{d}/b{b}/s0/n{steps}/{case}/on")
-                    if r is None:
-                        continue
-                    ratio = None
-                    if clean is not None and r.get("quality") is not None and clean.get("quality"):
-                        ratio = (clean["quality"] / r["quality"] if r["metric"] == "within 3 std" else
-                                 r["quality"] / clean["quality"]) if r["quality"] else None
-                    goal = r["finite"] and not r["stopped"] and ratio is not None and ratio <= GOAL_RATIO
-                    if d == "toy:grid25" and case == "lr5e-2" and steps == 3000 and b == 256:
-                        goal = goal and (r["quality"] or 0) >= GRID_LR5E2_GOAL
-                    acted = bool(r["incidents"]) and set(r["incidents"]) != {"data_scan"}
-                    # bf16 and LR 1e-2 need no action where the run trains well without one
-                    is_caught = goal and (acted or case in ("bf16", "lr1e-2"))
-                    planted_n += 1
-                    caught += is_caught
-                    events = ", ".join(f"{k} {v}" for k, v in sorted(r["incidents"].items()) if k != "data_scan")
-                    rows.append([d, b, steps, case, fmt_q(r), fmt_q(clean), "—" if ratio is None else f"{ratio:.2f}×",
-                                 events or "—", f"{r['lr_scale']:g}", "stopped" if r["stopped"] else "",
-                                 "yes" if is_caught else "**no**"])
+    for d, b, steps in sorted(FAULT_CONFIGS, key=lambda c: (c[0], c[2], c[1])):
+        clean = results.get(f"{d}/b{b}/s0/n{steps}/clean/on")
+        for case in FAULTS:
+            r = results.get(f"{d}/b{b}/s0/n{steps}/{case}/on")
+            if r is None:
+                continue
+            ratio = None
+            if clean is not None and r.get("quality") and clean.get("quality"):
+                ratio = clean["quality"] / r["quality"] if r["metric"] == "within 3 std" else \
+                    r["quality"] / clean["quality"]
+            goal = r["finite"] and not r["stopped"] and ratio is not None and ratio <= GOAL_RATIO
+            if d == "toy:grid25" and case == "lr5e-2" and steps == 3000 and b == 256:
+                goal = goal and (r["quality"] or 0) >= GRID_LR5E2_GOAL
+            acted = bool(set(r["incidents"]) - {"data_scan"})
+            # bf16 and LR 1e-2 need no action where the run trains well without one
+            is_caught = goal and (acted or case in ("bf16", "lr1e-2"))
+            planted_n += 1
+            caught += is_caught
+            events = ", ".join(f"{k} {v}" for k, v in sorted(r["incidents"].items()) if k != "data_scan")
+            rows.append([d, b, steps, case, fmt_q(r), fmt_q(clean), "—" if ratio is None else f"{ratio:.2f}×",
+                         events or "—", f"{r['lr_scale']:g}", "stopped" if r["stopped"] else "",
+                         "yes" if is_caught else "**no**"])
     issue_rows = []
     for spec in ISSUE:
         r = results.get(key_of(spec))
@@ -307,6 +315,50 @@ def fault_report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def gate_cost_ms(batch: int, steps: int = 3000) -> float:
+    """Milliseconds per step that the guard's per-step work takes on this CPU (one thread): the device-side gate
+    on a batch's per-sample losses and σ-bins, and the host check of its flags (every step on a CPU)."""
+    import tempfile
+
+    import torch
+
+    from steadydiff.train.config import GuardConfig
+    from steadydiff.train.guard import Guard
+    from steadydiff.train.rundir import JsonlLog
+
+    torch.set_num_threads(1)
+    guard = Guard(GuardConfig(), bins=8, device=torch.device("cpu"),
+                  incidents=JsonlLog(Path(tempfile.mkdtemp()) / "incidents.jsonl"), fused_optimizer=True)
+    g = torch.Generator().manual_seed(0)
+    losses = torch.rand(steps, batch, generator=g, dtype=torch.float64) * torch.logspace(-3, 1, 8).repeat(batch // 8)
+    bins = torch.arange(8).repeat(batch // 8)
+    grads = 1 + 0.1 * torch.rand(steps, generator=g)
+    items, train_x = np.arange(batch), torch.zeros(1, 2)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        guard.gate(losses[i], bins, grads[i])
+        guard.note_step(i, items)
+        guard.check(train_x)
+    return 1e3 * (time.perf_counter() - t0) / steps
+
+
+def overhead_report(results: dict) -> str:
+    """The guard's per-step cost against the training step of each clean configuration (seed 0, guard on)."""
+    costs = {b: gate_cost_ms(b) for b in (16, 32, 64, 128, 256)}
+    rows = []
+    for d in VECTORS + IMAGES:
+        for b in BATCHES[d]:
+            steps = MNIST_STEPS[b] if d == "mnist" else STEPS
+            r = results.get(f"{d}/b{b}/s0/n{steps}/clean/on")
+            run = ROOT_OUT / "runs" / f"{d}/b{b}/s0/n{steps}/clean/on".replace("/", "-").replace(":", "_")
+            if r is None or not (run / "metrics.jsonl").exists():
+                continue
+            rates = [json.loads(ln)["samples_per_s"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+            step_ms = 1e3 * b / statistics.median(rates)
+            rows.append([d, b, f"{step_ms:.1f}", f"{costs[b]:.2f}", f"{100 * costs[b] / step_ms:.1f} %"])
+    return table(["data", "batch", "training step (ms, median)", "guard per step (ms)", "overhead"], rows)
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
         ("--part", {"nargs": "+", "default": ["clean", "faults", "issue"], "choices": ["clean", "faults", "issue"]}),
@@ -314,6 +366,7 @@ def main() -> None:
         ("--workers", {"type": int, "default": 2}),
         ("--redo", {"action": "store_true", "help": "train again runs already in results.json"}),
         ("--report-only", {"action": "store_true", "help": "write the section from results.json, train nothing"}),
+        ("--overhead", {"action": "store_true", "help": "also time the guard's per-step work against each step"}),
     ])
     if args.quick:
         specs = [{"data": "toy:ring8", "batch": 64, "seed": 0, "steps": 150, "case": c, "guard": "on"}
@@ -341,6 +394,10 @@ def main() -> None:
     text = ("Rows may come from separate calls (results kept in benchmarks/out/guard_alarms/results.json).\n\n"
             "### Clean runs: false alarms\n\n" + clean_report(results) +
             "\n\n### Planted faults: caught and recovered\n\n" + fault_report(results))
+    if args.overhead:
+        text += ("\n\n### Overhead\n\nThe guard's work per step (gate and check, timed on synthetic losses of each "
+                 "batch size, one thread) against the median training step of each clean run (samples/s in its "
+                 "metrics.jsonl); both measured while the matrix trained on both cores:\n\n" + overhead_report(results))
     print(text)
     write_section("guard_alarms", "Stability guard: false alarms and faults caught (benchmarks/guard_alarms.py)", text)
 
