@@ -32,17 +32,18 @@ def spikes(steps):
 
 @pytest.fixture(scope="module")
 def ring_run(tmp_path_factory):
-    """A 60-step toy run with grids, checkpoints, and a burst of spikes that makes the guard roll back."""
+    """A 60-step toy run with grids, checkpoints, and a burst of spikes: the guard skips three and finds no damage,
+    then skips most of its 10-step window (the weights stall) and rolls back."""
     cfg = from_dict({
         "data": {"source": "toy:ring8", "toy_samples": 2000},
         "net": {"mlp": {"width": 64, "blocks": 2}},
         "train": {"steps": 60, "batch_size": 64, "log_every": 5, "val_every": 10, "checkpoint_every": 20,
                   "sample_every": 20, "warmup_samples": 640, "val_items": 32},
-        "guard": {"min_history": 20, "snapshot_every": 20},
+        "guard": {"min_history": 20, "snapshot_every": 20, "skip_window": 10},
         "sample": {"steps": 6, "grid_n": 32},
     })
     run = tmp_path_factory.mktemp("ring") / "run"
-    steadydiff.train(cfg, out=run, progress=False, batch_transform=spikes({45, 46, 47}))
+    steadydiff.train(cfg, out=run, progress=False, batch_transform=spikes(set(range(44, 50))))
     return run
 
 
@@ -91,6 +92,9 @@ def test_report_of_a_finished_vector_run_with_incidents(ring_report):
     assert "finished" in section(html, "overview") and "MLPBackbone" in section(html, "overview")
     incidents = section(html, "incidents")
     assert "loss_spike" in incidents and "rollback" in incidents and "<img" in incidents
+    # each action with the evidence that triggered it
+    assert "geometric-mean loss" in incidents and "gradient norm" in incidents
+    assert "no damage" in incidents and "updates stalled" in incidents
     quality = section(html, "quality-nfe")
     for solver in ("heun", "dpmpp-2m", "euler"):
         assert f"<td>{solver}</td>" in quality
