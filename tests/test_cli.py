@@ -59,6 +59,17 @@ def test_sample_same_seed_same_samples_and_heun_nfe(trained_run, tmp_path):
     assert np.array_equal(np.load(a), np.load(b))
 
 
+def test_sample_defaults_to_the_runs_own_sample_settings(trained_run, tmp_path):
+    # the run was trained with sample.steps=6 and the default sampler (heun): 11 network evaluations
+    out, _ = trained_run
+    r = steadydiff("sample", out, "--n", "8", "--seed", "3", "--out", tmp_path / "a.npy")
+    assert r.returncode == 0, r.stderr
+    assert "heun, 6 steps = 11 network evaluations" in r.stdout
+    steadydiff("sample", out, "--n", "8", "--steps", "6", "--sampler", "heun", "--seed", "3",
+               "--out", tmp_path / "b.npy")
+    assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
 def test_info(trained_run):
     out, _ = trained_run
     r = steadydiff("info", out)

@@ -74,14 +74,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in FORMATS:
         raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
-    if args.n < 1 or args.steps < 1:
+    if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise SteadydiffError("--n and --steps must be ≥ 1")
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
-    x = model.sample(args.n, steps=args.steps, sampler=args.sampler, seed=args.seed, schedule=args.schedule)
+    # Unset options take the run's own sample settings (its config.toml), not a second set of defaults.
+    sampler, steps = args.sampler or model.config.sample.sampler, args.steps or model.config.sample.steps
+    x = model.sample(args.n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule)
     save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
-                 title=f"{args.n} samples, {args.sampler}, {model.nfe(args.steps, args.sampler)} NFE")
-    print(f"wrote {args.n} samples to {out} ({args.sampler}, {args.steps} steps = "
-          f"{model.nfe(args.steps, args.sampler)} network evaluations per sample, "
+                 title=f"{args.n} samples, {sampler}, {model.nfe(steps, sampler)} NFE")
+    print(f"wrote {args.n} samples to {out} ({sampler}, {steps} steps = "
+          f"{model.nfe(steps, sampler)} network evaluations per sample, "
           f"{'raw' if args.raw else 'EMA'} weights of step {model.step})")
     return 0
 
@@ -204,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--steps", type=int, default=18, help="solver steps (heun uses 2·steps−1 evaluations)")
-    s.add_argument("--sampler", default="heun", choices=["euler", "heun", "ddim", "ancestral", "dpmpp-2m"])
+    s.add_argument("--steps", type=int, default=None,
+                   help="solver steps (heun uses 2·steps−1 evaluations); default: the run's sample.steps")
+    s.add_argument("--sampler", default=None, choices=["euler", "heun", "ddim", "ancestral", "dpmpp-2m"],
+                   help="default: the run's sample.sampler")
     s.add_argument("--schedule", default=None, choices=["karras", "vp-uniform"])
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")

@@ -52,7 +52,7 @@ from .guard import (
     weights_fingerprint,
 )
 from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
-from .order import batch_indices, derive_seed
+from .order import Stream, batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
 from .rundir import JsonlLog, check_resume_config, remove_newer, save_config, write_text_atomic
 from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due
@@ -62,8 +62,6 @@ from .validation import FixedValidation, sigma_grid
 log = logging.getLogger("steadydiff")
 
 SIGMA_BINS = 8  # equal-probability bins of the training σ distribution, for per-σ statistics
-_STREAM_NOISE, _STREAM_DROPOUT, _STREAM_AUG, _STREAM_VAL = 1, 2, 3, 4
-_STREAM_AUGMENT = 6  # 5 is sample_metrics.STREAM
 
 
 def resolve_device(name: str) -> torch.device:
@@ -212,7 +210,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     findings = scan_data(ds, train_x.numpy()) if gc.enabled else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
-    torch.manual_seed(derive_seed(tc.seed, 0))  # initial weights depend on the seed alone
+    torch.manual_seed(derive_seed(tc.seed, Stream.INIT))  # initial weights depend on the seed alone
     net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone).to(device)
     ema = EMA(net)
     phema = PowerEMA(net, tc.phema_stds) if tc.phema_every else None
@@ -225,7 +223,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     val_source = ds.holdout if len(ds.holdout) else ds.train
     val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
-                                       seed=derive_seed(cfg.data.split_seed, _STREAM_VAL))
+                                       seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION))
     if gc.enabled and gc.canaries:
         start_canaries(net, norm, ds, device)
 
@@ -369,15 +367,15 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             idx = batch_indices(n_items, tc.seed, samples_seen, batch)
             x = train_x[torch.from_numpy(idx)].to(device)
             if cfg.data.hflip and ds.kind == "image":
-                x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUG, step)))
+                x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, Stream.HFLIP, step)))
             aug_labels = None
             if cfg.data.augment:
                 x, aug_labels = augment(x, cfg.data.augment,
-                                        torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_AUGMENT, step)))
+                                        torch.Generator().manual_seed(derive_seed(tc.seed, Stream.AUGMENT, step)))
             if batch_transform is not None:
                 x = batch_transform(step, x)
-            torch.manual_seed(derive_seed(tc.seed, _STREAM_DROPOUT, step))
-            g = torch.Generator().manual_seed(derive_seed(tc.seed, _STREAM_NOISE, step))
+            torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, step))
+            g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, step))
 
             lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
             for group in opt.param_groups:
@@ -531,7 +529,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     write_grid(f"step-{step}")
     ema.copy_to(ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
-    x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, 0x5EE), device=device)
+    x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, Stream.SUMMARY), device=device)
     samples_user = np.asarray(norm.inverse(x.numpy()))
     quality = _summary_quality(ds, norm, samples_user)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]

@@ -7,9 +7,25 @@ saving and a change of batch size keeps the data order.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from functools import lru_cache
 
 import numpy as np
+
+
+class Stream(IntEnum):
+    """The run's named random streams: `derive_seed(seed, Stream.X, step)` keeps each independent of the others,
+    so adding a draw to one never shifts another (and evaluation never shifts training)."""
+
+    INIT = 0  # the initial weights
+    NOISE = 1  # σ and noise of each training step
+    DROPOUT = 2  # dropout masks of each training step
+    HFLIP = 3  # plain mirror images (data.hflip)
+    VALIDATION = 4  # the fixed validation noise (derived from data.split_seed)
+    SAMPLE_METRICS = 5  # the seeds of the in-training sample set
+    AUGMENT = 6  # non-leaking augmentation (data.augment)
+    SUMMARY = 0x5EE  # the end-of-run summary's samples
+    DATA_ORDER = 0x0DA7A  # each epoch's permutation
 
 
 def derive_seed(*parts: int) -> int:
@@ -19,7 +35,7 @@ def derive_seed(*parts: int) -> int:
 
 @lru_cache(maxsize=4)
 def epoch_permutation(n_items: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng(derive_seed(seed, 0x0DA7A, epoch)).permutation(n_items)
+    return np.random.default_rng(derive_seed(seed, Stream.DATA_ORDER, epoch)).permutation(n_items)
 
 
 def batch_indices(n_items: int, seed: int, start: int, batch_size: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
 from ..sampling import nfe as count_nfe
-from .order import derive_seed
+from .order import Stream, derive_seed
 
 if TYPE_CHECKING:
     from ..diffusion import Denoiser
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("steadydiff")
 
-STREAM = 5  # derive_seed(train.seed, STREAM): the seeds of the in-training sample set (loop.py holds 1–4)
 # A training step runs the network forward and backward, and the backward pass costs about two forward
 # passes (Kaplan et al. 2020, "C ≈ 6N" per token against 2N for the forward pass): one trained sample ≈ 3
 # network evaluations. This prices the first evaluation before any has been timed.
@@ -86,7 +85,7 @@ class SampleMetrics:
         self.cfg, self.ds, self.normaliser, self.device = cfg, ds, normaliser, device
         self.n, self.sampler, self.steps = tc.sample_metrics_n, tc.sample_metrics_sampler, tc.sample_metrics_steps
         self.nfe = count_nfe(self.sampler, self.steps)
-        self.seed = derive_seed(tc.seed, STREAM)
+        self.seed = derive_seed(tc.seed, Stream.SAMPLE_METRICS)
         self.budget = tc.eval_budget
         self.reference: Reference | None = None
         self.unavailable: str | None = None  # why this data gets no sample metrics
