@@ -43,7 +43,6 @@ import difflib
 import hashlib
 import importlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ import torch
 from tqdm import tqdm
 
 from .api import Model, load
+from .atomic import write_text_atomic
 from .config import RunConfig, load_toml
 from .data import DataConfig, Dataset, load_data
 from .data.normalise import Normaliser
@@ -430,12 +430,7 @@ def _record(run_dir: Path, key: str, value: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError):
         doc = {}
     doc[key] = _jsonable(value)
-    tmp = run_dir / f".{EVAL_FILE}.{os.getpid()}.tmp"  # one per process: two evaluations never share it
-    try:
-        tmp.write_text(json.dumps(doc, indent=2, allow_nan=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(doc, indent=2, allow_nan=False))
     return doc[key]
 
 

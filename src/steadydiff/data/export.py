@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import SteadydiffError
 
 FORMATS = (".png", ".npy", ".csv")
@@ -61,25 +61,24 @@ def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tup
     if suffix not in FORMATS:
         raise SteadydiffError(f"cannot write samples to {str(path)!r}: use a name ending in .png, .npy or .csv")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{suffix}")
-    if suffix == ".npy":
-        np.save(tmp, x.astype(np.float32))
-    elif suffix == ".csv":
-        flat = x.reshape(len(x), -1)
-        names = columns if columns and len(columns) == flat.shape[1] else [f"x{i}" for i in range(flat.shape[1])]
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(names)
-            writer.writerows([[f"{v:.6g}" for v in row] for row in flat])
-    elif kind == "image":
-        from PIL import Image
+    with atomic_path(path) as tmp:  # same suffix: np.save and the writers go by it
+        if suffix == ".npy":
+            np.save(tmp, x.astype(np.float32))
+        elif suffix == ".csv":
+            flat = x.reshape(len(x), -1)
+            names = columns if columns and len(columns) == flat.shape[1] else [f"x{i}" for i in range(flat.shape[1])]
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(names)
+                writer.writerows([[f"{v:.6g}" for v in row] for row in flat])
+        elif kind == "image":
+            from PIL import Image
 
-        lo_hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
-        Image.fromarray(image_grid(x, lo_hi)).save(tmp, format="PNG")
-    elif x.ndim == 2 and x.shape[1] >= 2:
-        default_title = f"{len(x)} samples" + (", first two features" if x.shape[1] > 2 else "")
-        _scatter_png(tmp, x, reference, title or default_title)
-    else:
-        raise SteadydiffError(f"cannot draw {x.shape[1:]}-shaped items as a PNG; write .npy or .csv instead")
-    os.replace(tmp, path)
+            lo_hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
+            Image.fromarray(image_grid(x, lo_hi)).save(tmp, format="PNG")
+        elif x.ndim == 2 and x.shape[1] >= 2:
+            default_title = f"{len(x)} samples" + (", first two features" if x.shape[1] > 2 else "")
+            _scatter_png(tmp, x, reference, title or default_title)
+        else:
+            raise SteadydiffError(f"cannot draw {x.shape[1:]}-shaped items as a PNG; write .npy or .csv instead")
     return path

@@ -15,10 +15,10 @@ no script. It works on a run that is still going: sections whose inputs do not e
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from . import build
 from . import html as h
 from .files import RunFiles, read_run
@@ -59,9 +59,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_eval: 
     path = Path(out) if out is not None else files.dir / "report.html"
     text = render(files, n_eval=n_eval)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path
 
 

@@ -55,12 +55,6 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor],
                     optimizer: dict[str, Any], state: dict[str, Any], keep: int,
                     extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
@@ -78,9 +72,14 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
     for name, tensors in (extra or {}).items():
         save_file(_contiguous(tensors), str(tmp / f"{name}.safetensors"))
     (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2, sort_keys=True))
-    if final.exists():  # re-writing the same step (e.g. after a rollback): replace it whole
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if final.exists():  # re-writing the same step (e.g. after a rollback): swap it whole, by two renames, so no
+        old = ckpt_root / f".old-step-{step}"  # moment passes without a complete checkpoint of that step on disk
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
     for old in list_checkpoints(ckpt_root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

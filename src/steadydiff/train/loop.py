@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import write_text_atomic
 from ..config import RunConfig, validate
 from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
@@ -54,7 +55,7 @@ from .guard import (
 from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
 from .order import Stream, batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
-from .rundir import JsonlLog, check_resume_config, remove_newer, save_config, write_text_atomic
+from .rundir import JsonlLog, check_resume_config, remove_newer, save_config
 from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due
 from .tensorboard import TensorBoardLog
 from .validation import FixedValidation, sigma_grid

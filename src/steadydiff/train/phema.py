@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from ..atomic import atomic_path
 
 # σ_rel(γ) peaks at γ* = (√5 − 3)/2 ≈ −0.382 (where d log σ_rel²/dγ = 0, i.e. γ² + 3γ + 1 = 0); wider
 # profiles do not exist. std_to_exp returns the branch γ ≥ γ*, where σ_rel falls as γ grows.
@@ -258,10 +259,9 @@ def write_snapshot(folder: Path, snap: Snapshot) -> Path:
     """One snapshot as safetensors, its metadata in the file's header; written to a temporary name, then renamed."""
     folder.mkdir(parents=True, exist_ok=True)
     path = snapshot_path(folder, snap.step)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in snap.tensors().items()}, str(tmp),
-              metadata={"phema": json.dumps(snap.metadata())})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in snap.tensors().items()}, str(tmp),
+                  metadata={"phema": json.dumps(snap.metadata())})
     return path
 
 

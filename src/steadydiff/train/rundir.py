@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_text_atomic
 from ..config import RunConfig, diff, load_toml, set_value, to_toml
 from ..errors import SteadydiffError
 
@@ -18,12 +18,6 @@ RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "t
 # The guard's settings say how to watch and recover, not what is trained: a stopped run may be resumed with
 # other thresholds (e.g. more rollbacks allowed).
 RESUMABLE_PREFIXES = ("guard.",)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
