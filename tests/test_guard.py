@@ -21,6 +21,7 @@ from steadydiff.train.guard import (
     SPIKE,
     Damage,
     Guard,
+    GuardState,
     Rollback,
     restore_snapshot,
     sigma_response,
@@ -168,10 +169,10 @@ def test_collapse_needs_a_lasting_degradation_and_returns_to_the_anchor(tmp_path
 def test_skipped_steps_roll_back_only_on_evidence_of_damage(tmp_path):
     guard = make_guard(tmp_path, max_skips=3, skip_window=200, damage_ratio=1.25)
     decision = Rollback(reason="repeated_skips", step=50, first_bad=45, skip=[45, 46, 47], needs_evidence=True)
-    guard.skip_steps.update([45, 46, 47])
+    guard.state.skip_steps.update([45, 46, 47])
     # updates that were never applied cannot have harmed the model: no rollback, no LR change
     assert guard.confirm(decision, Damage(val_loss=0.41, val_loss_before=0.40, before_step=40, skipped=3)) is None
-    assert guard.lr_scale == 1.0
+    assert guard.state.lr_scale == 1.0
     # the held-out loss measurably worse than at the snapshot: roll back, and say why
     worse = guard.confirm(decision, Damage(val_loss=0.60, val_loss_before=0.40, before_step=40, skipped=3))
     assert worse is not None and worse.evidence["damage"] == "held-out loss worse"
@@ -429,3 +430,12 @@ def test_a_healthy_ring8_run_with_the_defaults_is_never_skipped_rolled_back_or_s
     assert summary["steps"] == 3000 and summary["stability"]["rollbacks"] == 0
     assert summary["stability"]["skipped_steps"] == 0 and summary["stability"]["lr_scale"] == 1.0
     assert not [e for e in incidents(run) if e["guard"] not in ("data_scan", "overfitting")]
+
+
+def test_guard_state_survives_its_json_round_trip():
+    state = GuardState(lr_scale=0.25, skip_steps={7, 3}, counts={"loss_spike": 2}, rollbacks=[40], best_val=0.5,
+                       evidence={"damage": "held-out loss worse", "val_ratio": 1.4})
+    text = json.dumps(state.to_json())  # strict JSON: no sets, no Infinity
+    assert "Infinity" not in text and GuardState.from_json(json.loads(text)) == state
+    fresh = GuardState()
+    assert GuardState.from_json(json.loads(json.dumps(fresh.to_json()))) == fresh  # infinities come back

@@ -34,7 +34,7 @@ import copy
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -155,6 +155,45 @@ class Damage:
     skipped: int  # steps skipped within the last guard.skip_window steps
 
 
+@dataclass
+class GuardState:
+    """The guard's host-side decisions so far: saved with every checkpoint (as JSON), so a resumed run decides as
+    an unbroken one would."""
+
+    lr_scale: float = 1.0
+    skip_steps: set[int] = field(default_factory=set)  # every skipped step, also those a rollback skips on replay
+    counts: dict[str, int] = field(default_factory=dict)  # incidents by guard
+    flagged: list[int] = field(default_factory=list)  # recent steps skipped because the model misbehaved
+    rollbacks: list[int] = field(default_factory=list)
+    best_val: float = math.inf
+    train_at_best: float = math.inf  # the training loss when the held-out loss was at its best
+    overfitting: int | None = None  # step of the overfitting warning, once per run
+    bad_vals: int = 0
+    plateau_vals: int = 0
+    watch_recovery: int | None = None  # step of the last rollback until it proves itself
+    nonfinite_model_steps: int = 0
+    init_norm: float | None = None  # the backbone's weight norm at step 0
+    growth: float | None = None  # the weight growth that caused the last restart
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the last rollback's damage check measured
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict: the set as a sorted list, an infinite loss as null."""
+        out = asdict(self)
+        out["skip_steps"] = sorted(self.skip_steps)
+        for name in ("best_val", "train_at_best"):
+            out[name] = out[name] if math.isfinite(out[name]) else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GuardState:
+        known = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        state.skip_steps = set(state.skip_steps)
+        state.best_val = math.inf if state.best_val is None else float(state.best_val)
+        state.train_at_best = math.inf if state.train_at_best is None else float(state.train_at_best)
+        return state
+
+
 class Guard:
     """All detectors, their counters and the recovery state of one run. See the module docstring."""
 
@@ -178,22 +217,7 @@ class Guard:
         self.pending = torch.zeros(self.check_every, len(PENDING_HEAD) + 3 * bins + 2, device=device)
         self.pending_steps: list[int] = []
         self.pending_items: deque[np.ndarray] = deque(maxlen=self.check_every)
-        # Host-side state, saved with checkpoints (state_json) so a resumed run decides as an unbroken one.
-        self.lr_scale = 1.0
-        self.skip_steps: set[int] = set()
-        self.counts: dict[str, int] = {}
-        self.flagged: list[int] = []  # steps skipped because the model misbehaved (not the data)
-        self.rollbacks: list[int] = []
-        self.best_val = math.inf
-        self.train_at_best = math.inf  # the training loss when the held-out loss was at its best
-        self.overfitting: int | None = None  # step of the overfitting warning, once per run
-        self.bad_vals = 0
-        self.plateau_vals = 0
-        self.watch_recovery: int | None = None  # step of the last rollback until it proves itself
-        self.nonfinite_model_steps = 0
-        self.init_norm: float | None = None  # the backbone's weight norm at step 0
-        self.growth: float | None = None  # the weight growth that caused the last restart
-        self.evidence: dict[str, Any] = {}  # what the last confirmed rollback after skipped steps measured
+        self.state = GuardState()  # host-side decisions, saved with checkpoints (state_json)
         self.t0 = time.perf_counter()
 
     # -- device side, every step ----------------------------------------------------------------------------
@@ -256,8 +280,8 @@ class Guard:
         return len(self.pending_steps) >= self.check_every
 
     def incident(self, what: str, step: int, action: str, **detail: Any) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
-        record = {"step": step, "guard": what, "action": action, "lr_scale": self.lr_scale,
+        self.state.counts[what] = self.state.counts.get(what, 0) + 1
+        record = {"step": step, "guard": what, "action": action, "lr_scale": self.state.lr_scale,
                   "wall_s": round(time.perf_counter() - self.t0, 2), **detail}
         self.log.write(record)
 
@@ -279,7 +303,7 @@ class Guard:
             if not flags:
                 continue
             r = self._evidence_row(row)
-            self.skip_steps.add(step)
+            self.state.skip_steps.add(step)
             if flags & NON_FINITE:
                 n_bad, batch = int(r["n_bad"]), len(idx)
                 if 0 < n_bad < batch:  # some items, not the model: name them (position in batch → data index)
@@ -290,25 +314,25 @@ class Guard:
                     self.incident("non_finite", step, "skipped step", items_non_finite=n_bad, first_item=item,
                                   outcome="update not applied", detail=f"training item {item} {source}")
                     continue
-                self.nonfinite_model_steps += 1
+                self.state.nonfinite_model_steps += 1
                 self.incident("non_finite", step, "skipped step", items_non_finite=n_bad, outcome="update not applied",
                               detail="the loss or gradients of the whole batch are non-finite: the model overflows")
             else:
                 what = "loss_spike" if flags & SPIKE else "grad_explosion"
                 self.incident(what, step, "skipped step", outcome="update not applied", **_spike_evidence(r),
                               batch_items=[int(i) for i in idx])
-            self.flagged.append(step)
-            recent = [s for s in self.flagged if s > step - self.cfg.skip_window]
+            self.state.flagged.append(step)
+            recent = [s for s in self.state.flagged if s > step - self.cfg.skip_window]
             if len(recent) >= self.cfg.max_skips and decision is None:
                 decision = Rollback(reason="repeated_skips", step=step, first_bad=recent[0], skip=recent,
                                     needs_evidence=True)
         horizon = steps[-1] - max(self.cfg.skip_window, self.cfg.snapshot_every)
-        self.flagged = [s for s in self.flagged if s > horizon]  # older ones no longer matter
-        if decision is None and self.watch_recovery is not None and steps[-1] - self.watch_recovery >= \
-                self.cfg.snapshot_every and not any(s > self.watch_recovery for s in self.flagged):
-            self.incident("recovery", steps[-1], "none", outcome=f"recovered: {steps[-1] - self.watch_recovery} "
+        self.state.flagged = [s for s in self.state.flagged if s > horizon]  # older ones no longer matter
+        if decision is None and self.state.watch_recovery is not None and steps[-1] - self.state.watch_recovery >= \
+                self.cfg.snapshot_every and not any(s > self.state.watch_recovery for s in self.state.flagged):
+            self.incident("recovery", steps[-1], "none", outcome=f"recovered: {steps[-1] - self.state.watch_recovery} "
                           "steps without incident since the rollback")
-            self.watch_recovery = None
+            self.state.watch_recovery = None
         return decision
 
     def _evidence_row(self, row: np.ndarray) -> dict[str, float]:
@@ -322,7 +346,7 @@ class Guard:
 
     def skipped_recently(self, step: int, window: int) -> int:
         """Steps skipped within the last `window` steps up to `step`."""
-        return sum(1 for s in self.skip_steps if step - window < s <= step)
+        return sum(1 for s in self.state.skip_steps if step - window < s <= step)
 
     def confirm(self, decision: Rollback, damage: Damage) -> Rollback | None:
         """Keep a decision that needs evidence only when the model is measurably worse, or no longer trains.
@@ -339,7 +363,7 @@ class Guard:
                     "damage_ratio": c.damage_ratio, "skipped_in_window": damage.skipped, "window": c.skip_window}
         worse = not math.isfinite(damage.val_loss) or ratio > c.damage_ratio
         stalled = damage.skipped > c.skip_window / 2
-        self.flagged = []
+        self.state.flagged = []
         if not worse and not stalled:
             self.incident("damage_check", decision.step, "none", **evidence,
                           outcome=f"no damage: {len(decision.skip)} skipped steps, held-out loss {ratio:.3g}× its "
@@ -355,69 +379,70 @@ class Guard:
         the training loss of the steps since the last log line, which tells overfitting from a collapse."""
         c = self.cfg
         if not math.isfinite(val_loss):
-            self.incident("collapse", step, "rollback", val_loss=str(val_loss), best=self.best_val)
+            self.incident("collapse", step, "rollback", val_loss=str(val_loss), best=self.state.best_val)
             return Rollback(reason="collapse", step=step, first_bad=step, anchor=True,
-                            evidence={"val_loss": str(val_loss), "best": _finite_or_text(self.best_val)})
-        if val_loss < self.best_val:
-            improved = val_loss < 0.99 * self.best_val
-            self.best_val = val_loss
-            self.train_at_best = train_loss if math.isfinite(train_loss) else math.inf
-            self.bad_vals = 0
+                            evidence={"val_loss": str(val_loss), "best": _finite_or_text(self.state.best_val)})
+        if val_loss < self.state.best_val:
+            improved = val_loss < 0.99 * self.state.best_val
+            self.state.best_val = val_loss
+            self.state.train_at_best = train_loss if math.isfinite(train_loss) else math.inf
+            self.state.bad_vals = 0
             if improved:
-                self.plateau_vals = 0
+                self.state.plateau_vals = 0
             return None
-        self.plateau_vals += 1
-        fits = math.isfinite(train_loss) and math.isfinite(self.train_at_best) and \
-            train_loss <= OVERFIT_TRAIN_RATIO * self.train_at_best
-        if val_loss > c.collapse_ratio * self.best_val and fits:
+        self.state.plateau_vals += 1
+        fits = math.isfinite(train_loss) and math.isfinite(self.state.train_at_best) and \
+            train_loss <= OVERFIT_TRAIN_RATIO * self.state.train_at_best
+        if val_loss > c.collapse_ratio * self.state.best_val and fits:
             # The model still fits its training data as well as at its best: it is learning the training items
             # rather than their distribution (memorising), which no rollback or lower LR cures.
-            self.bad_vals = 0
-            if self.overfitting is None:
-                self.overfitting = step
-                self.incident("overfitting", step, "warned", val_loss=round(val_loss, 6), best=round(self.best_val, 6),
-                              train_loss=round(train_loss, 6), train_at_best=round(self.train_at_best, 6),
+            self.state.bad_vals = 0
+            if self.state.overfitting is None:
+                self.state.overfitting = step
+                self.incident("overfitting", step, "warned", val_loss=round(val_loss, 6),
+                              best=round(self.state.best_val, 6),
+                              train_loss=round(train_loss, 6), train_at_best=round(self.state.train_at_best, 6),
                               message="the held-out loss rises while the training loss does not: the model is "
                               "memorising its training data. More data, augmentation (data.hflip), dropout or "
                               "fewer steps help; `steadydiff eval` and `steadydiff report` measure the copies")
-        elif val_loss > c.collapse_ratio * self.best_val:
-            self.bad_vals += 1
-            if self.bad_vals >= c.collapse_patience:
+        elif val_loss > c.collapse_ratio * self.state.best_val:
+            self.state.bad_vals += 1
+            if self.state.bad_vals >= c.collapse_patience:
                 self.incident("collapse", step, "rollback", val_loss=round(val_loss, 6),
-                              best=round(self.best_val, 6), validations=self.bad_vals)
-                self.bad_vals = 0
+                              best=round(self.state.best_val, 6), validations=self.state.bad_vals)
+                self.state.bad_vals = 0
                 return Rollback(reason="collapse", step=step, first_bad=step, anchor=True,
-                                evidence={"val_loss": round(val_loss, 6), "best": round(self.best_val, 6),
-                                          "val_ratio": round(val_loss / self.best_val, 3)})
+                                evidence={"val_loss": round(val_loss, 6), "best": round(self.state.best_val, 6),
+                                          "val_ratio": round(val_loss / self.state.best_val, 3)})
         else:
-            self.bad_vals = 0
-        if c.plateau_patience and self.plateau_vals >= c.plateau_patience:
-            self.lr_scale *= c.plateau_factor
-            self.plateau_vals = 0
+            self.state.bad_vals = 0
+        if c.plateau_patience and self.state.plateau_vals >= c.plateau_patience:
+            self.state.lr_scale *= c.plateau_factor
+            self.state.plateau_vals = 0
             self.incident("plateau", step, f"lr × {c.plateau_factor}", val_loss=round(val_loss, 6),
-                          best=round(self.best_val, 6))
+                          best=round(self.state.best_val, 6))
         return None
 
     def observe_weights(self, step: int, norm: float) -> Rollback | None:
         """Weight growth since step 0 (see the module docstring); `norm` is the backbone's weight norm."""
         c = self.cfg
-        if step == 0 or self.init_norm is None:
-            self.init_norm = self.init_norm or norm
+        if step == 0 or self.state.init_norm is None:
+            self.state.init_norm = self.state.init_norm or norm
             return None
         if not c.weight_growth or step > c.growth_steps or not math.isfinite(norm):
             return None
-        ratio = norm / self.init_norm
+        ratio = norm / self.state.init_norm
         if ratio <= c.weight_growth:
             return None
-        self.growth = ratio
+        self.state.growth = ratio
         self.incident("weight_growth", step, "restart", ratio=round(ratio, 3), norm=round(norm, 4),
-                      init_norm=round(self.init_norm, 4), limit=c.weight_growth)
+                      init_norm=round(self.state.init_norm, 4), limit=c.weight_growth)
         return Rollback(reason="weight_growth", step=step, first_bad=0, restart=True, lr_factor=c.growth_backoff,
                         evidence={"weight_ratio": round(ratio, 3)})
 
     def near_best(self, val_loss: float) -> bool:
         """Whether a validation is good enough to become the collapse anchor."""
-        return math.isfinite(val_loss) and val_loss <= 1.1 * self.best_val
+        return math.isfinite(val_loss) and val_loss <= 1.1 * self.state.best_val
 
     def choose(self, decision: Rollback, ring: list[Snapshot], anchor: Snapshot | None,
                initial: Snapshot | None = None) -> Snapshot | None:
@@ -432,20 +457,20 @@ class Guard:
 
     def rolled_back(self, decision: Rollback, target: Snapshot) -> bool:
         """Book a rollback to `target`; False when recovery has failed too often and training must stop."""
-        self.rollbacks.append(decision.step)
+        self.state.rollbacks.append(decision.step)
         factor = self.cfg.lr_backoff if decision.lr_factor is None else decision.lr_factor
-        self.lr_scale *= factor
-        self.skip_steps.update(s for s in decision.skip if s >= target.step)
-        self.flagged = []
-        self.bad_vals = 0
+        self.state.lr_scale *= factor
+        self.state.skip_steps.update(s for s in decision.skip if s >= target.step)
+        self.state.flagged = []
+        self.state.bad_vals = 0
         if target.step == 0:  # a fresh start: the held-out losses of the abandoned run are no yardstick
-            self.best_val, self.train_at_best, self.plateau_vals = math.inf, math.inf, 0
-        self.watch_recovery = decision.step
-        recent = [s for s in self.rollbacks if s > decision.step - self.cfg.rollback_window]
+            self.state.best_val, self.state.train_at_best, self.state.plateau_vals = math.inf, math.inf, 0
+        self.state.watch_recovery = decision.step
+        recent = [s for s in self.state.rollbacks if s > decision.step - self.cfg.rollback_window]
         give_up = len(recent) > self.cfg.max_rollbacks
-        self.evidence = decision.evidence
+        self.state.evidence = decision.evidence
         self.incident(decision.reason, decision.step, "stop" if give_up else "rollback",
-                      to_step=target.step, lr_scale_after=self.lr_scale, skipped_steps=sorted(decision.skip),
+                      to_step=target.step, lr_scale_after=self.state.lr_scale, skipped_steps=sorted(decision.skip),
                       **decision.evidence,
                       outcome="recovery failed too often" if give_up else f"restored step {target.step}, "
                       f"lr × {factor}")
@@ -453,44 +478,45 @@ class Guard:
 
     def diagnose(self, precision: str, lr: float, grad_clip: float) -> str:
         """What happened, the likely cause and what to try, in plain words."""
-        c = self.counts
+        st = self.state
+        c = st.counts
         clip = ", and train.grad_clip=1" if grad_clip == 0 or grad_clip > 1 else ""
-        parts = [f"training stopped after {len(self.rollbacks)} rollbacks (incidents: "
+        parts = [f"training stopped after {len(st.rollbacks)} rollbacks (incidents: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ")."]
-        if self.nonfinite_model_steps and precision != "fp32":
+        if st.nonfinite_model_steps and precision != "fp32":
             parts.append(f"Likely cause: overflow in reduced precision ({precision}): the loss or gradients became "
                          "non-finite on finite data. Try train.precision=fp32, or a lower train.lr.")
-        elif self.nonfinite_model_steps:
+        elif st.nonfinite_model_steps:
             parts.append("Likely cause: the model's outputs or gradients overflow on finite data. Try a lower "
                          f"train.lr (now {lr:g}) and a longer train.warmup_samples{clip}.")
         elif c.get("weight_growth"):
             parts.append(f"Likely cause: the learning rate is too high for this model: its weights grew "
-                         f"{self.growth or 0:.1f}× within {self.cfg.growth_steps} steps even at {self.lr_scale:g}× "
-                         f"the LR. Try train.lr={lr * self.lr_scale:g}, or magnitude-preserving layers "
+                         f"{st.growth or 0:.1f}× within {self.cfg.growth_steps} steps even at {st.lr_scale:g}× "
+                         f"the LR. Try train.lr={lr * st.lr_scale:g}, or magnitude-preserving layers "
                          "(net.unet.mp / net.mlp.mp).")
-        elif self.evidence.get("damage") == "updates stalled":
-            parts.append(f"Likely cause: most updates were rejected ({self.evidence['skipped_in_window']} of the last "
-                         f"{self.evidence['window']} steps), so the weights hardly train: batches corrupted after "
+        elif st.evidence.get("damage") == "updates stalled":
+            parts.append(f"Likely cause: most updates were rejected ({st.evidence['skipped_in_window']} of the last "
+                         f"{st.evidence['window']} steps), so the weights hardly train: batches corrupted after "
                          "loading (augmentation or batch_transform), or a learning rate too high for this model. "
                          f"Check the data pipeline, or try train.lr={lr / 4:g}{clip}.")
         else:
             parts.append(f"Likely cause: the learning rate is too high for this model: the held-out loss got worse "
-                         f"even at {self.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
+                         f"even at {st.lr_scale:g}× the LR. Try train.lr={lr / 4:g} "
                          f"and a longer train.warmup_samples{clip}.")
-        if self.evidence:
-            parts.append("Evidence at the last rollback: " + ", ".join(f"{k} {v}" for k, v in self.evidence.items())
+        if st.evidence:
+            parts.append("Evidence at the last rollback: " + ", ".join(f"{k} {v}" for k, v in st.evidence.items())
                          + ".")
         return " ".join(parts)
 
     def summary(self) -> dict[str, Any]:
-        return {"incidents": dict(sorted(self.counts.items())), "skipped_steps": len(self.skip_steps),
-                "rollbacks": len(self.rollbacks), "lr_scale": self.lr_scale}
+        return {"incidents": dict(sorted(self.state.counts.items())), "skipped_steps": len(self.state.skip_steps),
+                "rollbacks": len(self.state.rollbacks), "lr_scale": self.state.lr_scale}
 
     def postfix(self) -> str | None:
         """A few characters for the progress bar, or None when all is well."""
-        if not self.counts:
+        if not self.state.counts:
             return None
-        return f"{len(self.skip_steps)} skipped, {len(self.rollbacks)} rollbacks"
+        return f"{len(self.state.skip_steps)} skipped, {len(self.state.rollbacks)} rollbacks"
 
     # -- state ------------------------------------------------------------------------------------------------
     def detector_state(self) -> dict[str, Any]:
@@ -504,30 +530,10 @@ class Guard:
         return {"history": self.hist.values.contiguous()}
 
     def state_json(self) -> dict[str, Any]:
-        return {"lr_scale": self.lr_scale, "skip_steps": sorted(self.skip_steps),
-                "counts": self.counts, "flagged": self.flagged, "rollbacks": self.rollbacks,
-                "best_val": self.best_val if math.isfinite(self.best_val) else None, "bad_vals": self.bad_vals,
-                "train_at_best": self.train_at_best if math.isfinite(self.train_at_best) else None,
-                "overfitting": self.overfitting,
-                "plateau_vals": self.plateau_vals, "watch_recovery": self.watch_recovery,
-                "nonfinite_model_steps": self.nonfinite_model_steps, "init_norm": self.init_norm,
-                "growth": self.growth, "evidence": self.evidence,
-                "position": self.hist.pos}
+        return {**self.state.to_json(), "position": self.hist.pos}
 
     def load(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        self.lr_scale = float(state["lr_scale"])
-        self.skip_steps = set(state["skip_steps"])
-        self.counts = dict(state["counts"])
-        self.flagged = list(state["flagged"])
-        self.rollbacks = list(state["rollbacks"])
-        self.best_val = math.inf if state["best_val"] is None else float(state["best_val"])
-        self.train_at_best = math.inf if state.get("train_at_best") is None else float(state["train_at_best"])
-        self.overfitting = state.get("overfitting")
-        self.bad_vals, self.plateau_vals = int(state["bad_vals"]), int(state["plateau_vals"])
-        self.watch_recovery = state["watch_recovery"]
-        self.nonfinite_model_steps = int(state["nonfinite_model_steps"])
-        self.init_norm, self.growth = state.get("init_norm"), state.get("growth")
-        self.evidence = dict(state.get("evidence") or {})
+        self.state = GuardState.from_json(state)
         self.hist.load_state_dict({"values": tensors["history"], "pos": state["position"]})
 
 
@@ -591,5 +597,5 @@ def weights_fingerprint(tensors: dict[str, torch.Tensor]) -> float:
     return float((sums * torch.linspace(1, 2, len(sums), dtype=torch.float64, device=sums.device)).sum())
 
 
-__all__ = ["EXPLOSION", "NON_FINITE", "SPIKE", "Damage", "Guard", "RobustHistory", "Rollback", "Snapshot",
+__all__ = ["EXPLOSION", "NON_FINITE", "SPIKE", "Damage", "Guard", "GuardState", "RobustHistory", "Rollback", "Snapshot",
            "restore_snapshot", "roundtrip_error", "sigma_response", "take_snapshot", "weights_fingerprint"]

@@ -345,7 +345,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         bar.refresh()
         window = new_window()
         log.warning("stability guard: %s at step %d; rolled back to step %d with the LR × %g",
-                    decision.reason, decision.step, step, guard.lr_scale)
+                    decision.reason, decision.step, step, guard.state.lr_scale)
         if not keep_going:
             checkpoint_now()
             bar.close()
@@ -358,7 +358,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                                   f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
 
     while step < tc.steps:
-        if guard is not None and step in guard.skip_steps:
+        if guard is not None and step in guard.state.skip_steps:
             # A batch that led to a rollback: replaying the run passes over it.
             samples_seen += batch
             step += 1
@@ -378,7 +378,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, step))
             g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, step))
 
-            lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
+            lr = lr_at(samples_seen, tc, total_samples) * (guard.state.lr_scale if guard is not None else 1.0)
             for group in opt.param_groups:
                 group["lr"] = lr
             share = curriculum_share(samples_seen, tc)
@@ -456,7 +456,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             last_loss = float(window["loss"]) / n_ok if n_ok else float("nan")
             rate = window["samples"] / max(now - window["t"], 1e-9)
             bins = (window["bin_sum"] / window["bin_n"].clamp(min=1)).tolist()
-            lr = lr_at(samples_seen, tc, total_samples) * (guard.lr_scale if guard is not None else 1.0)
+            lr = lr_at(samples_seen, tc, total_samples) * (guard.state.lr_scale if guard is not None else 1.0)
             record = {"step": step, "samples_seen": samples_seen, "loss": round(last_loss, 6), "lr": lr,
                       "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
                       "wall_s": round(wall_before + now - t_start, 2),
@@ -498,8 +498,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
                     else:
                         record["sample_metrics_skipped"] = SKIPPED
             if guard is not None:
-                record["guard"] = {"skipped": len(guard.skip_steps), "rollbacks": len(guard.rollbacks),
-                                   "lr_scale": guard.lr_scale}
+                record["guard"] = {"skipped": len(guard.state.skip_steps), "rollbacks": len(guard.state.rollbacks),
+                                   "lr_scale": guard.state.lr_scale}
             metrics_log.write(record)
             if board is not None:
                 board.write(record)
