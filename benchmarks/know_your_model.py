@@ -46,8 +46,8 @@ from steadydiff.metrics import copy_fraction
 from steadydiff.metrics.features import SHIPPED_PIXEL_RANGE, extract_features, load_shipped_feature_net, to_net_input
 from steadydiff.report import write_report
 from steadydiff.report.live import N_EVAL
-from steadydiff.train.loop import _STREAM_VAL, SIGMA_BINS, make_loss
-from steadydiff.train.order import derive_seed
+from steadydiff.train.loop import SIGMA_BINS, make_loss
+from steadydiff.train.order import Stream, derive_seed
 from steadydiff.train.validation import FixedValidation, sigma_grid
 
 torch.set_num_threads(1)
@@ -244,7 +244,7 @@ def validation_redraws(out: Path, seeds: tuple[int, ...], *, ema: bool) -> dict[
         return FixedValidation.build(items, loss_fn, cfg.diffusion.sigma_data, bins=SIGMA_BINS,
                                      seed=seed).evaluate(model.denoiser, loss_fn)
 
-    own = at(derive_seed(cfg.data.split_seed, _STREAM_VAL))  # the noise the run validated with
+    own = at(derive_seed(cfg.data.split_seed, Stream.VALIDATION))  # the noise the run validated with
     redraws = [at(s) for s in seeds]
     losses = np.array([r["loss"] for r in redraws])
     bins = np.array([r["bins"] for r in redraws])

@@ -33,9 +33,8 @@ from steadydiff.data.augment import AUG_DIM, augment
 from steadydiff.data.config import DEFAULT_AUGMENT
 from steadydiff.diffusion import Denoiser, DenoisingLoss
 from steadydiff.nets import NetConfig, UNetConfig, build_backbone, count_parameters
-from steadydiff.sampling import nfe
+from steadydiff.sampling import generate, nfe
 from steadydiff.train.config import TrainConfig
-from steadydiff.train.loop import generate
 from steadydiff.train.optim import build_optimizer
 
 BATCH, SHAPE = 128, (1, 8, 8)
@@ -152,9 +151,11 @@ def main() -> None:
 
     # Sampling throughput, with the network as `steadydiff.load` leaves it (eval, no gradients).
     default_den.eval().requires_grad_(False)
-    generate(default_den, RunConfig(), SHAPE, 20, seed=0, steps=3, sampler="heun")  # warm-up
+    cfg = RunConfig()
+    kw = {"settings": cfg.sample, "sigma_range": cfg.diffusion.sigma_range(default_den.sigma_data)}
+    generate(default_den, SHAPE, 20, seed=0, steps=3, sampler="heun", **kw)  # warm-up
     t0 = time.perf_counter()
-    generate(default_den, RunConfig(), SHAPE, n_sample, seed=0, steps=18, sampler="heun")
+    generate(default_den, SHAPE, n_sample, seed=0, steps=18, sampler="heun", **kw)
     dt = time.perf_counter() - t0
     sample_line = (f"Sampling (steadydiff default U-Net, {default.params:,} parameters): {n_sample:,} samples, heun 18 "
                    f"steps = {nfe('heun', 18)} NFE, batch 500: {dt:.1f} s = {n_sample / dt:,.1f} samples/s "

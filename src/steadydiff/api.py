@@ -16,9 +16,10 @@ from .config import RunConfig, load_toml
 from .data.normalise import Normaliser
 from .diffusion import Denoiser
 from .errors import SteadydiffError
+from .sampling import generate
 from .sampling import nfe as count_nfe
 from .train import checkpoint as ckpt
-from .train.loop import build_denoiser, generate, resolve_device
+from .train.loop import build_denoiser, resolve_device
 from .train.loop import train as train_loop
 
 
@@ -46,8 +47,9 @@ class Model:
             raise SteadydiffError("this model was trained without conditioning; call sample() without cond")
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
-        x = generate(self.denoiser, self.config, self.item_shape, n, seed=seed, steps=steps, sampler=sampler,
-                     schedule=schedule, batch_size=batch_size, device=self.device, callback=callback)
+        x = generate(self.denoiser, self.item_shape, n, seed=seed, settings=self.config.sample,
+                     sigma_range=self.config.diffusion.sigma_range(self.denoiser.sigma_data), steps=steps,
+                     sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device, callback=callback)
         x = x.numpy()
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def sample_seeds(seed: int, n: int) -> list[int]:
+    """Per-sample seeds: sample i of a call with `seed` depends on (seed, i) alone."""
+    return [derive_seed(seed, i) for i in range(n)]
 
 
 class SeededNoise:

@@ -36,8 +36,7 @@ from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..nets import build_backbone, count_parameters
-from ..sampling import nfe, step_list
-from ..sampling import sample as run_sampler
+from ..sampling import generate, nfe
 from . import checkpoint as ckpt
 from .ema import EMA, ema_beta
 from .guard import (
@@ -94,31 +93,6 @@ def make_loss(cfg: RunConfig) -> DenoisingLoss:
     d = cfg.diffusion
     return DenoisingLoss(noise=d.noise, p_mean=d.p_mean, p_std=d.p_std, weighting=d.weighting,
                          min_snr_gamma=d.min_snr_gamma)
-
-
-def sample_seeds(seed: int, n: int) -> list[int]:
-    """Per-sample seeds: sample i of a call with `seed` depends on (seed, i) alone."""
-    return [derive_seed(seed, i) for i in range(n)]
-
-
-@torch.no_grad()
-def generate(denoiser: Denoiser, cfg: RunConfig, item_shape: tuple[int, ...], n: int, *, seed: int,
-             steps: int | None = None, sampler: str | None = None, schedule: str | None = None,
-             batch_size: int = 500, device: torch.device | str = "cpu", callback=None) -> torch.Tensor:
-    """n samples in normalised units, deterministic per (seed, index) whatever the batch size."""
-    sigma_min, sigma_max = cfg.diffusion.sigma_range(denoiser.sigma_data)
-    sigmas = step_list(schedule or cfg.sample.schedule, steps or cfg.sample.steps, sigma_min, sigma_max,
-                       rho=cfg.sample.rho).to(device)
-    seeds = sample_seeds(seed, n)
-    was_training = denoiser.training
-    denoiser.eval()
-    out = []
-    for s in range(0, n, batch_size):
-        chunk = seeds[s:s + batch_size]
-        out.append(run_sampler(denoiser, (len(chunk), *item_shape), sigmas, sampler or cfg.sample.sampler, chunk,
-                               device=device, callback=callback).cpu())
-    denoiser.train(was_training)
-    return torch.cat(out)
 
 
 @dataclass
@@ -293,7 +267,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
 
     def write_grid(tag: str) -> None:
         ema.copy_to(ema_net)
-        x = generate(ema_net, cfg, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, device=device)
+        x = generate(ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, settings=cfg.sample,
+                     sigma_range=cfg.diffusion.sigma_range(sigma_data), device=device)
         user = np.asarray(norm.inverse(x.numpy()))
         np.save(run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
         if ds.kind == "image" or user.shape[1] >= 2:
@@ -530,7 +505,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     write_grid(f"step-{step}")
     ema.copy_to(ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
-    x = generate(ema_net, cfg, ds.item_shape, n_eval, seed=derive_seed(tc.seed, Stream.SUMMARY), device=device)
+    x = generate(ema_net, ds.item_shape, n_eval, seed=derive_seed(tc.seed, Stream.SUMMARY), settings=cfg.sample,
+                 sigma_range=cfg.diffusion.sigma_range(sigma_data), device=device)
     samples_user = np.asarray(norm.inverse(x.numpy()))
     quality = _summary_quality(ds, norm, samples_user)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
@@ -660,4 +636,4 @@ def periodic_canaries(guard: Guard, step: int, net: Denoiser, ema: EMA, item_sha
     return now, dead
 
 
-__all__ = ["TrainResult", "build_denoiser", "generate", "sample_seeds", "train"]
+__all__ = ["TrainResult", "build_denoiser", "train"]

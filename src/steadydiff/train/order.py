@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..sampling.noise import derive_seed
+
 
 class Stream(IntEnum):
     """The run's named random streams: `derive_seed(seed, Stream.X, step)` keeps each independent of the others,
@@ -26,11 +28,6 @@ class Stream(IntEnum):
     AUGMENT = 6  # non-leaking augmentation (data.augment)
     SUMMARY = 0x5EE  # the end-of-run summary's samples
     DATA_ORDER = 0x0DA7A  # each epoch's permutation
-
-
-def derive_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (numpy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 @lru_cache(maxsize=4)

@@ -29,6 +29,7 @@ from ..config import RunConfig
 from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
+from ..sampling import generate
 from ..sampling import nfe as count_nfe
 from .order import Stream, derive_seed
 
@@ -117,14 +118,14 @@ class SampleMetrics:
     @torch.no_grad()
     def evaluate(self, ema_net: Denoiser) -> dict[str, Any] | None:
         """Sample with the fixed seeds and score; None when the data has no usable held-out split."""
-        from .loop import generate  # the loop imports this module
 
         t0 = time.perf_counter()
         ref = self.ensure_reference()
         if ref is None:
             return None
         t1 = time.perf_counter()
-        x = generate(ema_net, self.cfg, self.ds.item_shape, self.n, seed=self.seed, steps=self.steps,
+        x = generate(ema_net, self.ds.item_shape, self.n, seed=self.seed, settings=self.cfg.sample,
+                     sigma_range=self.cfg.diffusion.sigma_range(ema_net.sigma_data), steps=self.steps,
                      sampler=self.sampler, device=self.device)
         metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32))
         t2 = time.perf_counter()
