@@ -17,8 +17,8 @@ within 3 std of a mode. A fault counts as caught when the guard acted on it (an 
 
 Sample grids and in-training sample metrics are off in every run (`train.sample_every=0`,
 `train.sample_metrics_every=0`): both draw from generators of their own and never change the training.
-Runs go to benchmarks/out/guard_alarms/, their results to results.json there, so the matrix can be filled over
-several calls; the BENCHMARKS.md section is written from everything measured so far. `--workers N` trains N runs at
+Runs go to benchmarks/out/guard_alarms/, their results to benchmarks/results/guard_alarms.json (tracked), so the
+matrix can be filled over several calls; the BENCHMARKS.md section is written from everything measured so far. `--workers N` trains N runs at
 once, each on one thread.
 
     .venv/bin/python benchmarks/guard_alarms.py [--quick] [--part clean faults] [--data ...] [--workers 2]
@@ -61,7 +61,9 @@ GOAL_RATIO = 1.5
 GRID_LR5E2_GOAL = 0.80  # toy:grid25, LR 5e-2, 3,000 × 256: share of samples within 3 std of a mode
 ALARM_BUDGET = 1e-4  # skipped steps per clean step
 ROOT_OUT = OUT / "guard_alarms"
-RESULTS = ROOT_OUT / "results.json"
+# Kept in the repository (one small JSON object per run), so the matrix can be completed over several sessions
+# and the BENCHMARKS.md section rebuilt from every run measured so far.
+RESULTS = Path(__file__).resolve().parent / "results" / "guard_alarms.json"
 
 
 def key_of(spec: dict) -> str:
@@ -397,7 +399,7 @@ def main() -> None:
                                                  "rollbacks", "stopped", "quality", "wall_s")}), flush=True)
     results = load_results()
     (clean_text, clean_met), (fault_text, faults_met) = clean_report(results), fault_report(results)
-    text = ("Rows may come from separate calls (results kept in benchmarks/out/guard_alarms/results.json).\n\n"
+    text = ("Rows may come from separate calls (results kept in benchmarks/results/guard_alarms.json).\n\n"
             "### Clean runs: false alarms\n\n" + clean_text +
             "\n\n### Planted faults: caught and recovered\n\n" + fault_text)
     if args.overhead:
