@@ -18,10 +18,11 @@ within 3 std of a mode. A fault counts as caught when the guard acted on it (an 
 Sample grids and in-training sample metrics are off in every run (`train.sample_every=0`,
 `train.sample_metrics_every=0`): both draw from generators of their own and never change the training.
 Runs go to benchmarks/out/guard_alarms/, their results to benchmarks/results/guard_alarms.json (tracked), so the
-matrix can be filled over several calls; the BENCHMARKS.md section is written from everything measured so far. `--workers N` trains N runs at
-once, each on one thread.
+matrix can be filled over several calls and sessions; the BENCHMARKS.md section is written from everything
+measured so far. `--workers N` trains N runs at once, each on one thread.
 
-    .venv/bin/python benchmarks/guard_alarms.py [--quick] [--part clean faults] [--data ...] [--workers 2]
+    .venv/bin/python benchmarks/guard_alarms.py [--quick] [--part clean faults issue] [--data ...] [--workers 2]
+                                                [--overhead] [--report-only]
 """
 
 from __future__ import annotations
