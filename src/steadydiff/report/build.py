@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics.reference import RANKED
 from . import html as h
 from . import plots, verdict
 from .files import RunFiles
@@ -179,8 +180,6 @@ def verdicts(files: RunFiles, live: Live) -> list[verdict.Verdict]:
 
 
 def past_best_verdict(files: RunFiles) -> verdict.Verdict:
-    from ..evaluate import RANKED
-
     series = sample_metric_series(files.metrics)
     metric = main_sample_metric(files, series)
     if metric is None:

@@ -93,7 +93,7 @@ class TrainConfig:
             raise ConfigError(f"train.betas must lie in [0, 1), got {self.betas}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
-        if self.sample_metrics_n < 6:  # evaluate.Reference needs more samples than its k = 5 neighbours
+        if self.sample_metrics_n < 6:  # metrics.reference.Reference needs more samples than its k = 5 neighbours
             raise ConfigError(f"train.sample_metrics_n must be ≥ 6, got {self.sample_metrics_n}")
         if self.sample_metrics_steps < 1:
             raise ConfigError(f"train.sample_metrics_steps must be ≥ 1, got {self.sample_metrics_steps}")

