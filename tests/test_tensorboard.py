@@ -23,7 +23,7 @@ def config(steps, **train):
         "net": {"mlp": {"width": 64, "blocks": 2}},
         "train": {"steps": steps, "batch_size": 64, "log_every": 5, "val_every": 10, "checkpoint_every": 20,
                   "sample_every": 0, "warmup_samples": 640, "val_items": 32, "tensorboard": True, **train},
-        "guard": {"min_history": 20, "snapshot_every": 20},
+        "guard": {"min_history": 20, "snapshot_every": 20, "skip_window": 10},
         "sample": {"steps": 6, "grid_n": 32},
     })
 
@@ -60,10 +60,11 @@ def spikes(steps):
 
 
 def test_every_logged_number_is_mirrored_and_a_rollback_is_purged(tmp_path):
-    """Spikes make the guard skip steps and roll back; the curves then hold the run as it stands, once per step."""
+    """Spikes make the guard skip most of a 10-step window (the weights stall) and roll back; the curves then hold
+    the run as it stands, once per step."""
     run = tmp_path / "run"
     steadydiff.train(config(60, sample_metrics_every=10, sample_metrics_n=64, sample_metrics_steps=4,
-                            eval_budget=1.0), out=run, progress=False, batch_transform=spikes({45, 46, 47}))
+                            eval_budget=1.0), out=run, progress=False, batch_transform=spikes(set(range(44, 50))))
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["guard"]["rollbacks"] >= 1, "the planted spikes must make the guard roll back"
     got = events(run)
