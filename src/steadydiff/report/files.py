@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, load_toml
 from ..errors import SteadydiffError
+from ..train.config import RunConfig
+from ..typed_config import load_toml
 
 _STEP_FILE = re.compile(r"^step-(\d+)$")
 
@@ -102,7 +103,7 @@ def read_run(run_dir: str | Path) -> RunFiles:
     notes: list[str] = []
     config, config_error = None, None
     try:
-        config = load_toml(d / "config.toml")
+        config = load_toml(d / "config.toml", RunConfig())
     except SteadydiffError as exc:  # e.g. written by another version: the logs are still worth a report
         config_error = str(exc)
         notes.append(f"config.toml could not be read by this version of steadydiff: {exc}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from ..data.config import DataConfig
+from ..diffusion.config import DiffusionConfig
 from ..errors import ConfigError
-from ..sampling.config import SamplerName
+from ..nets.config import NetConfig
+from ..sampling.config import SampleConfig, SamplerName
 
 TENSORBOARD_INSTALL = "pip install 'steadydiff[tensorboard]' (or pip install tensorboard)"
 
@@ -173,3 +176,15 @@ class GuardConfig:
                             ("guard.growth_backoff", self.growth_backoff)):
             if not 0 < value < 1:
                 raise ConfigError(f"{name} must lie in (0, 1), got {value}")
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs, one dataclass per component; written to `runs/NAME/config.toml`."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)

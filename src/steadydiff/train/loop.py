@@ -27,7 +27,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_text_atomic
-from ..config import RunConfig, validate
 from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.export import save_samples
@@ -37,7 +36,9 @@ from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe
+from ..typed_config import validate
 from . import checkpoint as ckpt
+from .config import RunConfig
 from .ema import EMA, ema_beta
 from .guard import (
     Damage,

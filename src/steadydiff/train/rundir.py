@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from ..config import RunConfig, diff, load_toml, set_value, to_toml
 from ..errors import SteadydiffError
+from ..typed_config import diff, load_toml, set_value, to_toml
+from .config import RunConfig
 
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
@@ -32,7 +33,7 @@ def check_resume_config(run_dir: Path, cfg: RunConfig) -> RunConfig | None:
             raise SteadydiffError(f"{run_dir} exists and is not empty but holds no steadydiff run (no config.toml); "
                                   "choose another --out or empty it")
         return None
-    saved = load_toml(saved_path)
+    saved = load_toml(saved_path, RunConfig())
     differences = diff(saved, cfg)
     for key, (was, now) in differences.items():
         if now is None and was is not None:  # resolved when the run started: keep what it used

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..config import RunConfig
 from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
 from ..metrics.reference import RANKED, Reference, default_metric
 from ..sampling import generate
 from ..sampling import nfe as count_nfe
+from .config import RunConfig
 from .order import Stream, derive_seed
 
 if TYPE_CHECKING:
