@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig, load_toml
+from .config import RunConfig, from_dict, load_toml
 from .data.normalise import Normaliser
 from .diffusion import Denoiser
 from .errors import SteadydiffError
@@ -74,8 +74,6 @@ def _config_from_any(config: RunConfig | dict | str | Path | None) -> RunConfig:
     if isinstance(config, RunConfig):
         return copy.deepcopy(config)
     if isinstance(config, dict):
-        from .config import from_dict
-
         return from_dict(config)
     return load_toml(config)
 

@@ -31,9 +31,11 @@ from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.export import save_samples
 from ..data.normalise import Normaliser
+from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
+from ..metrics import copy_fraction, frechet_distance, mode_stats
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe
 from ..typed_config import validate
@@ -105,8 +107,6 @@ class TrainResult:
 
 def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> dict[str, Any]:
     """How well: mode statistics where modes are known; Fréchet distance and copies otherwise."""
-    from ..metrics import copy_fraction, frechet_distance, mode_stats
-
     q: dict[str, Any] = {"n_samples": int(len(samples_user))}
     if not np.isfinite(samples_user).all():
         q["non_finite_samples"] = int((~np.isfinite(samples_user.reshape(len(samples_user), -1))).any(1).sum())
@@ -594,8 +594,6 @@ def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torc
 
 def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
     """The pre-training data scan (data/scan.py): constant features, outliers, duplicates."""
-    from ..data.scan import scan
-
     return scan(ds.train, normalised, ds.kind, ds.columns)
 
 
