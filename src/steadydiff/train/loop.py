@@ -129,15 +129,108 @@ def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) ->
     return q
 
 
+@dataclass
+class Parts:
+    """What a run is made of: fixed once `setup` has built it (sections 1–3)."""
+
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    ds: Dataset
+    norm: Normaliser
+    train_x: torch.Tensor  # the normalised training items
+    batch: int
+    net: Denoiser
+    ema: EMA
+    phema: PowerEMA | None
+    ema_net: Denoiser  # holds the EMA weights while they are evaluated; scratch for a snapshot's weights
+    opt: torch.optim.Optimizer
+    loss_fn: DenoisingLoss
+    bin_edges: torch.Tensor  # the inner edges of the SIGMA_BINS σ-bins
+    validation: FixedValidation
+    guard: Guard | None
+    metrics_log: JsonlLog
+    board: TensorBoardLog | None
+    probe: SampleMetrics | None
+    params: list[torch.nn.Parameter]
+    clip_history: RobustHistory | None  # adaptive clipping's own history when the guard (which keeps one) is off
+    batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None
+
+    @property
+    def sigma_data(self) -> float:
+        return float(self.cfg.diffusion.sigma_data)  # resolved by setup
+
+    @property
+    def total_samples(self) -> int:
+        return self.cfg.train.steps * self.batch
+
+    def lr(self, samples_seen: int) -> float:
+        return lr_at(samples_seen, self.cfg.train, self.total_samples) * \
+            (self.guard.state.lr_scale if self.guard is not None else 1.0)
+
+
+@dataclass
+class RunState:
+    """What changes as the run trains (section 4): position, the logging window, snapshots for rollback."""
+
+    step: int
+    samples_seen: int
+    wall_before: float  # wall seconds spent by earlier calls on this run (a resumed run)
+    bar: Any  # the progress bar
+    window: dict[str, Any] = field(default_factory=dict)  # statistics since the last log line, on the device
+    t_start: float = field(default_factory=time.perf_counter)
+    last_loss: float = math.nan
+    eval_s: float = 0.0  # time spent on validation, canaries, sample metrics and grids (evaluation's share)
+    # In-memory snapshots for rollback: the newest few, plus the anchor taken at the last validation near the
+    # best held-out loss (a collapse goes back there), and the state at step 0 for a restart at a lower LR.
+    ring: list[Snapshot] = field(default_factory=list)
+    anchor: Snapshot | None = None
+    initial: Snapshot | None = None
+    ema_print: float = 0.0  # the EMA weights' fingerprint at the last validation (the EMA must move)
+
+
 def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True,
           backbone: nn.Module | None = None,
           batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
     """Train (or resume) the run in `out`. `backbone` replaces the configured network F (any module called as
     F(x, c_noise, cond)); `batch_transform(step, x)` is applied to each normalised training batch after the
     built-in augmentation (a custom augmentation, or a fault planted to test the stability guard)."""
+    p, st, resumed = setup(cfg, Path(out), data, backbone, batch_transform, progress)
+    tc, start_step = p.cfg.train, st.step
+
+    # 4. The loop: one optimiser step, the guard's look, a log line, outputs ----------------------
+    while st.step < tc.steps:
+        if p.guard is not None and st.step in p.guard.state.skip_steps:
+            skip_replayed_step(p, st)  # a batch that led to a rollback: replaying the run passes over it
+        else:
+            train_step(p, st)
+        decision = guard_check(p, st) if p.guard is not None and p.guard.due() else None
+        if decision is None and (st.step % tc.log_every == 0 or st.step == tc.steps):
+            decision = log_and_validate(p, st)
+        if decision is not None:
+            roll_back(p, st, decision)
+            continue
+        write_outputs(p, st)
+    st.bar.close()
+    loop_share = st.eval_s / max(time.perf_counter() - st.t_start, 1e-9)  # the share train.eval_budget governs
+
+    # 5. Final checkpoint, samples and summary ----------------------------------------------------
+    if st.step > start_step or not resumed:
+        checkpoint(p, st)
+    summary = summarise(p, st, loop_share)
+    write_text_atomic(p.run_dir / "summary.json", json.dumps(summary, indent=2))
+    if p.board is not None:
+        p.board.close()
+    return TrainResult(run_dir=p.run_dir, config=p.cfg, summary=summary)
+
+
+def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
+          batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None,
+          progress: bool) -> tuple[Parts, RunState, bool]:
+    """Sections 1–3: data and normaliser, networks and optimiser, the run directory and what it resumes from.
+    Returns the run's parts, its state (at the resumed step), and whether a checkpoint was resumed."""
     cfg = validate(copy.deepcopy(cfg))
     tc, gc = cfg.train, cfg.guard
-    run_dir = Path(out)
     device = resolve_device(tc.device)
     saved_cfg = check_resume_config(run_dir, cfg)  # refuse another run's directory before any work
 
@@ -156,46 +249,23 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     norm = Normaliser.from_dict(json.loads(norm_path.read_text())) if norm_path.exists() else \
         Normaliser.fit(ds.train, ds.kind)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
-    n_items = len(train_x)
-    if cfg.diffusion.sigma_data is None:  # resolved once, then written to config.toml
-        cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
-    sigma_data = cfg.diffusion.sigma_data
-    cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)  # written to config.toml as used
-    explicit_augment = cfg.data.augment
-    cfg.data.augment = cfg.data.resolved_augment(ds.kind, fresh=saved_cfg is None)
-    if cfg.data.augment and backbone is not None and not takes_aug(backbone):
-        if explicit_augment is not None:
-            raise ConfigError(f"data.augment={cfg.data.augment} tells the network which transformation each training "
-                              f"image saw, as forward(x, c_noise, cond, aug=labels of shape (N, {AUG_DIM})); the "
-                              f"backbone {type(backbone).__name__}.forward takes no `aug` argument. Add one (e.g. "
-                              "embed it beside c_noise), or set data.augment=0.")
-        log.info("data: no augmentation: the backbone %s takes no `aug` argument (data.augment needs one)",
-                 type(backbone).__name__)
-        cfg.data.augment = 0.0
-    if cfg.data.augment and ds.kind != "image":
-        raise ConfigError(f"data.augment={cfg.data.augment} applies to images only; this data has items shaped "
-                          f"{ds.item_shape}. Set data.augment=0.")
-    if cfg.diffusion.sigma_min is None:  # resolved once from the data's value levels, then written
-        cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), sigma_data)
+    resolve_config(cfg, ds, norm, train_x, backbone, fresh=saved_cfg is None)
     batch = tc.batch_size
-    if n_items < batch:
-        batch = n_items
+    if len(train_x) < batch:
+        batch = len(train_x)
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
-                    "of %d instead (set train.batch_size to silence this)", n_items, tc.batch_size, batch)
-    total_samples = tc.steps * batch
+                    "of %d instead (set train.batch_size to silence this)", len(train_x), tc.batch_size, batch)
     findings = scan_data(ds, train_x.numpy()) if gc.enabled else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
+    sigma_data = cfg.diffusion.sigma_data
     torch.manual_seed(derive_seed(tc.seed, Stream.INIT))  # initial weights depend on the seed alone
     net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone).to(device)
     ema = EMA(net)
     phema = PowerEMA(net, tc.phema_stds) if tc.phema_every else None
-    ema_net = copy.deepcopy(net).eval().requires_grad_(False)
     opt = build_optimizer(net.parameters(), tc)
     loss_fn = make_loss(cfg)
-    n_params = count_parameters(net.backbone)
     _, bin_edges = sigma_grid(loss_fn, sigma_data, SIGMA_BINS)
-    bin_edges = bin_edges.to(device)
     val_source = ds.holdout if len(ds.holdout) else ds.train
     val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
@@ -214,321 +284,379 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
         "fingerprint": fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
     }, indent=2))
-    metrics_log = JsonlLog(run_dir / "metrics.jsonl")
-    incidents = JsonlLog(run_dir / "incidents.jsonl")
-    guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=incidents,
+    guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
+    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, batch=batch, net=net,
+              ema=ema, phema=phema, ema_net=copy.deepcopy(net).eval().requires_grad_(False), opt=opt,
+              loss_fn=loss_fn, bin_edges=bin_edges.to(device), validation=validation, guard=guard,
+              metrics_log=JsonlLog(run_dir / "metrics.jsonl"), board=None, probe=None,
+              params=list(net.parameters()), clip_history=RobustHistory(200, 1, device) if guard is None else None,
+              batch_transform=batch_transform)
     # The state at step 0 (weights from the seed alone), for a restart at a lower LR (Guard.observe_weights).
     initial = take_snapshot(0, 0, net, ema, opt, guard, phema=phema) \
         if guard is not None and gc.weight_growth and gc.growth_steps else None
     if guard is not None:
         guard.observe_weights(0, weight_norm(net.backbone))
-    step, samples_seen, wall_before = 0, 0, 0.0
-    existing = ckpt.list_checkpoints(run_dir / "checkpoints")
-    if existing:
-        state = ckpt.load_checkpoint(existing[-1])
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
-        wall_before = state["state"].get("wall_s", 0.0)
-        if guard is not None and "guard" in state["state"]:
-            guard.load(state["state"]["guard"], state["extra"]["guard"])
-        if phema is not None and "phema" in state["state"]:
-            phema.load_state_dict(state["extra"]["phema"], state["state"]["phema"])
-        log.info("resuming %s from step %d (%d samples seen)", run_dir, step, samples_seen)
-        if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
-            log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
-                        saved_cfg.train.steps, tc.steps)
-    start_step = step
+    resumed = bool(ckpt.list_checkpoints(run_dir / "checkpoints"))
+    step, samples_seen, wall_before = resume(p, saved_cfg)
     remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
-    metrics_log.truncate_after(step)
-    incidents.truncate_after(step)
-    board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
-    probe = SampleMetrics(cfg, ds, norm, device) if tc.sample_metrics_every else None
+    p.metrics_log.truncate_after(step)
+    (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
+    p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
+    p.probe = SampleMetrics(cfg, ds, norm, device) if tc.sample_metrics_every else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
             log.warning("data: %s", f.message)
             if guard is not None:
                 guard.incident("data_scan", 0, "warned", code=f.code, message=f.message)
     log.info("training %s backbone, %s parameters, batch %d, lr %g, %d steps on %s",
-             type(net.backbone).__name__, f"{n_params:,}", batch, tc.lr, tc.steps, device)
+             type(net.backbone).__name__, f"{count_parameters(net.backbone):,}", batch, tc.lr, tc.steps, device)
 
-    def checkpoint_now() -> None:
-        meta: dict[str, Any] = {}
-        tensors: dict[str, dict[str, torch.Tensor]] = {}
-        if guard is not None:
-            meta["guard"], tensors["guard"] = guard.state_json(), guard.tensors()
-        if phema is not None:
-            meta["phema"], tensors["phema"] = phema.metadata(), phema.state_dict()
-        ckpt.save_checkpoint(run_dir / "checkpoints", step, model=net.state_dict(), ema=ema.state_dict(),
-                             optimizer=opt.state_dict(), keep=tc.keep_checkpoints, extra=tensors,
-                             state={"step": step, "samples_seen": samples_seen, "batch_size": batch,
-                                    "wall_s": wall_before + time.perf_counter() - t_start, **meta})
-
-    def write_grid(tag: str) -> None:
-        ema.copy_to(ema_net)
-        x = generate(ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, settings=cfg.sample,
-                     sigma_range=cfg.diffusion.sigma_range(sigma_data), device=device)
-        user = np.asarray(norm.inverse(x.numpy()))
-        np.save(run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
-        if ds.kind == "image" or user.shape[1] >= 2:
-            save_samples(run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=norm.value_range,
-                         reference=ds.train[:2000] if ds.kind == "vector" else None, title=f"{ds.name}, {tag}")
-
-    def new_window() -> dict[str, Any]:
-        return {"loss": torch.zeros((), device=device, dtype=torch.float64),
-                "n": torch.zeros((), device=device, dtype=torch.float64), "t": time.perf_counter(), "samples": 0,
-                "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
-                "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
-
-    # 4. The loop ---------------------------------------------------------------------------------
     net.train()
-    t_start = time.perf_counter()
-    window = new_window()
-    last_loss = float("nan")
-    eval_s = 0.0  # time spent on validation, canaries, sample metrics and grids (evaluation's share of the run)
-    # In-memory snapshots for rollback: the newest few, plus the anchor taken at the last validation near the
-    # best held-out loss (a collapse goes back there). A snapshot is only taken after a clean stretch.
-    ring: list[Snapshot] = []
-    anchor: Snapshot | None = None
-    if guard is not None:
-        ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
-    ema_print = weights_fingerprint(ema.params) if guard is not None else 0.0
-    params = list(net.parameters())
-    # Adaptive clipping compares with recent accepted gradient norms: the guard's (kept as logarithms, in the last
-    # channel of its history), or its own when the guard is off.
-    clip_history = RobustHistory(200, 1, device) if guard is None else None
     # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
     bar = tqdm(total=tc.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    st = RunState(step=step, samples_seen=samples_seen, wall_before=wall_before, bar=bar,
+                  window=new_window(device), initial=initial)
+    if guard is not None:
+        st.ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
+        st.ema_print = weights_fingerprint(ema.params)
+    return p, st, resumed
 
-    def roll_back(decision: Rollback) -> None:
-        nonlocal step, samples_seen, ring, anchor, window
-        target = guard.choose(decision, ring, anchor, initial)
-        keep_going = guard.rolled_back(decision, target)
-        restore_snapshot(target, net, ema, opt, guard, phema)
-        step, samples_seen = target.step, target.samples_seen
-        remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
-        remove_newer(run_dir / "samples", "step-*.*", step)  # grids of the abandoned stretch
-        ring = [s for s in ring if s.step <= step] or [target]
-        anchor = anchor if anchor is not None and anchor.step <= step else None
-        metrics_log.truncate_after(step)
-        if board is not None:
-            board.truncate_after(step)
-        ckpt.remove_after(run_dir / "checkpoints", step)  # written after the snapshot: possibly damaged
-        bar.n = step
-        bar.refresh()
-        window = new_window()
-        log.warning("stability guard: %s at step %d; rolled back to step %d with the LR × %g",
-                    decision.reason, decision.step, step, guard.state.lr_scale)
-        if not keep_going:
-            checkpoint_now()
-            bar.close()
-            if board is not None:
-                board.close()
-            diagnosis = guard.diagnose(tc.precision, tc.lr, tc.grad_clip)
-            write_text_atomic(run_dir / "summary.json", json.dumps(
-                {"stopped": diagnosis, "steps": step, "stability": guard.summary()}, indent=2))
-            raise TrainingStopped(f"{diagnosis} The last good state (step {step}) is saved in "
-                                  f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
 
-    while step < tc.steps:
-        if guard is not None and step in guard.state.skip_steps:
-            # A batch that led to a rollback: replaying the run passes over it.
-            samples_seen += batch
-            step += 1
-            bar.update(1)
-        else:
-            # Batch, in a data order derived from (seed, epoch); augmentation and noise from (seed, step).
-            idx = batch_indices(n_items, tc.seed, samples_seen, batch)
-            x = train_x[torch.from_numpy(idx)].to(device)
-            if cfg.data.hflip and ds.kind == "image":
-                x = hflip(x, torch.Generator().manual_seed(derive_seed(tc.seed, Stream.HFLIP, step)))
-            aug_labels = None
-            if cfg.data.augment:
-                x, aug_labels = augment(x, cfg.data.augment,
-                                        torch.Generator().manual_seed(derive_seed(tc.seed, Stream.AUGMENT, step)))
-            if batch_transform is not None:
-                x = batch_transform(step, x)
-            torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, step))
-            g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, step))
+def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch.Tensor,
+                   backbone: nn.Module | None, *, fresh: bool) -> None:
+    """Settings resolved from the data when a run starts, then written to config.toml as used: σ_data, the
+    training noise's P_mean, augmentation and the sampling σ_min."""
+    if cfg.diffusion.sigma_data is None:
+        cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
+    cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)
+    explicit_augment = cfg.data.augment
+    cfg.data.augment = cfg.data.resolved_augment(ds.kind, fresh=fresh)
+    if cfg.data.augment and backbone is not None and not takes_aug(backbone):
+        if explicit_augment is not None:
+            raise ConfigError(f"data.augment={cfg.data.augment} tells the network which transformation each training "
+                              f"image saw, as forward(x, c_noise, cond, aug=labels of shape (N, {AUG_DIM})); the "
+                              f"backbone {type(backbone).__name__}.forward takes no `aug` argument. Add one (e.g. "
+                              "embed it beside c_noise), or set data.augment=0.")
+        log.info("data: no augmentation: the backbone %s takes no `aug` argument (data.augment needs one)",
+                 type(backbone).__name__)
+        cfg.data.augment = 0.0
+    if cfg.data.augment and ds.kind != "image":
+        raise ConfigError(f"data.augment={cfg.data.augment} applies to images only; this data has items shaped "
+                          f"{ds.item_shape}. Set data.augment=0.")
+    if cfg.diffusion.sigma_min is None:  # from the data's value levels
+        cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), cfg.diffusion.sigma_data)
 
-            lr = lr_at(samples_seen, tc, total_samples) * (guard.state.lr_scale if guard is not None else 1.0)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            share = curriculum_share(samples_seen, tc)
-            if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
-                u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
-                sig = sample_sigma(len(x), loss_fn.noise, sigma_data=sigma_data, p_mean=loss_fn.p_mean,
-                                   p_std=loss_fn.p_std, u=u).to(device)
-                per_sample, sigma = loss_fn(net, x, generator=g, sigma=sig, aug=aug_labels)
-            else:
-                per_sample, sigma = loss_fn(net, x, generator=g, aug=aug_labels)
-            loss = per_sample.mean()
-            opt.zero_grad(set_to_none=True)
-            (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
-            if tc.grad_clip_adaptive > 0:
-                recent = clip_history.values if clip_history is not None else guard.hist.values[:, -1].exp()
-                grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
-                if clip_history is not None:
-                    clip_history.push(grad_norm.reshape(1).float(), torch.ones((), dtype=torch.bool, device=device))
-            else:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
-            with torch.no_grad():
-                b = torch.bucketize(sigma.to(device), bin_edges)
-                step_sum = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
-                    0, b, per_sample.detach().double())
-                step_n = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
-                    0, b, torch.ones_like(per_sample, dtype=torch.float64))
-            logged = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
-            before = [p.detach().clone() for p in params] if logged else None  # for the update/weight ratio
-            if guard is not None:
-                bad = guard.gate(per_sample.detach(), b, grad_norm)
-                guard.apply_gate(opt, bad)
-                guard.note_step(step, idx)
-                ok = (~bad).double()
-            else:
-                opt.step()
-                ok = torch.ones((), device=device, dtype=torch.float64)
-            if before is not None:
-                window["update_ratio"] = update_ratio(params, before)
-            samples_seen += batch
-            step += 1
-            ema.update(net, ema_beta(batch, samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
-            if phema is not None:
-                phema.update(net, samples_seen)  # time in samples seen (DESIGN.md); profiles are scale-free
 
-            # Statistics accumulate on the device; the host looks only when logging (no sync per step).
-            # Steps the guard rejected are left out, so one bad batch does not hide the run's real loss.
-            with torch.no_grad():
-                window["loss"] += torch.where(ok > 0, loss.detach().double(), 0.0)
-                window["n"] += ok
-                window["bin_sum"] += torch.where(ok > 0, step_sum, 0.0)
-                window["bin_n"] += step_n * ok
-                window["grad"] = grad_norm.detach()
-            window["samples"] += batch
-            bar.update(1)
+def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
+    """Load the newest checkpoint, if any, into the parts; returns (step, samples seen, wall seconds so far)."""
+    existing = ckpt.list_checkpoints(p.run_dir / "checkpoints")
+    if not existing:
+        return 0, 0, 0.0
+    state = ckpt.load_checkpoint(existing[-1])
+    p.net.load_state_dict(state["model"])
+    p.ema.load_state_dict(state["ema"])
+    p.opt.load_state_dict(state["optimizer"])
+    step, samples_seen = state["state"]["step"], state["state"]["samples_seen"]
+    if p.guard is not None and "guard" in state["state"]:
+        p.guard.load(state["state"]["guard"], state["extra"]["guard"])
+    if p.phema is not None and "phema" in state["state"]:
+        p.phema.load_state_dict(state["extra"]["phema"], state["state"]["phema"])
+    log.info("resuming %s from step %d (%d samples seen)", p.run_dir, step, samples_seen)
+    tc = p.cfg.train
+    if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
+        log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
+                    saved_cfg.train.steps, tc.steps)
+    return step, samples_seen, state["state"].get("wall_s", 0.0)
 
-        if guard is not None and guard.due():
-            decision = guard.check(train_x)
-            if decision is not None and decision.needs_evidence:  # skipped steps: look for damage first
+
+def new_window(device: torch.device) -> dict[str, Any]:
+    """Statistics of the steps since the last log line, accumulated on the device (no host sync per step)."""
+    return {"loss": torch.zeros((), device=device, dtype=torch.float64),
+            "n": torch.zeros((), device=device, dtype=torch.float64), "t": time.perf_counter(), "samples": 0,
+            "bin_sum": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64),
+            "bin_n": torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64), "grad": 0.0}
+
+
+def skip_replayed_step(p: Parts, st: RunState) -> None:
+    st.samples_seen += p.batch
+    st.step += 1
+    st.bar.update(1)
+
+
+def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
+    """(item indices, batch, augmentation labels): the data order from (seed, epoch), augmentation from
+    (seed, step), then the user's batch_transform."""
+    cfg, step = p.cfg, st.step
+    idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
+    x = p.train_x[torch.from_numpy(idx)].to(p.device)
+    if cfg.data.hflip and p.ds.kind == "image":
+        x = hflip(x, torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.HFLIP, step)))
+    aug_labels = None
+    if cfg.data.augment:
+        x, aug_labels = augment(x, cfg.data.augment,
+                                torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.AUGMENT, step)))
+    if p.batch_transform is not None:
+        x = p.batch_transform(step, x)
+    return idx, x, aug_labels
+
+
+def train_step(p: Parts, st: RunState) -> None:
+    """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA."""
+    tc, guard, params, device = p.cfg.train, p.guard, p.params, p.device
+    idx, x, aug_labels = train_batch(p, st)
+    torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step))
+    g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
+    for group in p.opt.param_groups:
+        group["lr"] = p.lr(st.samples_seen)
+    share = curriculum_share(st.samples_seen, tc)
+    sigma = None
+    if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
+        u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
+        sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
+                             p_std=p.loss_fn.p_std, u=u).to(device)
+    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=aug_labels)
+    loss = per_sample.mean()
+    p.opt.zero_grad(set_to_none=True)
+    (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
+    if tc.grad_clip_adaptive > 0:
+        recent = p.clip_history.values if p.clip_history is not None else guard.hist.values[:, -1].exp()
+        grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
+        if p.clip_history is not None:
+            p.clip_history.push(grad_norm.reshape(1).float(), torch.ones((), dtype=torch.bool, device=device))
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+    with torch.no_grad():
+        b = torch.bucketize(sigma.to(device), p.bin_edges)
+        step_sum = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
+            0, b, per_sample.detach().double())
+        step_n = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
+            0, b, torch.ones_like(per_sample, dtype=torch.float64))
+    logged = (st.step + 1) % tc.log_every == 0 or st.step + 1 == tc.steps
+    before = [q.detach().clone() for q in params] if logged else None  # for the update/weight ratio
+    if guard is not None:
+        bad = guard.gate(per_sample.detach(), b, grad_norm)
+        guard.apply_gate(p.opt, bad)
+        guard.note_step(st.step, idx)
+        ok = (~bad).double()
+    else:
+        p.opt.step()
+        ok = torch.ones((), device=device, dtype=torch.float64)
+    window = st.window
+    if before is not None:
+        window["update_ratio"] = update_ratio(params, before)
+    st.samples_seen += p.batch
+    st.step += 1
+    p.ema.update(p.net, ema_beta(p.batch, st.samples_seen, tc.ema_halflife_samples, tc.ema_rampup))
+    if p.phema is not None:
+        p.phema.update(p.net, st.samples_seen)  # time in samples seen (DESIGN.md); profiles are scale-free
+    # Steps the guard rejected are left out, so one bad batch does not hide the run's real loss.
+    with torch.no_grad():
+        window["loss"] += torch.where(ok > 0, loss.detach().double(), 0.0)
+        window["n"] += ok
+        window["bin_sum"] += torch.where(ok > 0, step_sum, 0.0)
+        window["bin_n"] += step_n * ok
+        window["grad"] = grad_norm.detach()
+    window["samples"] += p.batch
+    st.bar.update(1)
+
+
+def guard_check(p: Parts, st: RunState) -> Rollback | None:
+    """The guard's look at the flags since its last one; skipped steps are judged on evidence of damage. With no
+    rollback, a snapshot after a clean stretch (no skipped step among the last `snapshot_every`)."""
+    guard, gc = p.guard, p.cfg.guard
+    decision = guard.check(p.train_x)
+    if decision is not None and decision.needs_evidence:
+        t_eval = time.perf_counter()
+        target = guard.choose(decision, st.ring, st.anchor, st.initial)
+        decision = guard.confirm(decision, measure_damage(guard, st.step, target, p.net, p.ema_net, p.validation,
+                                                          p.loss_fn))
+        st.eval_s += time.perf_counter() - t_eval
+    if decision is None and guard.skipped_recently(st.step, gc.snapshot_every) == 0 and \
+            (not st.ring or st.step - st.ring[-1].step >= gc.snapshot_every):
+        st.ring = [*st.ring[-1:], take_snapshot(st.step, st.samples_seen, p.net, p.ema, p.opt, guard, phema=p.phema)]
+    return decision
+
+
+def log_and_validate(p: Parts, st: RunState) -> Rollback | None:
+    """A metrics.jsonl line; at validation points also the fixed validation loss, the guard's validation-time
+    detectors and canaries, and (within the evaluation budget) sample metrics. Returns a rollback decision."""
+    tc, guard, window, step = p.cfg.train, p.guard, st.window, st.step
+    now = time.perf_counter()
+    n_ok = float(window["n"])
+    st.last_loss = float(window["loss"]) / n_ok if n_ok else float("nan")
+    rate = window["samples"] / max(now - window["t"], 1e-9)
+    bins = (window["bin_sum"] / window["bin_n"].clamp(min=1)).tolist()
+    lr = p.lr(st.samples_seen)
+    record = {"step": step, "samples_seen": st.samples_seen, "loss": round(st.last_loss, 6), "lr": lr,
+              "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
+              "wall_s": round(st.wall_before + now - st.t_start, 2),
+              "loss_bins": [round(v, 6) for v in bins], **weight_diagnostics(p.net.backbone, window, p.device)}
+    decision = None
+    if step % tc.val_every == 0 or step == tc.steps:
+        decision = validate_now(p, st, record)
+        if decision is None and p.probe is not None and p.probe.unavailable is None and \
+                is_due(step, tc.steps, tc.sample_metrics_every, tc.val_every):
+            if p.probe.allowed(st.eval_s, time.perf_counter() - st.t_start, rate):
                 t_eval = time.perf_counter()
-                target = guard.choose(decision, ring, anchor, initial)
-                decision = guard.confirm(decision, measure_damage(guard, step, target, net, ema_net, validation,
-                                                                  loss_fn))
-                eval_s += time.perf_counter() - t_eval
-            if decision is not None:
-                roll_back(decision)
-                continue
-            # A snapshot only after a clean stretch: no skipped step among the last `snapshot_every`.
-            clean = guard.skipped_recently(step, gc.snapshot_every) == 0
-            if clean and (not ring or step - ring[-1].step >= gc.snapshot_every):
-                ring = [*ring[-1:], take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema)]
+                scores = p.probe.evaluate(p.ema_net)  # ema_net holds the EMA weights validated above
+                if scores is not None:
+                    record["sample_metrics"] = scores
+                st.eval_s += time.perf_counter() - t_eval
+            else:
+                record["sample_metrics_skipped"] = SKIPPED
+    if guard is not None:
+        record["guard"] = {"skipped": len(guard.state.skip_steps), "rollbacks": len(guard.state.rollbacks),
+                           "lr_scale": guard.state.lr_scale}
+    p.metrics_log.write(record)
+    if p.board is not None:
+        p.board.write(record)
+    postfix = {"loss": f"{st.last_loss:.4f}", "samples_s": f"{rate:,.0f}", "lr": f"{lr:.2g}"}
+    if guard is not None and guard.postfix():
+        postfix["guard"] = guard.postfix()
+    st.bar.set_postfix(postfix)
+    st.window = new_window(p.device)
+    return decision
 
-        if step % tc.log_every == 0 or step == tc.steps:
-            now = time.perf_counter()
-            n_ok = float(window["n"])
-            last_loss = float(window["loss"]) / n_ok if n_ok else float("nan")
-            rate = window["samples"] / max(now - window["t"], 1e-9)
-            bins = (window["bin_sum"] / window["bin_n"].clamp(min=1)).tolist()
-            lr = lr_at(samples_seen, tc, total_samples) * (guard.state.lr_scale if guard is not None else 1.0)
-            record = {"step": step, "samples_seen": samples_seen, "loss": round(last_loss, 6), "lr": lr,
-                      "grad_norm": round(float(window["grad"]), 6), "samples_per_s": round(rate, 1),
-                      "wall_s": round(wall_before + now - t_start, 2),
-                      "loss_bins": [round(v, 6) for v in bins], **weight_diagnostics(net.backbone, window, device)}
-            decision = None
-            if step % tc.val_every == 0 or step == tc.steps:
-                t_eval = time.perf_counter()
-                ema.copy_to(ema_net)
-                net.eval()
-                val_raw = validation.evaluate(net, loss_fn)
-                net.train()
-                val_ema = validation.evaluate(ema_net, loss_fn)
-                record.update({"val_loss": round(val_raw["loss"], 6), "val_loss_bins": val_raw["bins"],
-                               "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
-                if guard is not None:
-                    if gc.canaries:
-                        ema_print, dead = periodic_canaries(guard, step, net, ema, ds.item_shape, device,
-                                                            val_ema["loss"], ema_print)
-                        if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
-                            decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True,
-                                                evidence={"sigma_response": "below 1e-6"})
-                    decision = decision or guard.observe_validation(step, val_raw["loss"], last_loss)
-                    if initial is not None and step > gc.growth_steps:
-                        initial = None  # past the window: a restart is no longer possible, free the memory
-                    decision = decision or guard.observe_weights(step, weight_norm(net.backbone))
-                    if decision is None and guard.near_best(val_raw["loss"]) and step > ring[0].step and \
-                            guard.skipped_recently(step, gc.snapshot_every) == 0:
-                        anchor = take_snapshot(step, samples_seen, net, ema, opt, guard, val_loss=val_raw["loss"],
-                                               phema=phema)
-                eval_s += time.perf_counter() - t_eval
-                if decision is None and probe is not None and probe.unavailable is None and \
-                        is_due(step, tc.steps, tc.sample_metrics_every, tc.val_every):
-                    if probe.allowed(eval_s, time.perf_counter() - t_start, rate):
-                        t_eval = time.perf_counter()
-                        scores = probe.evaluate(ema_net)  # ema_net holds the EMA weights validated above
-                        if scores is not None:
-                            record["sample_metrics"] = scores
-                        eval_s += time.perf_counter() - t_eval
-                    else:
-                        record["sample_metrics_skipped"] = SKIPPED
-            if guard is not None:
-                record["guard"] = {"skipped": len(guard.state.skip_steps), "rollbacks": len(guard.state.rollbacks),
-                                   "lr_scale": guard.state.lr_scale}
-            metrics_log.write(record)
-            if board is not None:
-                board.write(record)
-            postfix = {"loss": f"{last_loss:.4f}", "samples_s": f"{rate:,.0f}", "lr": f"{lr:.2g}"}
-            if guard is not None and guard.postfix():
-                postfix["guard"] = guard.postfix()
-            bar.set_postfix(postfix)
-            window = new_window()
-            if decision is not None:
-                roll_back(decision)
-                continue
-        if phema is not None and (step % tc.phema_every == 0 or step == tc.steps) and phema.step > 0:
-            write_snapshot(run_dir / "phema", phema.snapshot(torch.float16))
-        if step % tc.checkpoint_every == 0 and step < tc.steps:
-            checkpoint_now()
-        if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
-            t_eval = time.perf_counter()
-            write_grid(f"step-{step}")
-            eval_s += time.perf_counter() - t_eval
-    bar.close()
-    loop_share = eval_s / max(time.perf_counter() - t_start, 1e-9)  # the share train.eval_budget governs
 
-    # 5. Final checkpoint, samples and summary ----------------------------------------------------
-    if step > start_step or not existing:
-        checkpoint_now()
-    wall = wall_before + time.perf_counter() - t_start
+def validate_now(p: Parts, st: RunState, record: dict[str, Any]) -> Rollback | None:
+    """The fixed validation loss of the raw and EMA weights (into `record`), then the guard's judgement of it:
+    canaries, collapse, weight growth, and a new collapse anchor near the best."""
+    guard, gc, step = p.guard, p.cfg.guard, st.step
     t_eval = time.perf_counter()
-    write_grid(f"step-{step}")
-    ema.copy_to(ema_net)
+    p.ema.copy_to(p.ema_net)
+    p.net.eval()
+    val_raw = p.validation.evaluate(p.net, p.loss_fn)
+    p.net.train()
+    val_ema = p.validation.evaluate(p.ema_net, p.loss_fn)
+    record.update({"val_loss": round(val_raw["loss"], 6), "val_loss_bins": val_raw["bins"],
+                   "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
+    decision = None
+    if guard is not None:
+        if gc.canaries:
+            st.ema_print, dead = periodic_canaries(guard, step, p.net, p.ema, p.ds.item_shape, p.device,
+                                                   val_ema["loss"], st.ema_print)
+            if dead:  # outputs that no longer depend on σ: the network died (e.g. LR far too high)
+                decision = Rollback(reason="dead_network", step=step, first_bad=step, anchor=True,
+                                    evidence={"sigma_response": "below 1e-6"})
+        decision = decision or guard.observe_validation(step, val_raw["loss"], st.last_loss)
+        if st.initial is not None and step > gc.growth_steps:
+            st.initial = None  # past the window: a restart is no longer possible, free the memory
+        decision = decision or guard.observe_weights(step, weight_norm(p.net.backbone))
+        if decision is None and guard.near_best(val_raw["loss"]) and step > st.ring[0].step and \
+                guard.skipped_recently(step, gc.snapshot_every) == 0:
+            st.anchor = take_snapshot(step, st.samples_seen, p.net, p.ema, p.opt, guard, val_loss=val_raw["loss"],
+                                      phema=p.phema)
+    st.eval_s += time.perf_counter() - t_eval
+    return decision
+
+
+def roll_back(p: Parts, st: RunState, decision: Rollback) -> None:
+    """Restore the snapshot the guard chooses and forget everything written after it; stop with a diagnosis
+    (TrainingStopped, the last good state checkpointed) when recovery has failed too often."""
+    guard, run_dir = p.guard, p.run_dir
+    target = guard.choose(decision, st.ring, st.anchor, st.initial)
+    keep_going = guard.rolled_back(decision, target)
+    restore_snapshot(target, p.net, p.ema, p.opt, guard, p.phema)
+    st.step, st.samples_seen = target.step, target.samples_seen
+    remove_newer(run_dir / "phema", "snapshot-*.safetensors", st.samples_seen)
+    remove_newer(run_dir / "samples", "step-*.*", st.step)  # grids of the abandoned stretch
+    st.ring = [s for s in st.ring if s.step <= st.step] or [target]
+    st.anchor = st.anchor if st.anchor is not None and st.anchor.step <= st.step else None
+    p.metrics_log.truncate_after(st.step)
+    if p.board is not None:
+        p.board.truncate_after(st.step)
+    ckpt.remove_after(run_dir / "checkpoints", st.step)  # written after the snapshot: possibly damaged
+    st.bar.n = st.step
+    st.bar.refresh()
+    st.window = new_window(p.device)
+    log.warning("stability guard: %s at step %d; rolled back to step %d with the LR × %g",
+                decision.reason, decision.step, st.step, guard.state.lr_scale)
+    if not keep_going:
+        checkpoint(p, st)
+        st.bar.close()
+        if p.board is not None:
+            p.board.close()
+        tc = p.cfg.train
+        diagnosis = guard.diagnose(tc.precision, tc.lr, tc.grad_clip)
+        write_text_atomic(run_dir / "summary.json", json.dumps(
+            {"stopped": diagnosis, "steps": st.step, "stability": guard.summary()}, indent=2))
+        raise TrainingStopped(f"{diagnosis} The last good state (step {st.step}) is saved in "
+                              f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
+
+
+def write_outputs(p: Parts, st: RunState) -> None:
+    """What is due at this step: a post-hoc EMA snapshot, a checkpoint, a sample grid."""
+    tc, step = p.cfg.train, st.step
+    if p.phema is not None and (step % tc.phema_every == 0 or step == tc.steps) and p.phema.step > 0:
+        write_snapshot(p.run_dir / "phema", p.phema.snapshot(torch.float16))
+    if step % tc.checkpoint_every == 0 and step < tc.steps:
+        checkpoint(p, st)
+    if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
+        t_eval = time.perf_counter()
+        write_grid(p, f"step-{step}")
+        st.eval_s += time.perf_counter() - t_eval
+
+
+def checkpoint(p: Parts, st: RunState) -> None:
+    meta: dict[str, Any] = {}
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    if p.guard is not None:
+        meta["guard"], tensors["guard"] = p.guard.state_json(), p.guard.tensors()
+    if p.phema is not None:
+        meta["phema"], tensors["phema"] = p.phema.metadata(), p.phema.state_dict()
+    ckpt.save_checkpoint(p.run_dir / "checkpoints", st.step, model=p.net.state_dict(), ema=p.ema.state_dict(),
+                         optimizer=p.opt.state_dict(), keep=p.cfg.train.keep_checkpoints, extra=tensors,
+                         state={"step": st.step, "samples_seen": st.samples_seen, "batch_size": p.batch,
+                                "wall_s": st.wall_before + time.perf_counter() - st.t_start, **meta})
+
+
+def write_grid(p: Parts, tag: str) -> None:
+    """A sample grid (PNG) and its samples (.npy, user units) of the EMA weights, from the run's grid seed."""
+    cfg, ds = p.cfg, p.ds
+    p.ema.copy_to(p.ema_net)
+    x = generate(p.ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, settings=cfg.sample,
+                 sigma_range=cfg.diffusion.sigma_range(p.sigma_data), device=p.device)
+    user = np.asarray(p.norm.inverse(x.numpy()))
+    np.save(p.run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
+    if ds.kind == "image" or user.shape[1] >= 2:
+        save_samples(p.run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=p.norm.value_range,
+                     reference=ds.train[:2000] if ds.kind == "vector" else None, title=f"{ds.name}, {tag}")
+
+
+def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
+    """summary.json: what was trained, how long, how well (the final grid and 500–1,000 EMA samples scored);
+    `loop_share` is evaluation's share of the loop's wall time."""
+    cfg, ds, run_dir = p.cfg, p.ds, p.run_dir
+    wall = st.wall_before + time.perf_counter() - st.t_start
+    t_eval = time.perf_counter()
+    write_grid(p, f"step-{st.step}")
+    p.ema.copy_to(p.ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
-    x = generate(ema_net, ds.item_shape, n_eval, seed=derive_seed(tc.seed, Stream.SUMMARY), settings=cfg.sample,
-                 sigma_range=cfg.diffusion.sigma_range(sigma_data), device=device)
-    samples_user = np.asarray(norm.inverse(x.numpy()))
-    quality = _summary_quality(ds, norm, samples_user)
+    x = generate(p.ema_net, ds.item_shape, n_eval, seed=derive_seed(cfg.train.seed, Stream.SUMMARY),
+                 settings=cfg.sample, sigma_range=cfg.diffusion.sigma_range(p.sigma_data), device=p.device)
+    quality = _summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy())))
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    if probe is not None and any("sample_metrics" in r for r in records):
-        probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric
-    eval_s += time.perf_counter() - t_eval
+    if p.probe is not None and any("sample_metrics" in r for r in records):
+        p.probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric
+    st.eval_s += time.perf_counter() - t_eval
     summary = {
-        "data": describe(ds), "backbone": type(net.backbone).__name__, "parameters": n_params,
-        "steps": step, "samples_seen": samples_seen, "batch_size": batch, "wall_s": round(wall, 1),
-        "sigma_data": sigma_data, "final_loss": round(last_loss, 6),
+        "data": describe(ds), "backbone": type(p.net.backbone).__name__,
+        "parameters": count_parameters(p.net.backbone), "steps": st.step, "samples_seen": st.samples_seen,
+        "batch_size": p.batch, "wall_s": round(wall, 1), "sigma_data": p.sigma_data,
+        "final_loss": round(st.last_loss, 6),
         # validation, canaries, sample metrics, grids and this summary's samples, as a share of this call's time
-        "evaluation_share": round(eval_s / max(time.perf_counter() - t_start, 1e-9), 4),
+        "evaluation_share": round(st.eval_s / max(time.perf_counter() - st.t_start, 1e-9), 4),
         "evaluation_share_during_training": round(loop_share, 4),  # without this summary's samples
         "sampler": {"name": cfg.sample.sampler, "steps": cfg.sample.steps,
                     "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
         "quality": quality,
     }
-    if guard is not None:
-        summary["stability"] = guard.summary()
-    if probe is not None:
-        summary["sample_metrics"] = probe.summary(records)
+    if p.guard is not None:
+        summary["stability"] = p.guard.summary()
+    if p.probe is not None:
+        summary["sample_metrics"] = p.probe.summary(records)
         if "metric" in summary["sample_metrics"]:
             # The best model by the chosen metric among the in-training evaluations, and its checkpoint if kept.
             best = best_evaluation(records, summary["sample_metrics"]["metric"],
@@ -540,10 +668,7 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     if last_val:
         summary["val_loss"] = last_val[-1]["val_loss"]
         summary["val_loss_ema"] = last_val[-1]["val_loss_ema"]
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    if board is not None:
-        board.close()
-    return TrainResult(run_dir=run_dir, config=cfg, summary=summary)
+    return summary
 
 
 def measure_damage(guard: Guard, step: int, target: Snapshot, net: Denoiser, scratch: Denoiser,
