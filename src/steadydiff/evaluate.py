@@ -39,7 +39,6 @@ Results go to RUN/eval.json (rewritten atomically; each function replaces only i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -100,7 +99,7 @@ def _run_data(run: _Run, data: Any) -> Dataset:
         raise SteadydiffError(f"{run.dir} was trained on data passed to steadydiff.train in memory ({source}); "
                               "pass the same data again: evaluate(run_dir, data=...)")
     ds = load_data(run.config.data, data)
-    fingerprint = hashlib.sha256(np.ascontiguousarray(ds.train).tobytes()).hexdigest()[:16]
+    fingerprint = ds.fingerprint
     if run.info.get("fingerprint") not in (None, fingerprint):
         raise SteadydiffError(f"the data found for {run.dir} ({ds.name}, fingerprint {fingerprint}) is not what it "
                               f"was trained on (fingerprint {run.info['fingerprint']}); pass the training data "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -55,6 +56,12 @@ class Dataset:
     @property
     def item_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.train.shape[1:])
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits of the SHA-256 of the training items' bytes: written to dataset.json, so a resumed run,
+        `eval` and `report` can tell the data they found is the data the run was trained on."""
+        return hashlib.sha256(np.ascontiguousarray(self.train).tobytes()).hexdigest()[:16]
 
 
 def split_indices(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

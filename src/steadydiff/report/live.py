@@ -16,7 +16,6 @@ Only public layers are used: `steadydiff.api.load`, `steadydiff.sampling`, `stea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -104,7 +103,7 @@ def load_reference(files: RunFiles, norm: Normaliser) -> tuple[Reference | None,
     except (SteadydiffError, OSError, ValueError) as exc:
         return None, (f"the training data (data.source = {files.config.data.source!r}) could not be reloaded "
                       f"({exc}); data given to steadydiff.train as an array or Dataset cannot be, give a path")
-    fingerprint = hashlib.sha256(np.ascontiguousarray(ds.train).tobytes()).hexdigest()[:16]
+    fingerprint = ds.fingerprint
     expected = files.dataset.get("fingerprint")
     if expected is not None and expected != fingerprint:
         return None, (f"the data at {files.config.data.source!r} is not what the run was trained on "

@@ -9,7 +9,6 @@ run; evaluation draws only from generators of its own, so it never shifts the tr
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
 import logging
@@ -236,7 +235,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
 
     # 1. Data and normaliser ---------------------------------------------------------------------
     ds = load_data(cfg.data, data)
-    fingerprint = hashlib.sha256(np.ascontiguousarray(ds.train).tobytes()).hexdigest()[:16]
+    fingerprint = ds.fingerprint
     if saved_cfg is not None and (run_dir / "dataset.json").exists():
         before = json.loads((run_dir / "dataset.json").read_text()).get("fingerprint")
         if before not in (None, fingerprint):
