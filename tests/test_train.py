@@ -131,7 +131,10 @@ def test_every_parameterisation_trains(tmp_path, param, noise, weighting):
     run = steadydiff.train(cfg, out=tmp_path / "run", progress=False)
     lines = [json.loads(ln) for ln in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(ln["loss"]) for ln in lines)
-    assert lines[-1]["val_loss_ema"] < lines[1]["val_loss_ema"] * 1.5
+    # The EMA weights' fixed held-out loss falls between the first validation (step 10) and the last (step 30):
+    # measured eps 0.834 → 0.509, v 0.3006 → 0.2994 (min-SNR weights the large σ little), x0 503 → 106.
+    val = [ln["val_loss_ema"] for ln in lines if "val_loss_ema" in ln]
+    assert len(val) == 3 and val[-1] < val[0]
 
 
 def test_toy_mixture_trains_end_to_end_and_covers_its_modes(tmp_path):
