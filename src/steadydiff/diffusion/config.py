@@ -52,8 +52,7 @@ class DiffusionConfig:
         EDM's −1.2 (Karras et al. 2022, Table 1) was tuned on images of thousands of pixels. Low-dimensional
         data (2-D mixtures, tables) keeps its fine structure at much smaller σ/σ_data: with −1.2 under 1% of
         training draws fall below σ = 0.018·σ_data, the width of the 25-mode grid's modes, and samples come
-        out blurred (87% within 3 std of a mode); with −3.0, 8% do and 95% of samples are sharp
-        (BENCHMARKS.md, toy:grid25).
+        out blurred; with −3.0, 8% do (the figures: BENCHMARKS.md, toy:grid25).
         """
         if self.p_mean is not None:
             return self.p_mean
@@ -65,9 +64,8 @@ class DiffusionConfig:
         `value_step` is the spacing of the values the data takes, in normalised units (None: continuous).
         EDM's 0.002 is a quarter of a level of 8-bit images; data with coarser levels (scikit-learn's
         digits: 17 levels, a step of 0.125 on [-1, 1]) gets σ_min = SIGMA_MIN_PER_STEP × its step instead,
-        so few-step solvers do not spend steps on noise far below one level. On the default digits run that
-        took DPM-Solver++(2M) at 10 steps from 1.19× to 1.01× the real-data FD floor on the same weights
-        (with ρ 10), Heun at 18 steps unchanged (BENCHMARKS.md, few_step). 8-bit images keep EDM's value.
+        so few-step solvers do not spend steps on noise far below one level (BENCHMARKS.md, few_step). 8-bit
+        images keep EDM's value.
         """
         if self.sigma_min is not None or value_step is None or not value_step > 0:
             return self._sigma_min

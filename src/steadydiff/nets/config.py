@@ -29,9 +29,8 @@ class UNetConfig:
     blocks_per_level: int = 1  # residual blocks per level on the way down (one more on the way up)
     attn_levels: tuple[int, ...] = ()  # levels (0 = full res) with self-attention; the middle always has it
     head_channels: int = 32  # channels per attention head
-    # With the default image augmentation (data.augment 0.12) regularising, dropout costs quality: on digits,
-    # over training seeds 0–2 and sampling seeds 0–3, 0 scores 0.97× the real-data FD floor at 35 NFE against
-    # 1.03× for 0.05, better on each of the three runs; EDM's 0.1 is worse than 0.05 (BENCHMARKS.md, digits).
+    # With the default image augmentation (data.augment 0.12) regularising, dropout cost quality on digits
+    # (BENCHMARKS.md, digits: 0, 0.05 and EDM's 0.1 over training and sampling seeds).
     dropout: float = 0.0
     # "batch" (BatchNorm) couples the samples of a batch and is known to harm diffusion models: it
     # logs a warning and is there for comparisons only. "none" leaves the activations unnormalised.

@@ -18,9 +18,8 @@ class SampleConfig:
     sampler: SamplerName = "heun"
     steps: int = 18  # solver steps; Heun uses 2·steps − 1 network evaluations
     schedule: ScheduleName = "karras"
-    # Karras et al. (2022), Eq. 5. Their 7 and 10 tie at 35 network evaluations (digits FD, toy:grid25); 10
-    # puts more of a short list's steps at small σ, which DPM-Solver++(2M) at 10 steps needs on digits
-    # (BENCHMARKS.md, few_step).
+    # Karras et al. (2022), Eq. 5. 10 puts more of a short list's steps at small σ than their 7, which few-step
+    # DPM-Solver++(2M) needs on digits (BENCHMARKS.md, few_step).
     rho: float = 10.0
     grid_n: int = 64  # samples in each grid written during training
     grid_seed: int = 0

@@ -35,7 +35,7 @@ class TrainConfig:
     ema_halflife_samples: int = 50_000  # EMA half-life (EDM's ema_halflife_kimg, in samples)
     # Half-life ≤ rampup × samples seen. While that bound holds, β ≈ 1 − ln2/(rampup·t) (t in steps) is the
     # power-function EMA with γ + 1 = ln2/rampup (Karras et al. 2024, Eq. 2): 0.04 gives γ ≈ 16.3, a width
-    # σ_rel ≈ 0.05 of the run, the length post-hoc EMA picked on digits (EDM's 0.1 is σ_rel ≈ 0.10; see
+    # σ_rel ≈ 0.05 of the run, the length post-hoc EMA picked on digits (EDM's 0.1 is σ_rel ≈ 0.10;
     # BENCHMARKS.md, digits).
     ema_rampup: float = 0.04
     phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
@@ -56,10 +56,8 @@ class TrainConfig:
     # steps), so it needs a stable ranking, not the best sample quality. 256 samples exceed the 128 features of
     # the shipped digits/mnist classifiers, so the Fréchet distance's sample covariance has full rank.
     # DPM-Solver++(2M) (Lu et al. 2022) is second order at one network evaluation per step; at ~12 NFE it beat
-    # Heun and Euler on both sets we measured: a trained digits model scored classifier FD 46 with it at 12 NFE,
-    # 60 with Heun at 11 NFE and 40 with Heun at 35; toy:grid25 data FD 0.028 against Heun-11's 0.74.
-    # On the default digits run one evaluation took 1.5–2.4 s on a busy CPU core, the time of 8–12 training steps:
-    # its 12 evaluations took ~3 % of the run.
+    # Heun and Euler on digits and toy:grid25, and the evaluations cost a few percent of a default digits run
+    # (BENCHMARKS.md, eval_share).
     sample_metrics_n: int = 256
     sample_metrics_sampler: SamplerName = "dpmpp-2m"
     sample_metrics_steps: int = 12  # network evaluations per sample: 1 per step, Heun 2·steps − 1
