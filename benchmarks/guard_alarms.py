@@ -131,10 +131,13 @@ def weights_digest(run: Path) -> str:
 
 
 def quality_of(summary: dict) -> tuple[str, float | None]:
-    """(metric, value) from summary.json: mode share where modes are known, else data-space Fréchet distance."""
+    """(metric, value) from summary.json: the share within 3 std of a mode where modes are known, else the
+    summary's main metric (a Fréchet distance; summaries written before it named one: data-space FD)."""
     q = summary.get("quality") or {}
     if "high_quality" in q:
         return "within 3 std", q["high_quality"]
+    if "metric" in q:
+        return q["metric"], q.get(q["metric"])
     return "FD data space", q.get("fd_data_space")
 
 

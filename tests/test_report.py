@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import steadydiff
+import steadydiff.evaluate
 from steadydiff.cli import main
 from steadydiff.config import from_dict
 from steadydiff.errors import SteadydiffError
@@ -107,6 +108,9 @@ def test_report_of_a_finished_vector_run_with_incidents(ring_report):
 
 
 def test_report_of_an_image_run(digits_run, tmp_path):
+    html = write_report(digits_run, tmp_path / "before.html", n_eval=60).read_text()
+    assert "no eval.json yet" in section(html, "quality-nfe")  # the report computes no quality of its own
+    steadydiff.evaluate.evaluate(digits_run, n=60)  # what `steadydiff report` runs first
     out = write_report(digits_run, tmp_path / "sub" / "r.html", n_eval=60)
     assert out == tmp_path / "sub" / "r.html"
     html = out.read_text()
@@ -115,6 +119,8 @@ def test_report_of_an_image_run(digits_run, tmp_path):
     memo = section(html, "memorisation")
     assert "nearest training item" in memo and "<img" in memo
     assert "<img" in section(html, "trajectory") and "<img" in section(html, "quality-nfe")
+    # eval.json's figures, with the definition the sample metrics and summary.json use: the shipped classifier
+    assert "fd_classifier" in section(html, "quality-nfe") and "Floor:" in section(html, "quality-nfe")
 
 
 def test_report_while_the_run_is_going(ring_run, tmp_path):
@@ -122,6 +128,7 @@ def test_report_while_the_run_is_going(ring_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(ring_run, run)
     (run / "summary.json").unlink()
+    (run / "eval.json").unlink(missing_ok=True)  # whether an earlier test evaluated the shared run or not
     (run / "report.html").unlink(missing_ok=True)
     with open(run / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 65, "loss": 0.9')  # the trainer is writing this line right now
@@ -135,8 +142,9 @@ def test_report_while_the_run_is_going(ring_run, tmp_path):
     (run / "config.toml").write_text(toml)
     html = write_report(run).read_text()
     check_page(html)
-    for sid in ("quality-nfe", "memorisation", "trajectory"):
+    for sid in ("memorisation", "trajectory"):
         assert "no checkpoint yet" in section(html, sid)
+    assert "no eval.json yet" in section(html, "quality-nfe")
     assert "<img" in section(html, "loss") and "<img" in section(html, "samples")
 
 
@@ -265,12 +273,3 @@ def test_report_renders_in_headless_chromium(ring_report, tmp_path):
     heights = dict(re.findall(r'<section id="([^"]+)" data-height="([\d.]+)"', dom))
     assert set(heights) == set(SECTION_IDS)
     assert all(float(hgt) > 40 for hgt in heights.values()), heights
-
-
-def test_large_images_are_pooled_for_frechet_distances():
-    from steadydiff.report.live import MAX_FEATURES, features
-
-    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32))
-    f = features(x)
-    assert f.shape[0] == 4 and f.shape[1] <= MAX_FEATURES
-    assert features(x[:, :1, :8, :8]).shape == (4, 64)  # small items stay whole

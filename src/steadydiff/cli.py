@@ -50,11 +50,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "modes_covered" in q:
         print(f"  {q['n_samples']} samples: {q['modes_covered']}/{q['modes_total']} modes covered, "
               f"{100 * q['high_quality']:.1f}% within 3 std of a mode centre")
-    if "fd_data_space" in q:
-        print(f"  Fréchet distance to held-out data (normalised data space): {q['fd_data_space']:.3f} "
-              f"(real training data: {q['fd_data_space_train_floor']:.3f})")
+    real = q.get("real_data") or {}
+    if q.get("metric") in q and q["metric"] != "high_quality":
+        floor = real.get(q["metric"])
+        print(f"  {q['n_samples']} samples against the held-out data in {q['space']}: {q['metric']} "
+              f"{q[q['metric']]:.4g}" + (f" (real training data: {floor:.4g})" if floor is not None else ""))
+    if "unscored" in q:
+        print(f"  not scored against held-out data: {q['unscored']}")
     if "copy_fraction" in q:
-        base = q.get("copy_fraction_heldout")
+        base = real.get("copy_fraction")
         print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples"
               + (f" (held-out real data: {100 * base:.1f}%)" if base is not None else ""))
     st = s.get("stability")
@@ -116,6 +120,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def ensure_evaluated(run: Path, n: int) -> None:
+    """Quality against NFE for the newest checkpoint, by `steadydiff eval`, unless eval.json has it already:
+    the report shows eval.json's figures and computes none of its own. When it cannot be scored (no checkpoint
+    yet, data not reloadable, too few held-out items) the report says so instead."""
+    from . import evaluate as ev
+    from .train.checkpoint import list_checkpoints
+
+    latest = list_checkpoints(run / "checkpoints")
+    if not latest:
+        return
+    try:
+        done = json.loads((run / "eval.json").read_text()).get("quality_vs_nfe", {}).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        done = None
+    if done == latest[-1].name:
+        return
+    print(f"scoring {latest[-1].name} at 10, 20 and 35 network evaluations first (steadydiff eval, eval.json)")
+    try:
+        ev.evaluate(run, n=n)
+    except SteadydiffError as exc:
+        print(f"  not scored: {exc}")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import time
 
@@ -124,6 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.samples < 10:
         raise SteadydiffError(f"--samples must be ≥ 10, got {args.samples}")
     t = time.perf_counter()
+    ensure_evaluated(Path(args.run), args.samples)
     path = write_report(args.run, args.out, n_eval=args.samples)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t:.1f} s); "
           "open it in any browser, no network needed")

@@ -16,7 +16,7 @@ from ..metrics.reference import RANKED
 from . import html as h
 from . import plots, verdict
 from .files import RunFiles
-from .live import MAX_FEATURES, MAX_REFERENCE, NFE_TARGETS, SOLVERS, Live
+from .live import MAX_REFERENCE, Live
 
 SECTION_IDS = ("overview", "verdict", "loss", "gradients", "samples", "metrics", "incidents", "quality-nfe",
                "memorisation", "trajectory")
@@ -167,7 +167,7 @@ def verdicts(files: RunFiles, live: Live) -> list[verdict.Verdict]:
         mem = verdict.memorising(live.memo["copy_fraction"], live.memo["heldout_fraction"],
                                  n_samples=live.memo["n_samples"])
     else:
-        mem = verdict.memorising(q.get("copy_fraction"), q.get("copy_fraction_heldout"),
+        mem = verdict.memorising(q.get("copy_fraction"), (q.get("real_data") or {}).get("copy_fraction"),
                                  n_samples=q.get("n_samples"))
     modes = live.modes or (q if "modes_covered" in q else None)
     if modes is not None:
@@ -397,22 +397,6 @@ def metrics_section(files: RunFiles, live: Live) -> str:
         body += h.heading("At the end of training (summary.json)")
         body += h.table(["figure", "value"], _key_values(q))
     body += sample_metrics_html(files)
-    if live.grid_quality:
-        series = {"FD of the grid samples to held-out data (normalised)":
-                  (np.asarray([r["step"] for r in live.grid_quality], float),
-                   np.asarray([r["fd"] for r in live.grid_quality], float))}
-        if any("modes_covered" in r for r in live.grid_quality):
-            rows = [r for r in live.grid_quality if "modes_covered" in r]
-            series["modes covered by the grid samples"] = (np.asarray([r["step"] for r in rows], float),
-                                                           np.asarray([r["modes_covered"] for r in rows], float))
-            series["share of grid samples on a mode"] = (np.asarray([r["step"] for r in rows], float),
-                                                         np.asarray([r["high_quality"] for r in rows], float))
-        png = plots.small_multiples(series, xlabel="step")
-        if png:
-            n = live.grid_quality[-1]["n"]
-            body += h.heading("Over training, from the saved sample grids")
-            body += h.figure(png, f"Computed now from samples/step-N.npy ({n} samples each, so noisy) against the "
-                                  "held-out data.")
     extra = other_series(files.metrics)
     if extra:
         png = plots.small_multiples(dict(list(extra.items())[:12]))
@@ -471,39 +455,46 @@ def _skipped(live: Live) -> str:
 
 
 def quality_section(files: RunFiles, live: Live) -> str:
+    """Quality against network evaluations, as `steadydiff eval` scored it (eval.json's quality_vs_nfe): the same
+    Reference, feature space and real-data floor as the sample metrics during training and summary.json."""
     title = "8. Quality against network evaluations"
-    if not live.quality:
-        return h.section("quality-nfe", title, _skipped(live))
-    modes = any("modes_covered" in r for r in live.quality)
-    header = ["solver", "steps", "NFE", "FD to held-out (normalised)"]
-    header += ["modes covered", "samples on a mode"] if modes else []
-    header += ["seconds"]
-    rows = []
-    for r in live.quality:
-        row = [r["solver"], r["steps"], r["nfe"], r["fd"]]
+    ev = files.evaluation.get("quality_vs_nfe") if isinstance(files.evaluation, Mapping) else None
+    if not isinstance(ev, Mapping) or not ev.get("table"):
+        return h.section("quality-nfe", title, h.note(
+            "no eval.json yet: `steadydiff eval RUN` scores samples of every solver at 10, 20 and 35 network "
+            "evaluations (`steadydiff report` runs it first when it can)"))
+    data = ev.get("data") or {}
+    metric = data.get("fd_metric") or "mmd"
+    rows_in = list(ev["table"])
+    modes = any("modes_covered" in (r.get("metrics") or {}) for r in rows_in)
+    header = ["solver", "NFE", "steps", metric] + (["modes covered", "samples on a mode"] if modes else []) + \
+        ["seconds"]
+    rows, points = [], []
+    for r in rows_in:
+        m = r.get("metrics") or {}
+        row = [r.get("solver"), r.get("nfe"), r.get("steps"),
+               "non-finite samples" if "non_finite_samples" in m else m.get(metric, "—")]
         if modes:
-            row += [f"{r.get('modes_covered', '—')}/{r.get('modes_total', '—')}",
-                    f"{100 * r['high_quality']:.1f}%" if "high_quality" in r else "—"]
-        row.append(r["seconds"])
-        rows.append(row)
-    ref = live.reference
-    n_held = len(ref.holdout) if ref is not None else 0
-    step = live.model.step if live.model is not None else "?"
-    body = h.para(f"Computed now for the EMA weights of the last checkpoint (step {step}): {live.n_eval} samples per "
-                  f"setting (seed 0), solvers {', '.join(SOLVERS)} at {', '.join(map(str, NFE_TARGETS))} network "
-                  f"evaluations (Heun: 2·steps − 1). FD is the Fréchet distance between Gaussians fitted to the "
-                  f"samples and the {n_held} held-out items in normalised data space (items flattened; images with "
-                  f"more than {MAX_FEATURES} values average-pooled first): a cheap stand-in for FID, comparable "
-                  "within one data set. Lower is better.")
+            row += [f"{m.get('modes_covered', '—')}/{m.get('modes_total', '—')}",
+                    f"{100 * m['high_quality']:.1f}%" if "high_quality" in m else "—"]
+        rows.append(row + [r.get("sample_s")])
+        points.append({"solver": r.get("solver"), "nfe": r.get("nfe"), metric: m.get(metric)})
+    body = h.para(f"From eval.json (`steadydiff eval`), for the {ev.get('weights', 'ema')} weights of checkpoint "
+                  f"{ev.get('checkpoint')} (step {ev.get('step')}): {ev.get('n_samples')} samples per setting "
+                  f"(seed {ev.get('seed')}), scored against the {data.get('n_holdout', '?')} held-out items in "
+                  f"{data.get('space', '?')}. Lower is better for distances.")
     body += h.table(header, rows)
-    if live.quality_floor is not None:
-        body += h.para(f"Floor: real training items against the held-out items score FD {h.fmt(live.quality_floor)} "
-                       "(as many items as samples, at most).")
-    png = plots.quality_vs_nfe(live.quality, "fd", "FD to held-out data")
+    floor = (ev.get("real_data") or {}).get(metric)
+    if isinstance(floor, int | float):
+        body += h.para(f"Floor: {ev['real_data'].get('n_train_items', 'as many')} real training items against the "
+                       f"held-out items score {metric} {h.fmt(floor)}.")
+    png = plots.quality_vs_nfe(points, metric, metric)
     if png:
-        body += h.figure(png, "FD against NFE per solver.")
-    if any(r.get("non_finite") for r in live.quality):
-        body += h.note("some settings produced non-finite samples: their FD is not defined")
+        body += h.figure(png, f"{metric} against NFE per solver.")
+    latest = files.checkpoints[-1][1].name if files.checkpoints else None
+    if latest is not None and ev.get("checkpoint") != latest:
+        body += h.note(f"eval.json scored {ev.get('checkpoint')}; the newest checkpoint is {latest}: run "
+                       "`steadydiff eval RUN` again for it")
     return h.section("quality-nfe", title, body)
 
 
@@ -515,9 +506,9 @@ def memorisation_section(files: RunFiles, live: Live) -> str:
         q = (files.summary or {}).get("quality", {})
         body = _skipped(live)
         if "copy_fraction" in q:
+            held = (q.get("real_data") or {}).get("copy_fraction")
             body += h.para(f"From summary.json: {100 * q['copy_fraction']:.1f}% of samples are near-copies"
-                           + (f" (held-out real items: {100 * q['copy_fraction_heldout']:.1f}%)"
-                              if "copy_fraction_heldout" in q else "") + ".")
+                           + (f" (held-out real items: {100 * held:.1f}%)" if held is not None else "") + ".")
         return h.section("memorisation", title, body)
     held = memo["heldout_fraction"]
     rows = [("samples that are near-copies of a training item", f"{100 * memo['copy_fraction']:.1f}%"),

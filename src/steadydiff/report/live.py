@@ -1,16 +1,15 @@
-"""Figures computed now, from the run's last checkpoint (EMA weights) and its data, kept cheap:
+"""Figures computed now, from the run's last checkpoint (EMA weights) and its data, kept cheap. Quality is not
+among them: its one definition is `metrics.reference.Reference`, and the report reads what `steadydiff eval`
+(eval.json), the in-training sample metrics (metrics.jsonl) and the end of training (summary.json) wrote with it.
 
-- quality against network evaluations: heun, dpmpp-2m and euler at 7, 15 and 35 NFE, 500 samples each
-  (seed 0), scored by the Fréchet distance to the held-out data in normalised data space (flattened items;
-  images with more than 1,024 values are average-pooled to at most 1,024 first) and, where the data has
-  known modes, by mode coverage;
+- the samples: `n` from the run's own sampler settings (seed 0), in normalised units;
 - memorisation: each sample's distance to its nearest training item (normalised units, full resolution)
   against the same distance for held-out real items, over at most the first 5,000 training items (the cap
   summary.json uses too);
 - diversity: mean nearest-neighbour distance among samples against that among as many real items;
 - the denoising trajectory: the x0 prediction D(x; σ) at each solver step, through the solver's callback.
 
-Only public layers are used: `steadydiff.api.load`, `steadydiff.sampling`, `steadydiff.metrics` and
+Only public layers are used: `steadydiff.api.load` (the public loader), `steadydiff.metrics` and
 `steadydiff.data.load_data` (to reload the training data from the run's config).
 """
 
@@ -19,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,21 +28,12 @@ from ..api import Model, load
 from ..data import load_data
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
-from ..metrics import copy_fraction, frechet_distance, mode_stats, nearest_distances
-from ..sampling import nfe as count_nfe
+from ..metrics import copy_fraction, mode_stats, nearest_distances
 from .files import RunFiles
 
-N_EVAL = 500  # samples per quality setting
-SOLVERS = ("heun", "dpmpp-2m", "euler")
-NFE_TARGETS = (7, 15, 35)  # heun reaches these with 4, 8 and 18 steps (2·steps − 1)
+N_EVAL = 500  # samples drawn for memorisation and diversity (and scored by `steadydiff eval` before a report)
 MAX_REFERENCE = 5000  # training items that samples are compared with
-MAX_FEATURES = 1024  # values per item for Fréchet distances (covariances of D × D)
 WORST = 8  # memorisation offenders shown
-
-
-def solver_steps(solver: str, nfe_target: int) -> int:
-    """Solver steps that cost `nfe_target` network evaluations (Heun: 2·steps − 1)."""
-    return (nfe_target + 1) // 2 if solver == "heun" else nfe_target
 
 
 @dataclass
@@ -67,13 +57,10 @@ class Live:
     reference: Reference | None = None
     model_note: str | None = None
     data_note: str | None = None
-    quality: list[dict[str, Any]] = field(default_factory=list)
-    quality_floor: float | None = None
     memo: dict[str, Any] | None = None
     diversity_ratio: float | None = None
     modes: dict[str, Any] | None = None  # mode statistics of the memorisation samples
     trajectory: dict[str, Any] | None = None
-    grid_quality: list[dict[str, Any]] = field(default_factory=list)
     n_eval: int = N_EVAL
     seconds: float = 0.0
 
@@ -113,49 +100,6 @@ def load_reference(files: RunFiles, norm: Normaliser) -> tuple[Reference | None,
                      holdout=np.asarray(norm.forward(ds.holdout), dtype=np.float32), train_user=train_user,
                      modes=None if ds.modes is None else np.asarray(ds.modes), mode_std=ds.mode_std,
                      n_train_total=len(ds.train)), None
-
-
-def features(x: np.ndarray) -> np.ndarray:
-    """Items flattened; images with more than MAX_FEATURES values average-pooled down to at most that."""
-    if x.ndim == 4 and int(np.prod(x.shape[1:])) > MAX_FEATURES:
-        c, h, w = x.shape[1:]
-        f = 1
-        while c * math.ceil(h / f) * math.ceil(w / f) > MAX_FEATURES:
-            f += 1
-        pooled = torch.nn.functional.adaptive_avg_pool2d(torch.as_tensor(x, dtype=torch.float32),
-                                                         (math.ceil(h / f), math.ceil(w / f)))
-        x = pooled.numpy()
-    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-
-
-def _fd(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 2 or len(b) < 2 or not np.isfinite(a).all():
-        return float("nan")
-    return frechet_distance(features(a), features(b))
-
-
-def quality_vs_nfe(model: Model, ref: Reference, *, n: int = N_EVAL, solvers: tuple[str, ...] = SOLVERS,
-                   nfes: tuple[int, ...] = NFE_TARGETS) -> tuple[list[dict[str, Any]], dict[tuple[str, int], Any]]:
-    """One row per (solver, NFE) with FD to held-out data (and mode statistics); the samples, by (solver, steps)."""
-    rows, drawn = [], {}
-    for solver in solvers:
-        for target in nfes:
-            steps = solver_steps(solver, target)
-            t = time.perf_counter()
-            x = model.sample(n, steps=steps, sampler=solver, seed=0, normalised=True)
-            row: dict[str, Any] = {"solver": solver, "steps": steps, "nfe": count_nfe(solver, steps),
-                                   "fd": _fd(x, ref.holdout) if len(ref.holdout) >= 2 else float("nan")}
-            finite = np.isfinite(x.reshape(len(x), -1)).all(1)
-            if not finite.all():
-                row["non_finite"] = int((~finite).sum())
-            if ref.modes is not None and ref.mode_std is not None and finite.all():
-                stats = mode_stats(np.asarray(model.normaliser.inverse(x)), ref.modes, ref.mode_std)
-                row.update(modes_covered=stats["modes_covered"], modes_total=stats["modes_total"],
-                           high_quality=stats["high_quality"])
-            row["seconds"] = round(time.perf_counter() - t, 2)
-            rows.append(row)
-            drawn[(solver, steps)] = x
-    return rows, drawn
 
 
 def memorisation(samples: np.ndarray, ref: Reference) -> dict[str, Any] | None:
@@ -210,29 +154,6 @@ def trajectory(model: Model, *, n: int, seed: int = 0) -> dict[str, Any]:
             "states": np.stack([np.asarray(inv(s)) for s in states])}
 
 
-def grid_quality(files: RunFiles, ref: Reference, norm: Normaliser) -> list[dict[str, Any]]:
-    """FD (and modes) of the sample grids saved during training (samples/step-N.npy), per step."""
-    out = []
-    for step, png in files.sample_grids:
-        npy = png.with_suffix(".npy")
-        if not npy.is_file():
-            continue
-        try:
-            user = np.load(npy)
-        except (OSError, ValueError):  # being written
-            continue
-        if not np.isfinite(user).all():
-            out.append({"step": step, "n": len(user), "fd": float("nan")})
-            continue
-        row: dict[str, Any] = {"step": step, "n": len(user),
-                               "fd": _fd(np.asarray(norm.forward(user)), ref.holdout)}
-        if ref.modes is not None and ref.mode_std is not None and user.ndim == 2:
-            stats = mode_stats(user, ref.modes, ref.mode_std)
-            row.update(modes_covered=stats["modes_covered"], high_quality=stats["high_quality"])
-        out.append(row)
-    return out
-
-
 def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
     """Everything model- and data-based, each part skipped with a note when its inputs are missing."""
     t = time.perf_counter()
@@ -242,8 +163,6 @@ def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
         return live
     live.reference, live.data_note = load_reference(files, live.normaliser)
     ref = live.reference
-    if ref is not None:
-        live.grid_quality = grid_quality(files, ref, live.normaliser)
     live.model, live.model_note = load_model(files)
     model = live.model
     if model is None:
@@ -252,11 +171,7 @@ def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
     with torch.no_grad():
         live.trajectory = trajectory(model, n=1 if model.kind == "image" else 8)
         if ref is not None:
-            live.quality, drawn = quality_vs_nfe(model, ref, n=n)
-            if len(ref.holdout) >= 2:
-                k = min(n, len(ref.train))
-                live.quality_floor = _fd(ref.train[:k], ref.holdout)
-            best = drawn[("heun", solver_steps("heun", max(NFE_TARGETS)))]
+            best = model.sample(n, seed=0, normalised=True)  # the run's own sampler and steps
             live.memo = memorisation(best, ref)
             real = ref.holdout if len(ref.holdout) >= 3 else ref.train
             live.diversity_ratio = diversity_ratio(best, real)

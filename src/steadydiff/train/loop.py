@@ -34,7 +34,8 @@ from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
-from ..metrics import copy_fraction, frechet_distance, mode_stats
+from ..metrics import mode_stats
+from ..metrics.reference import Reference, default_metric
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe
 from ..typed_config import validate
@@ -57,7 +58,7 @@ from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, wei
 from .order import Stream, batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
 from .rundir import JsonlLog, check_resume_config, remove_newer, save_config
-from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due
+from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due, rounded
 from .tensorboard import TensorBoardLog
 from .validation import FixedValidation, sigma_grid
 
@@ -104,28 +105,24 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> dict[str, Any]:
-    """How well: mode statistics where modes are known; Fréchet distance and copies otherwise."""
+def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> dict[str, Any]:
+    """How well, by the one definition `steadydiff eval` and the in-training sample metrics use too
+    (metrics.reference.Reference in its default feature space): every metric of the samples, what as many real
+    training items score (`real_data`, the floor), and `metric`, the one to read first. Data with too few
+    held-out items gets mode statistics only (where modes are known) and the reason in `unscored`."""
     q: dict[str, Any] = {"n_samples": int(len(samples_user))}
-    if not np.isfinite(samples_user).all():
-        q["non_finite_samples"] = int((~np.isfinite(samples_user.reshape(len(samples_user), -1))).any(1).sum())
+    try:
+        ref = Reference(ds, norm, len(samples_user))
+    except SteadydiffError as exc:
+        q["unscored"] = str(exc)
+        if ds.modes is not None and ds.mode_std is not None and np.isfinite(samples_user).all():
+            q.update(rounded(mode_stats(samples_user.reshape(len(samples_user), -1), ds.modes, ds.mode_std)))
         return q
-    if ds.modes is not None and ds.mode_std is not None:
-        q.update(mode_stats(samples_user, ds.modes, ds.mode_std))
-    train_n = np.asarray(norm.forward(ds.train)).reshape(len(ds.train), -1)
-    samp_n = np.asarray(norm.forward(samples_user)).reshape(len(samples_user), -1)
-    if len(ds.holdout) >= 2 and train_n.shape[1] <= 1024:
-        held_n = np.asarray(norm.forward(ds.holdout)).reshape(len(ds.holdout), -1)
-        k = min(len(train_n), len(samp_n))
-        q["fd_data_space"] = round(frechet_distance(samp_n, held_n), 4)
-        q["fd_data_space_train_floor"] = round(frechet_distance(train_n[:k], held_n), 4)
-    q.update({k: round(v, 5) for k, v in copy_fraction(samp_n, train_n[:5000]).items()})
-    if len(ds.holdout) >= 2:
-        # Fresh real data also lands this close to a training item now and then (often, in 2-D):
-        # the held-out items' share is the baseline a copy fraction has to be read against.
-        held_n = np.asarray(norm.forward(ds.holdout)).reshape(len(ds.holdout), -1)
-        q["copy_fraction_heldout"] = round(copy_fraction(held_n, train_n[:5000])["copy_fraction"], 5)
-    return q
+    scores = ref.score(samples_user)
+    if "non_finite_samples" in scores:
+        return {**q, **scores}
+    return {**q, "metric": default_metric(ref), "space": ref.space, **rounded(scores),
+            "real_data": rounded(ref.real_data)}
 
 
 @dataclass
@@ -635,7 +632,7 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     n_eval = min(1000, max(len(ds.holdout), 500))
     x = generate(p.ema_net, ds.item_shape, n_eval, seed=derive_seed(cfg.train.seed, Stream.SUMMARY),
                  settings=cfg.sample, sigma_range=cfg.diffusion.sigma_range(p.sigma_data), device=p.device)
-    quality = _summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy())))
+    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32))
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     if p.probe is not None and any("sample_metrics" in r for r in records):
         p.probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric

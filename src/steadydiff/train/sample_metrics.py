@@ -62,12 +62,12 @@ def within_budget(eval_s: float, elapsed_s: float, cost_s: float, budget: float)
     return eval_s + cost_s <= budget * (elapsed_s + cost_s)
 
 
-def _rounded(value: Any) -> Any:
+def rounded(value: Any) -> Any:
     """Plain JSON values, floats to 6 significant digits (non-finite ones to None), dicts and lists inside too."""
     if isinstance(value, dict):
-        return {str(k): _rounded(v) for k, v in value.items()}
+        return {str(k): rounded(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
+        return [rounded(v) for v in value]
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -128,7 +128,7 @@ class SampleMetrics:
         metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32))
         t2 = time.perf_counter()
         self.last_cost = t2 - t1
-        return {**_rounded(metrics), "seconds": round(t2 - t0, 3)}
+        return {**rounded(metrics), "seconds": round(t2 - t0, 3)}
 
     def summary(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         """summary.json's account: the setting, the evaluations logged in metrics.jsonl (`records`) and those the
@@ -143,7 +143,7 @@ class SampleMetrics:
         if self.reference is not None:
             metric = default_metric(self.reference)
             out.update(metric=metric, higher_is_better=RANKED[metric], space=self.reference.space,
-                       real_data=_rounded(self.reference.real_data))
+                       real_data=rounded(self.reference.real_data))
         if self.unavailable:
             out["unavailable"] = self.unavailable
         return out
