@@ -152,7 +152,7 @@ def main() -> None:
     # Sampling throughput, with the network as `steadydiff.load` leaves it (eval, no gradients).
     default_den.eval().requires_grad_(False)
     cfg = RunConfig()
-    kw = {"settings": cfg.sample, "sigma_range": cfg.diffusion.sigma_range(default_den.sigma_data)}
+    kw = cfg.sampling(default_den.sigma_data)
     generate(default_den, SHAPE, 20, seed=0, steps=3, sampler="heun", **kw)  # warm-up
     t0 = time.perf_counter()
     generate(default_den, SHAPE, n_sample, seed=0, steps=18, sampler="heun", **kw)

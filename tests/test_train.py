@@ -336,3 +336,12 @@ def test_a_run_killed_mid_write_resumes_past_its_torn_log_line(tmp_path):
     log.write_text("\n".join([lines[0], "not json", *lines[1:]]) + "\n")
     with pytest.raises(SteadydiffError, match=r"metrics.jsonl, line 2: not a JSON object"):
         steadydiff.train(tiny_config(40, checkpoint_every=10), out=run, progress=False)
+
+
+def test_vp_uniform_steps_follow_the_schedule_the_run_trained_with(tmp_path):
+    cfg = tiny_config(10)
+    cfg.diffusion.noise = "vp-cosine"
+    model = steadydiff.train(cfg, out=tmp_path / "run", progress=False).load()
+    uniform, cosine, linear = (model.sample(8, steps=6, sampler="euler", schedule=s, seed=0)
+                               for s in ("vp-uniform", "vp-cosine", "vp-linear"))
+    assert np.array_equal(uniform, cosine) and not np.allclose(uniform, linear)

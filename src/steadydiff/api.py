@@ -47,9 +47,9 @@ class Model:
             raise SteadydiffError("this model was trained without conditioning; call sample() without cond")
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
-        x = generate(self.denoiser, self.item_shape, n, seed=seed, settings=self.config.sample,
-                     sigma_range=self.config.diffusion.sigma_range(self.denoiser.sigma_data), steps=steps,
-                     sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device, callback=callback)
+        x = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
+                     steps=steps, sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device,
+                     callback=callback)
         x = x.numpy()
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 

@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="solver steps (heun uses 2·steps−1 evaluations); default: the run's sample.steps")
     s.add_argument("--sampler", default=None, choices=["euler", "heun", "ddim", "ancestral", "dpmpp-2m"],
                    help="default: the run's sample.sampler")
-    s.add_argument("--schedule", default=None, choices=["karras", "vp-uniform"])
+    s.add_argument("--schedule", default=None, choices=["karras", "vp-uniform", "vp-linear", "vp-cosine"],
+                   help="step list; vp-uniform: uniform in the VP time of the schedule the run trained with")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
     s.add_argument("--checkpoint", default="last", help="last or step-N")

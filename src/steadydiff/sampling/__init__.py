@@ -5,7 +5,7 @@ from __future__ import annotations
 from .generate import generate, sample
 from .noise import SeededNoise, derive_seed, sample_seeds
 from .solvers import SOLVERS, Solver, ancestral, ddim, dpmpp_2m, euler, get_solver, heun, nfe
-from .steps import STEP_LISTS, karras_sigmas, step_list, vp_uniform_sigmas
+from .steps import STEP_LISTS, karras_sigmas, resolve_step_list, step_list, vp_uniform_sigmas
 
 __all__ = [
     "SOLVERS",
@@ -22,6 +22,7 @@ __all__ = [
     "heun",
     "karras_sigmas",
     "nfe",
+    "resolve_step_list",
     "sample",
     "sample_seeds",
     "step_list",

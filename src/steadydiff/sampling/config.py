@@ -8,7 +8,7 @@ from typing import Literal
 from ..errors import ConfigError
 
 SamplerName = Literal["euler", "heun", "ddim", "ancestral", "dpmpp-2m"]
-ScheduleName = Literal["karras", "vp-uniform"]
+ScheduleName = Literal["karras", "vp-uniform", "vp-linear", "vp-cosine"]
 
 
 @dataclass

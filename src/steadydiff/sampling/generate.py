@@ -10,7 +10,7 @@ import torch
 from .config import SampleConfig
 from .noise import SeededNoise, sample_seeds
 from .solvers import Denoiser, get_solver
-from .steps import step_list
+from .steps import resolve_step_list, step_list
 
 
 @torch.no_grad()
@@ -42,17 +42,19 @@ def sample(
 
 @torch.no_grad()
 def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, seed: int, settings: SampleConfig,
-             sigma_range: tuple[float, float], steps: int | None = None, sampler: str | None = None,
+             sigma_range: tuple[float, float], training_noise: str = "lognormal", steps: int | None = None,
+             sampler: str | None = None,
              schedule: str | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
              callback: Callable[[dict[str, Any]], None] | None = None) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list and ρ (each overridable here); `sigma_range` is the
-    run's sampling σ range in data units (DiffusionConfig.sigma_range).
+    run's sampling σ range in data units (DiffusionConfig.sigma_range); `training_noise` (DiffusionConfig.noise)
+    decides which VP schedule 'vp-uniform' steps follow.
     """
     sigma_min, sigma_max = sigma_range
-    sigmas = step_list(schedule or settings.schedule, steps or settings.steps, sigma_min, sigma_max,
-                       rho=settings.rho).to(device)
+    name = resolve_step_list(schedule or settings.schedule, training_noise)
+    sigmas = step_list(name, steps or settings.steps, sigma_min, sigma_max, rho=settings.rho).to(device)
     seeds = sample_seeds(seed, n)
     was_training = denoiser.training
     denoiser.eval()

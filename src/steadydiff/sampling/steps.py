@@ -70,10 +70,15 @@ def vp_uniform_sigmas(n: int, sigma_min: float, sigma_max: float, schedule: str 
     return _finish(sigmas)
 
 
-def _vp_uniform_entry(n: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> torch.Tensor:
+def _vp_linear_entry(n: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> torch.Tensor:
     # ρ has no meaning for VP-uniform steps; the parameter is accepted to keep the common signature.
     del rho
-    return vp_uniform_sigmas(n, sigma_min, sigma_max)
+    return vp_uniform_sigmas(n, sigma_min, sigma_max, "linear")
+
+
+def _vp_cosine_entry(n: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> torch.Tensor:
+    del rho
+    return vp_uniform_sigmas(n, sigma_min, sigma_max, "cosine")
 
 
 def _karras_entry(n: int, sigma_min: float, sigma_max: float, *, rho: float = 7.0) -> torch.Tensor:
@@ -82,8 +87,18 @@ def _karras_entry(n: int, sigma_min: float, sigma_max: float, *, rho: float = 7.
 
 STEP_LISTS: dict[str, StepList] = {
     "karras": _karras_entry,
-    "vp-uniform": _vp_uniform_entry,
+    "vp-uniform": _vp_linear_entry,  # called directly: the linear schedule; a run resolves it (resolve_step_list)
+    "vp-linear": _vp_linear_entry,
+    "vp-cosine": _vp_cosine_entry,
 }
+
+
+def resolve_step_list(name: str, training_noise: str) -> str:
+    """'vp-uniform' asks for uniform steps in the VP time of the schedule the model was trained with: 'vp-cosine'
+    after vp-cosine training noise, else 'vp-linear' (DDPM's); every other name is itself."""
+    if name != "vp-uniform":
+        return name
+    return "vp-cosine" if training_noise == "vp-cosine" else "vp-linear"
 
 
 def step_list(name: str, n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..data.config import DataConfig
 from ..diffusion.config import DiffusionConfig
@@ -186,3 +186,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def sampling(self, sigma_data: float) -> dict[str, Any]:
+        """The run's sampling settings as `sampling.generate` takes them (settings, σ range, training noise)."""
+        return {"settings": self.sample, "sigma_range": self.diffusion.sigma_range(sigma_data),
+                "training_noise": self.diffusion.noise}

@@ -612,8 +612,8 @@ def write_grid(p: Parts, tag: str) -> None:
     """A sample grid (PNG) and its samples (.npy, user units) of the EMA weights, from the run's grid seed."""
     cfg, ds = p.cfg, p.ds
     p.ema.copy_to(p.ema_net)
-    x = generate(p.ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed, settings=cfg.sample,
-                 sigma_range=cfg.diffusion.sigma_range(p.sigma_data), device=p.device)
+    x = generate(p.ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed,
+                 **cfg.sampling(p.sigma_data), device=p.device)
     user = np.asarray(p.norm.inverse(x.numpy()))
     np.save(p.run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
     if ds.kind == "image" or user.shape[1] >= 2:
@@ -631,7 +631,7 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     p.ema.copy_to(p.ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
     x = generate(p.ema_net, ds.item_shape, n_eval, seed=derive_seed(cfg.train.seed, Stream.SUMMARY),
-                 settings=cfg.sample, sigma_range=cfg.diffusion.sigma_range(p.sigma_data), device=p.device)
+                 **cfg.sampling(p.sigma_data), device=p.device)
     quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32))
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     if p.probe is not None and any("sample_metrics" in r for r in records):

@@ -122,9 +122,8 @@ class SampleMetrics:
         if ref is None:
             return None
         t1 = time.perf_counter()
-        x = generate(ema_net, self.ds.item_shape, self.n, seed=self.seed, settings=self.cfg.sample,
-                     sigma_range=self.cfg.diffusion.sigma_range(ema_net.sigma_data), steps=self.steps,
-                     sampler=self.sampler, device=self.device)
+        x = generate(ema_net, self.ds.item_shape, self.n, seed=self.seed, **self.cfg.sampling(ema_net.sigma_data),
+                     steps=self.steps, sampler=self.sampler, device=self.device)
         metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32))
         t2 = time.perf_counter()
         self.last_cost = t2 - t1
