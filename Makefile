@@ -21,11 +21,15 @@ demo: $(STAMP)
 	$(VENV)/bin/steadydiff train --data digits --out runs/demo
 	$(VENV)/bin/steadydiff sample runs/demo --n 64 --steps 18 --sampler heun --seed 0 --out runs/demo/final-samples.png
 
+# One thread per process unless OMP_NUM_THREADS says otherwise: torch's default threads spin-wait on a CPU that
+# other work shares, which slowed the suite several-fold; the tests' models are small, so one thread costs little.
+THREADS := OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),1)
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(THREADS) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(THREADS) $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
