@@ -49,6 +49,7 @@ def feats(mnist, net):
     return {k: inception_features(v, value_range=(0, 255), net=net) for k, v in sets.items()}
 
 
+@pytest.mark.slow  # Inception-v3 on a CPU: ~4 images/s per core
 @needs_weights
 def test_real_halves_are_much_closer_than_noise(feats):
     for f in feats.values():
@@ -59,6 +60,7 @@ def test_real_halves_are_much_closer_than_noise(feats):
     assert 0 < real and 4 * real < noise, (real, noise)
 
 
+@pytest.mark.slow  # Inception-v3 on a CPU: ~4 images/s per core
 @needs_weights
 def test_features_are_deterministic_and_independent_of_the_batch(mnist, net, feats):
     first = inception_features(mnist[:6], value_range=(0, 255), net=net, batch_size=4)
@@ -123,6 +125,7 @@ def test_missing_package_names_the_install_command(tmp_path, monkeypatch):
         inception_weights(absent)
 
 
+@pytest.mark.slow  # Inception-v3 on a CPU: ~4 images/s per core
 @needs_weights
 def test_reference_scores_in_inception_space(mnist):
     """`steadydiff eval --features inception`: FD, its floor and the default metric in Inception space."""
