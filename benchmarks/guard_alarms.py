@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import OUT, parse_args, table, write_section
+from stress import fault  # the planted faults: a batch corrupted after loading
 
 VECTORS = ["toy:ring8", "toy:grid25", "toy:swissroll", "iris", "wine"]
 IMAGES = ["digits", "mnist"]
@@ -104,21 +105,6 @@ def config_of(spec: dict, quick: bool) -> dict:
     return cfg
 
 
-def planted(case: str, at: int):
-    """The planted fault: a batch corrupted after loading, past every check the data went through."""
-    import torch
-
-    def transform(step: int, x: torch.Tensor) -> torch.Tensor:
-        if step != at or case not in ("nan", "scale"):
-            return x
-        if case == "nan":
-            x = x.clone()
-            x[0].view(-1)[0] = float("nan")
-            return x
-        return x * 1e6
-    return transform
-
-
 def weights_digest(run: Path) -> str:
     import steadydiff
 
@@ -155,7 +141,7 @@ def run_one(spec: dict, quick: bool) -> dict:
     stopped = None
     try:
         summary = steadydiff.train(config_of(spec, quick), out=out, progress=False,
-                                   batch_transform=planted(spec["case"], FAULT_AT if not quick else 100)).summary
+                                   batch_transform=fault(spec["case"], FAULT_AT if not quick else 100)).summary
     except TrainingStopped as exc:
         summary, stopped = json.loads((out / "summary.json").read_text()), str(exc)
     metric, value = quality_of(summary)
