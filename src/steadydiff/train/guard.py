@@ -3,14 +3,17 @@
 Detect on the device, decide on the host, never apply a bad update:
 
 - every step, `Guard.gate` judges the batch against recent history with a few small tensor operations and no
-  host synchronisation: a non-finite loss or gradient, a loss spike in any noise-level bin (each σ-bin against
-  its own running median and MAD, since losses differ by orders of magnitude across σ), or a gradient-norm
-  explosion. A flagged update is never applied: fused optimisers read the flag as `found_inf` and skip the
-  step on the device, as torch.amp's GradScaler does (others synchronise once per step);
-- every `check_every` steps the host reads the flags (`Guard.check`): each skipped step becomes an incident,
-  and a burst of skipped steps means the model (not
-  a batch) is unstable, so the loop rolls back to an in-memory snapshot, lowers the LR and skips the batches
-  that led there;
+  host synchronisation: a non-finite loss or gradient at once; a finite batch only when its loss in some
+  noise-level bin (each σ-bin against its own running median and MAD, since losses differ by orders of
+  magnitude across σ, with the threshold following how many items stand behind the bin's value) and its
+  gradient norm agree that it is far out of range. A flagged update is never applied: fused optimisers read
+  the flag as `found_inf` and skip the step on the device, as torch.amp's GradScaler does (others synchronise
+  once per step);
+- every `check_every` steps the host reads the flags (`Guard.check`): each skipped step becomes an incident
+  with its evidence. Skipped steps cannot harm the weights, so a burst of them is only a reason to look:
+  `Guard.confirm` rolls back (to an in-memory snapshot, with a lower LR and the batches that led there
+  skipped) when the fixed held-out loss is measurably worse than at that snapshot, or when most recent updates
+  were rejected; otherwise training goes on at the same LR;
 - at each validation, `Guard.observe_validation` watches the fixed-noise held-out loss, which moves only when
   the model does, for a silent collapse: well past its best and staying there. It rolls back to the anchor,
   the snapshot taken at the last validation near the best. A held-out loss that rises while the training
