@@ -180,26 +180,25 @@ def fault_specs(data: list[str]) -> list[dict]:
 
 
 def priority(spec: dict) -> tuple:
-    """Cheap, decisive runs first (a call cut short still fills whole rows): clean guarded vector runs, the issue's
-    cases, grid25 faults at 3,000 steps, clean digits, the guard-off comparisons, clean mnist, then the rest of the
-    fault matrix in FAULT_CONFIGS order."""
+    """Cheap, decisive runs first (a call cut short still fills whole rows): the clean guarded runs (vectors,
+    then digits and mnist), the issue's cases, grid25 faults at 3,000 steps, the guard-off comparisons, then the
+    rest of the fault matrix in FAULT_CONFIGS order."""
     config = (spec["data"], spec["batch"], spec["steps"])
     clean_on = spec["case"] == "clean" and spec["guard"] == "on"
     if clean_on and spec["data"] in VECTORS and spec["steps"] == STEPS:
         return (0, spec["seed"], 0)
     if spec in ISSUE:
         return (1, 0, 0)
+    if clean_on and spec["data"] in IMAGES and spec["steps"] == (MNIST_STEPS[spec["batch"]] if spec["data"] ==
+                                                                 "mnist" else STEPS):
+        return (2, spec["data"] == "mnist", spec["seed"])
     if config in FAULT_CONFIGS[:2]:
-        return (2, FAULT_CONFIGS.index(config), 0)
-    if clean_on and spec["data"] == "digits" and spec["steps"] == STEPS:
-        return (3, spec["seed"], 0)
+        return (3, FAULT_CONFIGS.index(config), 0)
     if spec["guard"] == "off" and spec["case"] == "clean":
         return (4, spec["data"] in IMAGES, 0)
-    if clean_on and spec["data"] == "mnist":
-        return (5, spec["seed"], 0)
     if config in FAULT_CONFIGS:
-        return (6, FAULT_CONFIGS.index(config), 0)
-    return (7, 0, 0)
+        return (5, FAULT_CONFIGS.index(config), 0)
+    return (6, 0, 0)
 
 
 def load_results() -> dict:
