@@ -84,7 +84,8 @@ def test_plateau_lowers_the_lr(tmp_path):
 
 @pytest.mark.parametrize("key,value", [("train.l1", -1), ("train.sigma_curriculum_start", 0),
                                        ("train.grad_clip_adaptive", -0.5), ("guard.lr_backoff", 1.5),
-                                       ("guard.min_history", 500)])
+                                       ("guard.min_history", 500), ("guard.damage_ratio", 1.0),
+                                       ("guard.confirm_ratio", 0.5), ("guard.confirm_z", 0)])
 def test_bad_option_values_are_refused(key, value):
     section, name = key.split(".")
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
