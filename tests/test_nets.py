@@ -136,10 +136,18 @@ def test_mismatched_kinds_raise_config_error_naming_the_shape():
         build_backbone(NetConfig(), (4, 4))
 
 
-def test_cond_is_refused_until_supported():
+def test_an_unconditional_network_refuses_a_condition_and_a_conditional_one_reads_it():
     net = build_backbone(small_cfg(), (2,))
-    with pytest.raises(ConfigError, match="conditioning"):
+    with pytest.raises(ConfigError, match="built without a condition"):
         net(torch.randn(2, 2), torch.randn(2), cond=torch.zeros(2, dtype=torch.long))
+    for cond_kw, cond in [({"cond_classes": 3}, torch.tensor([0, 2])), ({"cond_dim": 2}, torch.randn(2, 2))]:
+        net = build_backbone(small_cfg(), (2,), **cond_kw)
+        for p in net.parameters():
+            p.data.normal_(0, 0.2)  # the output layer starts at zero
+        x, c = torch.randn(2, 2), torch.randn(2)
+        assert not torch.allclose(net(x, c, cond), net(x, c, None))
+        with pytest.raises(ValueError):
+            net(x, c, cond[:1])  # one condition for two items
 
 
 def test_default_sizes():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig, from_dict, load_toml
+from .data.cond import CondSpec, draw_conditions, model_conditions, parse_conditions
 from .data.normalise import Normaliser
 from .diffusion import Denoiser
 from .errors import SteadydiffError
@@ -35,21 +37,43 @@ class Model:
     columns: list[str] | None
     step: int
     device: torch.device
+    cond: CondSpec | None = None  # the run's condition; None: unconditional
+    train_conditions: np.ndarray | None = None  # a vector-conditional run's training vectors (conditions.npy)
+
+    @property
+    def classes(self) -> list[str] | None:
+        return list(self.cond.classes) if self.cond is not None and self.cond.kind == "class" else None
+
+    def conditions(self, n: int, cond: Any = None, *, seed: int = 0) -> np.ndarray | None:
+        """The conditions n samples get (class ids, or vectors in user units): `cond` checked against the run
+        (see `sample`), or with None, drawn like the training items' (condition i from (seed, i) alone)."""
+        if cond is None:
+            return None if self.cond is None else draw_conditions(self.cond, n, seed, self.train_conditions)
+        return parse_conditions(self.cond, cond, n)
 
     def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
-               cond: Any = None, schedule: str | None = None, batch_size: int = 500,
+               cond: Any = None, guidance: float | None = None, schedule: str | None = None, batch_size: int = 500,
                normalised: bool = False, callback: Any = None) -> np.ndarray:
-        """n samples (float32 array, user units). Sample i depends on (seed, i) only, never on batch size.
+        """n samples (float32 array, user units). Sample i depends on (seed, i) and its condition only, never on
+        the batch size.
 
+        A conditional run takes `cond`: class names or ids (one, or one per sample), or condition vectors ((K,) or
+        (n, K)); with None the conditions are drawn like the training items' (`conditions`). `guidance` is the
+        classifier-free guidance weight (1: plain conditional, 0: unconditional; default sample.guidance).
         `callback(info)` is called after each solver step with the solver's dict (x, denoised, sigma, ...), in
         normalised units."""
-        if cond is not None:
-            raise SteadydiffError("this model was trained without conditioning; call sample() without cond")
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
+        if guidance is not None and not (isinstance(guidance, int | float) and math.isfinite(guidance)):
+            raise SteadydiffError(f"guidance must be a finite number (1: plain conditional, 0: unconditional), got "
+                                  f"{guidance!r}")
+        if self.cond is None and (cond is not None or guidance is not None):
+            parse_conditions(None, cond, n)  # raises: an unconditional run takes neither
+        values = self.conditions(n, cond, seed=seed)
+        c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
         x = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
                      steps=steps, sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device,
-                     callback=callback)
+                     callback=callback, cond=c, guidance=guidance)
         x = x.numpy()
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 
@@ -115,8 +139,13 @@ def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device
     dev = resolve_device(device)
     if cfg.diffusion.sigma_data is None:
         raise SteadydiffError(f"{run_dir / 'config.toml'} lacks diffusion.sigma_data; the run never started")
-    net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data, backbone=backbone)
+    cond = CondSpec.from_dict(info["condition"]) if info.get("condition") else None
+    net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data, backbone=backbone, cond=cond)
     net.load_state_dict(state["ema" if ema else "model"])
     net.to(dev).eval().requires_grad_(False)
+    vectors = None
+    if cond is not None and cond.kind == "vector":
+        vectors = np.load(run_dir / "conditions.npy", allow_pickle=False)
     return Model(denoiser=net, config=cfg, normaliser=norm, item_shape=tuple(info["item_shape"]),
-                 kind=info["kind"], columns=info.get("columns"), step=state["state"]["step"], device=dev)
+                 kind=info["kind"], columns=info.get("columns"), step=state["state"]["step"], device=dev,
+                 cond=cond, train_conditions=vectors)

@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_toml, validate
 from .errors import SteadydiffError, TrainingStopped
 
@@ -83,13 +85,55 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
     # Unset options take the run's own sample settings (its config.toml), not a second set of defaults.
     sampler, steps = args.sampler or model.config.sample.sampler, args.steps or model.config.sample.steps
-    x = model.sample(args.n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule)
+    n, cond = args.n, _cli_conditions(args, model)
+    if args.cls == "all" and model.classes is not None:
+        n = args.n * len(model.classes)
+    x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
+                     guidance=args.guidance)
+    what = "" if model.cond is None else (
+        f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
+        + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
+           else f"conditions from {args.cond}" if args.cond else "conditions drawn like the training items'"))
     save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
-                 title=f"{args.n} samples, {sampler}, {model.nfe(steps, sampler)} NFE")
-    print(f"wrote {args.n} samples to {out} ({sampler}, {steps} steps = "
+                 title=f"{n} samples, {sampler}, {model.nfe(steps, sampler)} NFE{what}")
+    print(f"wrote {n} samples to {out} ({sampler}, {steps} steps = "
           f"{model.nfe(steps, sampler)} network evaluations per sample, "
-          f"{'raw' if args.raw else 'EMA'} weights of step {model.step})")
+          f"{'raw' if args.raw else 'EMA'} weights of step {model.step}{what})")
     return 0
+
+
+def _cli_conditions(args: argparse.Namespace, model) -> object:
+    """What `sample --class/--cond` ask for, checked against the run (errors name what it expects)."""
+    from .data.cond import parse_conditions
+
+    if args.cls is not None and args.cond is not None:
+        raise SteadydiffError("give --class or --cond, not both")
+    if (args.cls is not None or args.cond is not None or args.guidance is not None) and model.cond is None:
+        parse_conditions(None, None, args.n)  # raises: the run is unconditional
+    if args.cls == "all":
+        if model.classes is None:
+            raise SteadydiffError(f"--class all needs a class-conditional run; this one is "
+                                  f"{model.cond.describe()}: give vectors with --cond FILE.npy")
+        return np.repeat(np.arange(len(model.classes)), args.n)
+    if args.cls is not None:
+        if model.classes is None:
+            raise SteadydiffError(f"--class needs a class-conditional run; this one is {model.cond.describe()}: "
+                                  "give vectors with --cond FILE.npy")
+        return args.cls if args.cls in model.classes or not args.cls.lstrip("-").isdigit() else int(args.cls)
+    if args.cond is not None:
+        path = Path(args.cond)
+        if path.suffix.lower() != ".npy" or not path.is_file():
+            raise SteadydiffError(f"--cond {args.cond!r}: give a .npy file of conditions (one per sample: class ids "
+                                  f"(N,), or vectors (N, K))")
+        try:
+            values = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise SteadydiffError(f"--cond {args.cond}: cannot read it without unpickling ({e}); save a numeric "
+                                  "array with np.save") from None
+        if len(values) != args.n:
+            raise SteadydiffError(f"--cond {args.cond}: {len(values)} conditions for --n {args.n}; give one per sample")
+        return values
+    return None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -103,6 +147,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     ckpts = list_checkpoints(run / "checkpoints")
     print(f"run {run}")
     print(f"  data: {info.get('description', cfg.data.source)}")
+    if info.get("condition"):
+        from .data.cond import CondSpec
+
+        print(f"  condition: {CondSpec.from_dict(info['condition']).describe()}; cond_dropout "
+              f"{cfg.train.cond_dropout}, guidance {cfg.sample.guidance:g}")
     print(f"  net: {cfg.net.kind}; parameterisation {cfg.diffusion.parameterization}, "
           f"σ_data {cfg.diffusion.sigma_data}")
     print(f"  train: {cfg.train.steps} steps, batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
@@ -244,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
     s.add_argument("--checkpoint", default="last", help="last or step-N")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--class", dest="cls", default=None, metavar="NAME|ID|all",
+                   help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class")
+    s.add_argument("--cond", default=None, metavar="FILE.npy",
+                   help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K))")
+    s.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight (1: plain conditional, 0: unconditional; default: the "
+                        "run's sample.guidance)")
     s.set_defaults(func=cmd_sample)
 
     i = sub.add_parser("info", help="describe a run directory")

@@ -178,9 +178,11 @@ def _record(run_dir: Path, key: str, value: dict[str, Any]) -> dict[str, Any]:
 
 def _sample_and_score(model: Model, ref: Reference, *, sampler: str, steps: int, seed: int) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    x = model.sample(ref.n, steps=steps, sampler=sampler, seed=seed)
+    cond = model.conditions(ref.n, seed=seed)  # a conditional run's: drawn like the training items'
+    x = model.sample(ref.n, steps=steps, sampler=sampler, seed=seed, cond=cond)
     seconds = time.perf_counter() - t0
-    return ref.score(x), seconds
+    labels = cond if model.classes is not None else None  # scored as class agreement where a classifier fits
+    return ref.score(x, labels=labels), seconds
 
 
 def _pick(values: dict[Any, float | None], metric: str) -> Any:

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DataError
 from .augment import hflip
+from .cond import CondSpec, condition_from_array
 from .config import DataConfig
 from .normalise import Normaliser
 from .sources import BUILTINS, Raw, from_array, luma, read_source
@@ -48,6 +49,9 @@ class Dataset:
     holdout: np.ndarray  # float32, same layout, may have 0 items
     train_labels: np.ndarray | None = None  # int64 class labels where the source has them
     holdout_labels: np.ndarray | None = None
+    class_names: list[str] | None = None  # where the labels are classes a user can ask for (data/cond.py)
+    train_vectors: np.ndarray | None = None  # float32 (N, K) condition vectors where the source has them
+    holdout_vectors: np.ndarray | None = None
     columns: list[str] | None = None  # feature names for tables
     modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
     mode_std: float | None = None
@@ -56,6 +60,27 @@ class Dataset:
     @property
     def item_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.train.shape[1:])
+
+    def condition(self, conditional: str) -> CondSpec | None:
+        """The run's condition for train.conditional = auto | on | off: auto conditions on the labels (with class
+        names) or vectors the data carries; on refuses data that carries none."""
+        if conditional == "off":
+            return None
+        if self.class_names is not None and self.train_labels is not None:
+            return CondSpec.for_labels(self.train_labels, self.class_names)
+        if self.train_vectors is not None:
+            return CondSpec.for_vectors(self.train_vectors)
+        if conditional == "on":
+            raise DataError(f"train.conditional=on, but {self.name} carries no conditions. Give classes as image "
+                            "sub-folders (one per class), an .npz with 'x' and 'y', a CSV with data.label_column, or "
+                            "a torch Dataset returning (x, y); or set train.conditional=auto")
+        return None
+
+    def conditions(self, split: str) -> np.ndarray | None:
+        """The training or held-out items' conditions: label ids (N,) or vectors (N, K) in user units."""
+        if self.class_names is not None:
+            return self.train_labels if split == "train" else self.holdout_labels
+        return self.train_vectors if split == "train" else self.holdout_vectors
 
     @property
     def fingerprint(self) -> str:
@@ -108,8 +133,11 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     check_min_items(raw.x, name)
     x = _as_float32(raw.x, name)
 
+    if cfg.label_column is not None and raw.lines is None:  # only CSV files have lines
+        raise DataError(f"data.label_column={cfg.label_column!r} applies to CSV files only; {name} is not one "
+                        "(image sub-folders, an .npz 'y' or a Dataset's (x, y) give conditions there)")
     train_idx, hold_idx = split_indices(len(x), cfg.holdout, cfg.split_seed)
-    labels = raw.labels
+    labels, vectors = raw.labels, raw.vectors
     ds = Dataset(
         name=name,
         kind=raw.kind,
@@ -117,6 +145,9 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         holdout=np.ascontiguousarray(x[hold_idx]),
         train_labels=None if labels is None else labels[train_idx],
         holdout_labels=None if labels is None else labels[hold_idx],
+        class_names=raw.class_names,
+        train_vectors=None if vectors is None else vectors[train_idx],
+        holdout_vectors=None if vectors is None else vectors[hold_idx],
         columns=raw.columns,
         modes=raw.modes,
         mode_std=raw.mode_std,
@@ -183,7 +214,7 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
     else:
         items = iter(ds)
     arrays: list[np.ndarray] = []
-    labels: list[int | None] = []
+    labels: list[Any] = []
     for i, item in enumerate(items):
         label = None
         if isinstance(item, tuple | list):
@@ -192,6 +223,8 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
                                 "or tuples (item, label)")
             if len(item) > 1:
                 label = _int_label(item[1])
+                if label is None:
+                    label = _float_condition(item[1], f"{where}: item {i}")
             item = item[0]
         try:
             a = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
@@ -206,9 +239,34 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
     if not arrays:
         raise DataError(f"{where}: the dataset is empty")
     raw = from_array(np.stack(arrays), where)
-    if all(v is not None for v in labels):
-        raw.labels = np.asarray(labels, dtype=np.int64)
+    if all(isinstance(v, int) for v in labels):
+        raw.labels, raw.class_names, _ = condition_from_array(np.asarray(labels, dtype=np.int64), len(arrays), where)
+    elif all(isinstance(v, np.ndarray) for v in labels):
+        shapes = {v.shape for v in labels}
+        if len(shapes) > 1:
+            first = next(i for i, v in enumerate(labels) if v.shape != labels[0].shape)
+            raise DataError(f"{where}: item {first}'s condition has shape {labels[first].shape} but item 0's has "
+                            f"{labels[0].shape}; give every item a condition of one shape")
+        _, _, raw.vectors = condition_from_array(np.stack(labels), len(arrays), where)
     elif any(v is not None for v in labels):
-        first = next(i for i, v in enumerate(labels) if v is None)
-        raw.notes.append(f"{where}: labels ignored because item {first} has no integer label")
+        first = next(i for i, v in enumerate(labels) if type(v) is not type(labels[0]))
+        raise DataError(f"{where}: item 0's second element is {_kind_of(labels[0])} but item {first}'s is "
+                        f"{_kind_of(labels[first])}; every item needs the same kind of condition (an integer class "
+                        "or a float vector)")
     return raw
+
+
+def _kind_of(v: Any) -> str:
+    return "an integer class" if isinstance(v, int) else "a float vector" if isinstance(v, np.ndarray) else "missing"
+
+
+def _float_condition(v: Any, where: str) -> np.ndarray:
+    """A float condition vector (a float tensor/array/number) as a 1-D float64 array."""
+    try:
+        a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+    except (TypeError, ValueError):
+        a = np.asarray(None)
+    if a.dtype.kind not in "fiu" or a.ndim > 1:
+        raise DataError(f"{where}: its second element ({type(v).__name__}) is neither an integer class nor a float "
+                        "vector; return (x, class) or (x, vector) from the Dataset")
+    return a.astype(np.float64).reshape(-1)

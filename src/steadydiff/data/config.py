@@ -29,7 +29,8 @@ class DataConfig:
     holdout: float = 0.1  # held-out share: a fraction (< 1) or a count (≥ 1) of items
     split_seed: int = 0  # the held-out split depends on this alone, never on the training seed
     toy_samples: int = 20000  # how many points the built-in 2-D sets draw
-    npz_key: str | None = None  # which array of a .npz file (needed when it holds several)
+    npz_key: str | None = None  # which array of a .npz file (needed when it holds several; x beside y: y conditions)
+    label_column: str | None = None  # a CSV column holding each row's class (numbers or text): the condition
 
     def resolved_augment(self, kind: str, fresh: bool) -> float:
         """data.augment, or its default: 0.12 for images in a new run, else 0 (see the field)."""

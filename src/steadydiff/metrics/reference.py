@@ -39,7 +39,7 @@ FD_KEYS = {"classifier": "fd_classifier", "inception": "fd_inception", "data": "
 RANKED: dict[str, bool] = {
     "fd_classifier": False, "fd_inception": False, "fd_user": False, "fd_data": False, "mmd": False,
     "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
-    "copy_fraction": False, "class_tv": False,
+    "copy_fraction": False, "class_tv": False, "class_accuracy": True,
 }
 
 
@@ -238,8 +238,11 @@ class Reference:
     def _space(self, x: np.ndarray, data: np.ndarray) -> np.ndarray:
         return data if self._features is None else self._features(x)
 
-    def score(self, samples: np.ndarray, *, memorisation: bool = True) -> dict[str, Any]:
-        """Every metric of `samples` (user units, shaped like the data's items) against the held-out items."""
+    def score(self, samples: np.ndarray, *, memorisation: bool = True, labels: np.ndarray | None = None
+              ) -> dict[str, Any]:
+        """Every metric of `samples` (user units, shaped like the data's items) against the held-out items;
+        with the class `labels` each sample was asked for, `class_accuracy`: the share the shipped classifier
+        assigns to that class."""
         x = np.asarray(samples, dtype=np.float32)
         if x.shape[1:] != self.dataset.item_shape or len(x) < PRDC_K + 1:
             raise SteadydiffError(f"samples must be shaped (N ≥ {PRDC_K + 1}, {self.dataset.item_shape}), got "
@@ -259,8 +262,11 @@ class Reference:
         out["mmd"] = mmd(feats, self._held)
         out.update(prdc(self._held, feats, k=PRDC_K))
         if self.feature_net is not None:
-            balance = class_balance(predict(self.feature_net, to_net_input(x, self.dataset.name)), self._train_shares)
+            predicted = predict(self.feature_net, to_net_input(x, self.dataset.name))
+            balance = class_balance(predicted, self._train_shares)
             out["class_balance"], out["class_tv"] = balance, balance["tv_distance"]
+            if labels is not None:
+                out["class_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
         if memorisation:
             copies = copy_fraction(data, self._train_data)
             out["copy_fraction"] = copies["copy_fraction"]

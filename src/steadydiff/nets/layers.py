@@ -27,11 +27,46 @@ NormFactory = Callable[..., nn.Module]  # (channels, affine=...) -> normalisatio
 log = logging.getLogger("steadydiff")
 
 
-def check_cond(cond: torch.Tensor | None) -> None:
-    """Refuse a conditioning input: no backbone is class-conditional yet, and silently ignoring a
-    label the caller meant to use would produce unconditional samples without saying so."""
-    if cond is not None:
-        raise ConfigError("class conditioning is not supported yet: call the network with cond=None")
+class CondEmbedding(nn.Module):
+    """One condition per item → (N, dim): a class id (a table row; −1, the dropped condition, reads the extra last
+    row) or a normalised condition vector (a linear map; a row of NaN, the dropped condition, reads a learned null
+    vector). A dropped condition is a learned "null" value, so one network is both conditional and unconditional
+    (classifier-free guidance, Ho & Salimans 2022). Rows start N(0, 1), the scale of the Fourier features they join.
+    """
+
+    def __init__(self, dim: int, classes: int = 0, vector_dim: int = 0):
+        super().__init__()
+        if (classes > 0) == (vector_dim > 0):
+            raise ValueError("a condition embedding needs classes or a vector size, not both")
+        self.classes, self.vector_dim = classes, vector_dim
+        if classes:
+            self.table = nn.Embedding(classes + 1, dim)
+        else:
+            self.proj = nn.Linear(vector_dim, dim)
+            self.null = nn.Parameter(torch.randn(dim))
+
+    def forward(self, cond: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+        if self.classes:
+            ids = torch.full((n,), -1, dtype=torch.long, device=device) if cond is None else cond.reshape(-1).long()
+            if ids.numel() != n or bool(((ids < -1) | (ids >= self.classes)).any()):
+                raise ValueError(f"class conditions must be {n} ids in 0..{self.classes - 1} (or -1: none), got "
+                                 f"shape {tuple(cond.shape) if cond is not None else None}")
+            return self.table(torch.where(ids < 0, self.classes, ids))
+        if cond is None:
+            return self.null.expand(n, -1)
+        v = cond.reshape(n, -1).float()
+        if v.shape[1] != self.vector_dim:
+            raise ValueError(f"condition vectors must have {self.vector_dim} values, got shape {tuple(cond.shape)}")
+        dropped = torch.isnan(v).any(1, keepdim=True)
+        return torch.where(dropped, self.null.to(v.dtype), self.proj(torch.nan_to_num(v)))
+
+
+def check_cond(cond: torch.Tensor | None, embed: CondEmbedding | None) -> None:
+    """Refuse a condition given to a network built without one: silently ignoring what the caller meant to use
+    would produce unconditional samples without saying so."""
+    if cond is not None and embed is None:
+        raise ConfigError("this network was built without a condition (an unconditional run): call it with "
+                          "cond=None, or train with train.conditional=on on data that carries labels or vectors")
 
 
 def flat_noise(c_noise: torch.Tensor, n: int) -> torch.Tensor:
@@ -77,7 +112,8 @@ class NoiseEmbedding(nn.Module):
     `time_embed`). The final activation is applied here once, instead of at the start of every
     block's projection as in ADM, which is the same function and saves one activation per block."""
 
-    def __init__(self, out_dim: int, fourier_dim: int, ops: Layers, aug_dim: int = 0):
+    def __init__(self, out_dim: int, fourier_dim: int, ops: Layers, aug_dim: int = 0, cond_classes: int = 0,
+                 cond_dim: int = 0):
         super().__init__()
         self.fourier = FourierFeatures(fourier_dim)
         self.fourier_gain = ops.fourier_gain
@@ -90,9 +126,15 @@ class NoiseEmbedding(nn.Module):
         self.aug = nn.Linear(aug_dim, fourier_dim, bias=False) if aug_dim else None
         if self.aug is not None:
             nn.init.zeros_(self.aug.weight)
+        # The condition enters the same way, added to the noise features before the MLP (EDM's map_label).
+        self.cond = CondEmbedding(fourier_dim, cond_classes, cond_dim) if cond_classes or cond_dim else None
 
-    def forward(self, c_noise: torch.Tensor, aug: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, c_noise: torch.Tensor, aug: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        check_cond(cond, self.cond)
         h = self.fourier(c_noise) * self.fourier_gain
+        if self.cond is not None:
+            h = h + self.cond(cond, len(c_noise), h.device).to(h.dtype)
         if aug is not None:
             if self.aug is None:
                 raise ConfigError("this network was built without augmentation labels (data.augment=0); "

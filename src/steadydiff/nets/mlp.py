@@ -1,4 +1,4 @@
-"""Residual MLP backbone F(x, c_noise) for vectors (N, D): 2-D toys, tabular data."""
+"""Residual MLP backbone F(x, c_noise, cond) for vectors (N, D): 2-D toys, tabular data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .config import MLPConfig
-from .layers import Dropout, Layers, NoiseEmbedding, NormFactory, check_cond, flat_noise
+from .layers import Dropout, Layers, NoiseEmbedding, NormFactory, flat_noise
 from .mp import MPLayers
 
 
@@ -56,11 +56,12 @@ class MLPBackbone(nn.Module):
     the magnitude-preserving layers (`mp.MPLayers`, EDM2), whose output gain starts at 0.
     """
 
-    def __init__(self, dim: int, cfg: MLPConfig):
+    def __init__(self, dim: int, cfg: MLPConfig, cond_classes: int = 0, cond_dim: int = 0):
         super().__init__()
         self.dim = dim
         self.ops = ops = MPLayers() if cfg.mp else Layers(vector_norm_factory(cfg.norm))
-        self.embed = NoiseEmbedding(cfg.emb_dim, fourier_dim=cfg.emb_dim, ops=ops)
+        self.embed = NoiseEmbedding(cfg.emb_dim, fourier_dim=cfg.emb_dim, ops=ops, cond_classes=cond_classes,
+                                    cond_dim=cond_dim)
         self.inp = ops.input_layer(dim, cfg.width)
         self.blocks = nn.ModuleList(MLPBlock(cfg.width, cfg.emb_dim, cfg.dropout, ops) for _ in range(cfg.blocks))
         self.norm_out = ops.norm(cfg.width)
@@ -69,12 +70,11 @@ class MLPBackbone(nn.Module):
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        check_cond(cond)
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"MLPBackbone built for vectors of size {self.dim}, got a batch shaped {tuple(x.shape)}"
             )
-        emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device))
+        emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), cond=cond)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, emb)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .layers import Dropout, Layers, NoiseEmbedding, check_cond, flat_noise, norm_factory
+from .layers import Dropout, Layers, NoiseEmbedding, flat_noise, norm_factory
 from .mp import MPLayers
 
 
@@ -112,13 +112,15 @@ class UNet2D(nn.Module):
     # Layout of the activations (see the module docstring); the output is returned contiguous.
     memory_format = torch.channels_last
 
-    def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, aug_dim: int = 0):
+    def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, aug_dim: int = 0,
+                 cond_classes: int = 0, cond_dim: int = 0):
         super().__init__()
         self.item_shape = (in_channels, *image_size)
         self.ops = ops = MPLayers() if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups))
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = cfg.emb_mult * cfg.channels
-        self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops, aug_dim=aug_dim)
+        self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops, aug_dim=aug_dim,
+                                    cond_classes=cond_classes, cond_dim=cond_dim)
         self.conv_in = ops.input_layer(in_channels, ch[0], 3)
 
         # Encoder: blocks_per_level blocks per level, then a (weightless) downsample. Every block's
@@ -158,10 +160,9 @@ class UNet2D(nn.Module):
     ) -> torch.Tensor:
         """`aug`: augmentation labels (N, data.augment.AUG_DIM) of the training images; None (sampling) is
         the untransformed image."""
-        check_cond(cond)
         if tuple(x.shape[1:]) != self.item_shape:
             raise ValueError(f"UNet2D built for items {self.item_shape}, got a batch shaped {tuple(x.shape)}")
-        emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), aug)
+        emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), aug, cond)
         h = self.conv_in(x.contiguous(memory_format=self.memory_format))
 
         skips = [h]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,9 +24,19 @@ class SampleConfig:
     rho: float = 10.0
     grid_n: int = 64  # samples in each grid written during training
     grid_seed: int = 0
+    # Classifier-free guidance of a conditional run (sampling/guidance.py): 1 is plain conditional sampling, 0
+    # unconditional. The default is chosen on digits (BENCHMARKS.md, conditional).
+    guidance: float = 1.0
+    guidance_interval: tuple[float, float] = (0.0, math.inf)  # σ range where guidance applies (data units)
 
     def check(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"sample.steps must be ≥ 1, got {self.steps}")
         if self.grid_n < 1:
             raise ConfigError(f"sample.grid_n must be ≥ 1, got {self.grid_n}")
+        if not math.isfinite(self.guidance):
+            raise ConfigError(f"sample.guidance must be a finite number, got {self.guidance}")
+        lo, hi = self.guidance_interval
+        if not 0 <= lo <= hi:
+            raise ConfigError(f"sample.guidance_interval must be [low, high] with 0 ≤ low ≤ high, got "
+                              f"{list(self.guidance_interval)}")

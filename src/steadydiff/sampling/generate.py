@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .config import SampleConfig
+from .guidance import Guidance, guided
 from .noise import SeededNoise, sample_seeds
 from .solvers import Denoiser, get_solver
 from .steps import resolve_step_list, step_list
@@ -45,23 +46,31 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              sigma_range: tuple[float, float], training_noise: str = "lognormal", steps: int | None = None,
              sampler: str | None = None,
              schedule: str | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
-             callback: Callable[[dict[str, Any]], None] | None = None) -> torch.Tensor:
+             callback: Callable[[dict[str, Any]], None] | None = None, cond: torch.Tensor | None = None,
+             guidance: float | None = None, guide: torch.nn.Module | None = None) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
-    `settings` holds the run's sampler, steps, step list and ρ (each overridable here); `sigma_range` is the
-    run's sampling σ range in data units (DiffusionConfig.sigma_range); `training_noise` (DiffusionConfig.noise)
-    decides which VP schedule 'vp-uniform' steps follow.
+    `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
+    the run's sampling σ range in data units (DiffusionConfig.sigma_range); `training_noise`
+    (DiffusionConfig.noise) decides which VP schedule 'vp-uniform' steps follow. A conditional denoiser takes
+    `cond`, one condition per sample as the network reads it (class ids, or normalised vectors), guided by
+    `guidance` (the weight w of sampling/guidance.py) against its own unconditional branch, or against `guide`
+    (autoguidance).
     """
     sigma_min, sigma_max = sigma_range
     name = resolve_step_list(schedule or settings.schedule, training_noise)
     sigmas = step_list(name, steps or settings.steps, sigma_min, sigma_max, rho=settings.rho).to(device)
     seeds = sample_seeds(seed, n)
+    if cond is not None and len(cond) != n:
+        raise ValueError(f"{len(cond)} conditions for {n} samples")
+    rule = Guidance(settings.guidance if guidance is None else guidance, tuple(settings.guidance_interval))
     was_training = denoiser.training
     denoiser.eval()
     out = []
     for s in range(0, n, batch_size):
         chunk = seeds[s:s + batch_size]
-        out.append(sample(denoiser, (len(chunk), *item_shape), sigmas, sampler or settings.sampler, chunk,
-                               device=device, callback=callback).cpu())
+        d = denoiser if cond is None else guided(denoiser, cond[s:s + batch_size].to(device), rule, guide)
+        out.append(sample(d, (len(chunk), *item_shape), sigmas, sampler or settings.sampler, chunk,
+                          device=device, callback=callback).cpu())
     denoiser.train(was_training)
     return torch.cat(out)

@@ -65,6 +65,11 @@ class TrainConfig:
     # a sample-metric evaluation that would push it past this share of the time so far is skipped.
     eval_budget: float = 0.10
     tensorboard: bool = False  # mirror every number of metrics.jsonl to RUN/tensorboard/ (needs tensorboard)
+    # Condition on the labels or vectors the data carries (data/cond.py): auto does when there are any.
+    conditional: Literal["auto", "on", "off"] = "auto"
+    # Share of training items whose condition is dropped (the learned null), so one network is conditional and
+    # unconditional (classifier-free guidance; Ho & Salimans 2022 use 0.1–0.2).
+    cond_dropout: float = 0.1
 
     def check(self) -> None:
         positive = {"train.steps": self.steps, "train.batch_size": self.batch_size, "train.lr": self.lr,
@@ -98,6 +103,9 @@ class TrainConfig:
             raise ConfigError(f"train.sample_metrics_n must be ≥ 6, got {self.sample_metrics_n}")
         if self.sample_metrics_steps < 1:
             raise ConfigError(f"train.sample_metrics_steps must be ≥ 1, got {self.sample_metrics_steps}")
+        if not 0 <= self.cond_dropout < 1:
+            raise ConfigError(f"train.cond_dropout must lie in [0, 1) (at 1 the network never sees a condition), "
+                              f"got {self.cond_dropout}")
         if not 0 < self.eval_budget <= 1:
             raise ConfigError(f"train.eval_budget (the share of wall time evaluation may take) must lie in (0, 1], "
                               f"got {self.eval_budget}")
@@ -148,6 +156,10 @@ class GuardConfig:
     growth_steps: int = 2000
     growth_backoff: float = 0.25
     canaries: bool = True  # checks at start and at each validation (see train/guard.py)
+    # A conditional run whose validation loss rises by less than this share when the items' conditions are
+    # shuffled ignores its condition (an incident); judged from step `cond_after` on (BENCHMARKS.md, conditional).
+    cond_min_gain: float = 0.01
+    cond_after: int = 500
 
     def check(self) -> None:
         positive = {"guard.history": self.history, "guard.min_history": self.min_history,

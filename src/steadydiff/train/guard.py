@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..sampling.guidance import null_like
 from .config import GuardConfig
 from .rundir import JsonlLog
 
@@ -585,6 +586,26 @@ def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: tor
     if size < 1e-2:
         return math.nan
     return float((lo - hi).abs().mean()) / size
+
+
+@torch.no_grad()
+def cond_response(backbone: nn.Module, item_shape: tuple[int, ...], device: torch.device,
+                  cond: torch.Tensor) -> float:
+    """Relative change of a jittered copy's output (see `sigma_response`) between the given conditions and none:
+    exactly 0 for a backbone that never reads `cond`."""
+    net = copy.deepcopy(backbone)
+    g = torch.Generator().manual_seed(0)
+    for p in net.parameters():
+        scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.5
+        p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (scale + 0.01))
+    net.eval()
+    n = len(cond)
+    x = torch.randn((n, *item_shape), generator=torch.Generator().manual_seed(1)).to(device)
+    c_noise = torch.full((n,), math.log(1.0) / 4, device=device)
+    given = net(x, c_noise, cond)
+    none = net(x, c_noise, null_like(cond))
+    size = float(given.abs().mean() + none.abs().mean()) / 2
+    return float((given - none).abs().mean()) / max(size, 1e-12)
 
 
 def roundtrip_error(normaliser: Any, x: np.ndarray) -> float:

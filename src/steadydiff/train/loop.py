@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..atomic import write_text_atomic
 from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
+from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
 from ..data.normalise import Normaliser
 from ..data.scan import scan
@@ -37,7 +38,7 @@ from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
 from ..metrics.reference import Reference, default_metric
 from ..nets import build_backbone, count_parameters
-from ..sampling import generate, nfe
+from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
 from . import checkpoint as ckpt
 from .config import RunConfig
@@ -48,6 +49,7 @@ from .guard import (
     RobustHistory,
     Rollback,
     Snapshot,
+    cond_response,
     restore_snapshot,
     roundtrip_error,
     sigma_response,
@@ -79,9 +81,12 @@ def measure_sigma_data(x: np.ndarray) -> float:
 
 
 def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
-                   backbone: nn.Module | None = None) -> Denoiser:
+                   backbone: nn.Module | None = None, cond: CondSpec | None = None) -> Denoiser:
     aug_dim = AUG_DIM if cfg.data.augment else 0  # train() refuses data.augment for vectors
-    backbone = backbone if backbone is not None else build_backbone(cfg.net, item_shape, aug_dim=aug_dim)
+    if backbone is None:
+        backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim,
+                                  cond_classes=cond.n_classes if cond is not None and cond.kind == "class" else 0,
+                                  cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0)
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
@@ -105,7 +110,8 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> dict[str, Any]:
+def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray,
+                    labels: np.ndarray | None = None) -> dict[str, Any]:
     """How well, by the one definition `steadydiff eval` and the in-training sample metrics use too
     (metrics.reference.Reference in its default feature space): every metric of the samples, what as many real
     training items score (`real_data`, the floor), and `metric`, the one to read first. Data with too few
@@ -118,7 +124,7 @@ def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray) -> 
         if ds.modes is not None and ds.mode_std is not None and np.isfinite(samples_user).all():
             q.update(rounded(mode_stats(samples_user.reshape(len(samples_user), -1), ds.modes, ds.mode_std)))
         return q
-    scores = ref.score(samples_user)
+    scores = ref.score(samples_user, labels=labels)
     if "non_finite_samples" in scores:
         return {**q, **scores}
     return {**q, "metric": default_metric(ref), "space": ref.space, **rounded(scores),
@@ -135,6 +141,8 @@ class Parts:
     ds: Dataset
     norm: Normaliser
     train_x: torch.Tensor  # the normalised training items
+    cond: CondSpec | None  # the run's condition (None: unconditional)
+    train_cond: torch.Tensor | None  # the training items' conditions as the network reads them
     batch: int
     net: Denoiser
     ema: EMA
@@ -246,6 +254,17 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         Normaliser.fit(ds.train, ds.kind)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
     resolve_config(cfg, ds, norm, train_x, backbone, fresh=saved_cfg is None)
+    cond = ds.condition(tc.conditional)
+    if cond is not None:
+        log.info("data: %s", cond.describe())
+    if saved_cfg is not None and (run_dir / "dataset.json").exists():
+        before = json.loads((run_dir / "dataset.json").read_text()).get("condition")
+        if before != (None if cond is None else cond.to_dict()):
+            then = "without a condition" if before is None else CondSpec.from_dict(before).describe()
+            raise SteadydiffError(f"{run_dir} was trained {then}, "
+                                  f"now {'without one' if cond is None else cond.describe()}; resume it with the same "
+                                  "data and train.conditional, or choose a new --out for a new run")
+    train_cond = None if cond is None else torch.as_tensor(model_conditions(cond, ds.conditions("train")))
     batch = tc.batch_size
     if len(train_x) < batch:
         batch = len(train_x)
@@ -256,18 +275,21 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
     sigma_data = cfg.diffusion.sigma_data
     torch.manual_seed(derive_seed(tc.seed, Stream.INIT))  # initial weights depend on the seed alone
-    net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone).to(device)
+    net = build_denoiser(cfg, ds.item_shape, sigma_data, backbone=backbone, cond=cond).to(device)
     ema = EMA(net)
     phema = PowerEMA(net, tc.phema_stds) if tc.phema_every else None
     opt = build_optimizer(net.parameters(), tc)
     loss_fn = make_loss(cfg)
     _, bin_edges = sigma_grid(loss_fn, sigma_data, SIGMA_BINS)
-    val_source = ds.holdout if len(ds.holdout) else ds.train
+    val_split = "holdout" if len(ds.holdout) else "train"
+    val_source = ds.holdout if val_split == "holdout" else ds.train
     val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
+    val_cond = None if cond is None else \
+        torch.as_tensor(model_conditions(cond, ds.conditions(val_split)[:tc.val_items])).to(device)
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
-                                       seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION))
+                                       seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION), cond=val_cond)
     if gc.enabled and gc.canaries:
-        start_canaries(net, norm, ds, device)
+        start_canaries(net, norm, ds, device, val_cond)
 
     # 3. Run directory and resume ----------------------------------------------------------------
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -279,10 +301,14 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
         "fingerprint": fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
+        "condition": None if cond is None else cond.to_dict(),
     }, indent=2))
+    if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
+        np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
     guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
-    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, batch=batch, net=net,
+    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, cond=cond,
+              train_cond=train_cond, batch=batch, net=net,
               ema=ema, phema=phema, ema_net=copy.deepcopy(net).eval().requires_grad_(False), opt=opt,
               loss_fn=loss_fn, bin_edges=bin_edges.to(device), validation=validation, guard=guard,
               metrics_log=JsonlLog(run_dir / "metrics.jsonl"), board=None, probe=None,
@@ -299,7 +325,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     p.metrics_log.truncate_after(step)
     (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
     p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
-    p.probe = SampleMetrics(cfg, ds, norm, device) if tc.sample_metrics_every else None
+    p.probe = SampleMetrics(cfg, ds, norm, device, cond) if tc.sample_metrics_every else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
             log.warning("data: %s", f.message)
@@ -381,9 +407,9 @@ def skip_replayed_step(p: Parts, st: RunState) -> None:
     st.bar.update(1)
 
 
-def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None]:
-    """(item indices, batch, augmentation labels): the data order from (seed, epoch), augmentation from
-    (seed, step), then the user's batch_transform."""
+def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(item indices, batch, augmentation labels, conditions): the data order from (seed, epoch), augmentation and
+    condition dropout from (seed, step), then the user's batch_transform."""
     cfg, step = p.cfg, st.step
     idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
     x = p.train_x[torch.from_numpy(idx)].to(p.device)
@@ -395,13 +421,19 @@ def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch
                                 torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.AUGMENT, step)))
     if p.batch_transform is not None:
         x = p.batch_transform(step, x)
-    return idx, x, aug_labels
+    cond = None
+    if p.train_cond is not None:
+        cond = p.train_cond[torch.from_numpy(idx)]
+        g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.COND_DROPOUT, step))
+        dropped = torch.rand(len(idx), generator=g) < cfg.train.cond_dropout
+        cond = torch.where(dropped.reshape(-1, *([1] * (cond.dim() - 1))), null_like(cond), cond).to(p.device)
+    return idx, x, aug_labels, cond
 
 
 def train_step(p: Parts, st: RunState) -> None:
     """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA."""
     tc, guard, params, device = p.cfg.train, p.guard, p.params, p.device
-    idx, x, aug_labels = train_batch(p, st)
+    idx, x, aug_labels, cond = train_batch(p, st)
     torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step))
     g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
     for group in p.opt.param_groups:
@@ -412,7 +444,7 @@ def train_step(p: Parts, st: RunState) -> None:
         u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
         sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
                              p_std=p.loss_fn.p_std, u=u).to(device)
-    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=aug_labels)
+    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=aug_labels, cond=cond)
     loss = per_sample.mean()
     p.opt.zero_grad(set_to_none=True)
     (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
@@ -528,8 +560,12 @@ def validate_now(p: Parts, st: RunState, record: dict[str, Any]) -> Rollback | N
     val_ema = p.validation.evaluate(p.ema_net, p.loss_fn)
     record.update({"val_loss": round(val_raw["loss"], 6), "val_loss_bins": val_raw["bins"],
                    "val_loss_ema": round(val_ema["loss"], 6), "val_loss_ema_bins": val_ema["bins"]})
+    if p.cond is not None:
+        record.update(condition_use(p, val_raw))
     decision = None
     if guard is not None:
+        if p.cond is not None and gc.canaries and step >= gc.cond_after:
+            condition_canary(guard, step, record["cond_gain"], gc.cond_min_gain)
         if gc.canaries:
             st.ema_print, dead = periodic_canaries(guard, step, p.net, p.ema, p.ds.item_shape, p.device,
                                                    val_ema["loss"], st.ema_print)
@@ -546,6 +582,31 @@ def validate_now(p: Parts, st: RunState, record: dict[str, Any]) -> Rollback | N
                                       phema=p.phema)
     st.eval_s += time.perf_counter() - t_eval
     return decision
+
+
+def condition_use(p: Parts, given: dict[str, Any]) -> dict[str, Any]:
+    """How much the raw weights use the condition on the fixed validation batch: the loss with no condition (the
+    unconditional branch) and with the conditions of other items, and `cond_gain`, the relative loss a shuffled
+    condition adds. A network that ignores its condition (labels shuffled by a data bug, an embedding that is never
+    read) has a gain near 0; per-class losses for class conditions."""
+    p.net.eval()
+    null = p.validation.evaluate(p.net, p.loss_fn, conditions="null")["loss"]
+    shuffled = p.validation.evaluate(p.net, p.loss_fn, conditions="shuffled")["loss"]
+    p.net.train()
+    out = {"val_loss_null": round(null, 6), "val_loss_shuffled": round(shuffled, 6),
+           "cond_gain": round((shuffled - given["loss"]) / max(given["loss"], 1e-12), 6)}
+    if "classes" in given:
+        out["val_loss_classes"] = {p.cond.classes[k]: v for k, v in given["classes"].items()}
+    return out
+
+
+def condition_canary(guard: Guard, step: int, gain: float, min_gain: float) -> None:
+    """An incident when the network does no better with the right condition than with another item's."""
+    if not gain >= min_gain:
+        guard.incident("canary", step, "warned", check="condition_ignored", cond_gain=gain, min_gain=min_gain,
+                       message=f"the network ignores its condition: a shuffled condition raises the validation loss "
+                               f"by {100 * gain:.2f} % (a network that uses it: ≥ {100 * min_gain:g} %). Check that "
+                               "the labels belong to their items and that the backbone reads `cond`")
 
 
 def roll_back(p: Parts, st: RunState, decision: Rollback) -> None:
@@ -608,12 +669,26 @@ def checkpoint(p: Parts, st: RunState) -> None:
                                 "wall_s": st.wall_before + time.perf_counter() - st.t_start, **meta})
 
 
+def sample_conditions(p: Parts, n: int, seed: int, *, blocked: bool = False
+                      ) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    """Conditions of n samples (user units, and as the network reads them) for a conditional run: like the
+    training items' (data.cond.draw_conditions), or for a grid one stretch per class; (None, None) otherwise."""
+    if p.cond is None:
+        return None, None
+    if blocked and p.cond.kind == "class":
+        values = blocked_classes(p.cond, n)
+    else:
+        values = draw_conditions(p.cond, n, seed, p.ds.conditions("train"))
+    return values, torch.as_tensor(model_conditions(p.cond, values))
+
+
 def write_grid(p: Parts, tag: str) -> None:
     """A sample grid (PNG) and its samples (.npy, user units) of the EMA weights, from the run's grid seed."""
     cfg, ds = p.cfg, p.ds
     p.ema.copy_to(p.ema_net)
+    _, cond = sample_conditions(p, cfg.sample.grid_n, cfg.sample.grid_seed, blocked=True)
     x = generate(p.ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed,
-                 **cfg.sampling(p.sigma_data), device=p.device)
+                 **cfg.sampling(p.sigma_data), device=p.device, cond=cond)
     user = np.asarray(p.norm.inverse(x.numpy()))
     np.save(p.run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
     if ds.kind == "image" or user.shape[1] >= 2:
@@ -630,9 +705,12 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     write_grid(p, f"step-{st.step}")
     p.ema.copy_to(p.ema_net)
     n_eval = min(1000, max(len(ds.holdout), 500))
-    x = generate(p.ema_net, ds.item_shape, n_eval, seed=derive_seed(cfg.train.seed, Stream.SUMMARY),
-                 **cfg.sampling(p.sigma_data), device=p.device)
-    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32))
+    seed = derive_seed(cfg.train.seed, Stream.SUMMARY)
+    values, cond = sample_conditions(p, n_eval, seed)
+    x = generate(p.ema_net, ds.item_shape, n_eval, seed=seed, **cfg.sampling(p.sigma_data), device=p.device,
+                 cond=cond)
+    labels = values if p.cond is not None and p.cond.kind == "class" else None
+    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32), labels)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     if p.probe is not None and any("sample_metrics" in r for r in records):
         p.probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric
@@ -718,8 +796,17 @@ def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
     return scan(ds.train, normalised, ds.kind, ds.columns)
 
 
-def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.device) -> None:
+def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.device,
+                   val_cond: torch.Tensor | None) -> None:
     """Silent bugs that would waste the whole run are refused before it starts."""
+    if val_cond is not None:
+        change = cond_response(net.backbone, ds.item_shape, device, val_cond[:8])
+        if not change >= 1e-6:
+            raise SteadydiffError(
+                f"canary: the backbone {type(net.backbone).__name__}'s output does not change with its condition "
+                f"(relative change {change:.1e} between the items' conditions and none): it ignores its `cond` "
+                "input, so the run could not be conditional. Read cond in forward(x, c_noise, cond), or set "
+                "train.conditional=off.")
     response = sigma_response(net.backbone, ds.item_shape, device, jitter=True)
     if not response >= 1e-6:  # NaN too: a jittered network whose output is ~0 is broken as well
         raise SteadydiffError(

@@ -26,6 +26,7 @@ class Stream(IntEnum):
     VALIDATION = 4  # the fixed validation noise (derived from data.split_seed)
     SAMPLE_METRICS = 5  # the seeds of the in-training sample set
     AUGMENT = 6  # non-leaking augmentation (data.augment)
+    COND_DROPOUT = 7  # which items' conditions are dropped (train.cond_dropout)
     SUMMARY = 0x5EE  # the end-of-run summary's samples
     DATA_ORDER = 0x0DA7A  # each epoch's permutation
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..data import Dataset
+from ..data.cond import CondSpec, draw_conditions, model_conditions
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
 from ..metrics.reference import RANKED, Reference, default_metric
@@ -81,9 +82,10 @@ class SampleMetrics:
     """The in-training evaluation of one run: its reference (built at the first evaluation), seeds, settings
     and what the last evaluation cost. `evaluate(ema_net)` returns metrics.jsonl's `sample_metrics`."""
 
-    def __init__(self, cfg: RunConfig, ds: Dataset, normaliser: Normaliser, device: torch.device):
+    def __init__(self, cfg: RunConfig, ds: Dataset, normaliser: Normaliser, device: torch.device,
+                 cond: CondSpec | None = None):
         tc = cfg.train
-        self.cfg, self.ds, self.normaliser, self.device = cfg, ds, normaliser, device
+        self.cfg, self.ds, self.normaliser, self.device, self.cond = cfg, ds, normaliser, device, cond
         self.n, self.sampler, self.steps = tc.sample_metrics_n, tc.sample_metrics_sampler, tc.sample_metrics_steps
         self.nfe = count_nfe(self.sampler, self.steps)
         self.seed = derive_seed(tc.seed, Stream.SAMPLE_METRICS)
@@ -122,9 +124,13 @@ class SampleMetrics:
         if ref is None:
             return None
         t1 = time.perf_counter()
+        values = None if self.cond is None else \
+            draw_conditions(self.cond, self.n, self.seed, self.ds.conditions("train"))
         x = generate(ema_net, self.ds.item_shape, self.n, seed=self.seed, **self.cfg.sampling(ema_net.sigma_data),
-                     steps=self.steps, sampler=self.sampler, device=self.device)
-        metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32))
+                     steps=self.steps, sampler=self.sampler, device=self.device,
+                     cond=None if values is None else torch.as_tensor(model_conditions(self.cond, values)))
+        labels = values if self.cond is not None and self.cond.kind == "class" else None
+        metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32), labels=labels)
         t2 = time.perf_counter()
         self.last_cost = t2 - t1
         return {**rounded(metrics), "seconds": round(t2 - t0, 3)}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..diffusion import DenoisingLoss, sample_sigma
+from ..sampling.guidance import null_like
 
 
 def sigma_grid(loss: DenoisingLoss, sigma_data: float, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,25 +27,43 @@ class FixedValidation:
     sigma: torch.Tensor  # (M·K,)
     noise: torch.Tensor  # (M·K, ...)
     bins: int
+    cond: torch.Tensor | None = None  # (M·K, ...) the items' conditions, as the network reads them
+    shuffled: torch.Tensor | None = None  # the same conditions given to other items (a fixed permutation)
 
     @classmethod
     def build(cls, items: torch.Tensor, loss: DenoisingLoss, sigma_data: float, *, bins: int, seed: int,
-              ) -> FixedValidation:
+              cond: torch.Tensor | None = None) -> FixedValidation:
         centres, _ = sigma_grid(loss, sigma_data, bins)
         m = items.shape[0]
         x = items.repeat_interleave(bins, dim=0)
         sigma = centres.repeat(m).to(items.device)
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn(x.shape, generator=g).to(items.device)
-        return cls(x=x, sigma=sigma, noise=noise, bins=bins)
+        shuffled = None
+        if cond is not None:
+            perm = torch.randperm(m, generator=g).to(cond.device)
+            shuffled = cond[perm].repeat_interleave(bins, dim=0)
+            cond = cond.repeat_interleave(bins, dim=0)
+        return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled)
 
     @torch.no_grad()
-    def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024) -> dict:
+    def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024,
+                 conditions: str = "given") -> dict:
+        """The loss per σ-bin and its mean; for a conditional run with `conditions` "given" (the items' own),
+        "null" (none: the unconditional branch) or "shuffled" (other items'), and per class for class ids."""
+        cond = {"given": self.cond, "shuffled": self.shuffled,
+                "null": None if self.cond is None else null_like(self.cond)}[conditions]
         per = []
         for s in range(0, len(self.x), batch_size):
             sl = slice(s, s + batch_size)
-            value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl])
+            value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl],
+                            cond=None if cond is None else cond[sl])
             per.append(value)
         per_sample = torch.cat(per).double().reshape(-1, self.bins)
         by_bin = per_sample.mean(0)
-        return {"loss": float(by_bin.mean()), "bins": [round(float(v), 6) for v in by_bin]}
+        out = {"loss": float(by_bin.mean()), "bins": [round(float(v), 6) for v in by_bin]}
+        if self.cond is not None and not self.cond.dtype.is_floating_point and conditions == "given":
+            labels = self.cond[::self.bins].cpu()
+            item_loss = per_sample.mean(1).cpu()
+            out["classes"] = {int(k): round(float(item_loss[labels == k].mean()), 6) for k in labels.unique()}
+        return out

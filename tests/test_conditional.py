@@ -1,0 +1,244 @@
+"""Conditions end to end: where they come from, the network's null condition, guidance, the canary, the CLI."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import steadydiff
+from steadydiff.config import from_dict
+from steadydiff.data import DataConfig, load_data
+from steadydiff.data.cond import CondSpec, draw_conditions, parse_conditions
+from steadydiff.errors import ConfigError, DataError, SteadydiffError
+from steadydiff.nets import MLPBackbone, MLPConfig
+from steadydiff.sampling import Guidance, guided
+
+CENTRES = 2.0 * np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)
+
+
+def four_clusters(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(4, size=n)
+    return (CENTRES[y] + 0.1 * rng.standard_normal((n, 2))).astype(np.float32), y.astype(np.int64)
+
+
+def ignored_condition(run_dir) -> list[dict]:
+    path = run_dir / "incidents.jsonl"
+    events = map(json.loads, path.read_text().splitlines()) if path.exists() else []
+    return [e for e in events if e.get("check") == "condition_ignored"]
+
+
+def config(steps: int, **train) -> dict:
+    return {"net": {"mlp": {"width": 64, "blocks": 2}},
+            "train": {"steps": steps, "batch_size": 128, "log_every": 50, "val_every": 100, "checkpoint_every": 100,
+                      "sample_every": 0, "sample_metrics_every": 0, "warmup_samples": 2560, "val_items": 64,
+                      "ema_halflife_samples": 10_000, **train},
+            "guard": {"cond_after": 200}, "sample": {"steps": 12, "grid_n": 16}}
+
+
+# -- where conditions come from --------------------------------------------------------------------------------
+
+
+def test_sources_give_labels_with_names_or_vectors(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    for name in ("zebra", "apple"):
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((6, 6), 40 * i + (100 if name == "zebra" else 0), np.uint8)).save(
+                folder / name / f"{i}.png")
+    ds = load_data(DataConfig(source=str(folder), image_size=6, holdout=0))
+    assert ds.class_names == ["apple", "zebra"]  # sorted, as ImageFolder sorts them
+    assert ds.condition("auto").kind == "class" and list(ds.train_labels) == [0] * 4 + [1] * 4
+
+    x, y = four_clusters(100)
+    np.savez(tmp_path / "xy.npz", x=x, y=y + 10)
+    ds = load_data(DataConfig(source=str(tmp_path / "xy.npz"), holdout=0))
+    assert ds.class_names == ["10", "11", "12", "13"] and (ds.train_labels == y).all()
+    np.savez(tmp_path / "xv.npz", x=x, y=np.stack([y, -y], 1).astype(np.float32))
+    ds = load_data(DataConfig(source=str(tmp_path / "xv.npz"), holdout=0))
+    spec = ds.condition("auto")
+    assert spec.kind == "vector" and spec.dim == 2 and ds.class_names is None
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,kind\n" + "\n".join(f"{i},{i * 2},{'cat' if i % 3 else 'dog'}" for i in range(30)))
+    ds = load_data(DataConfig(source=str(csv), label_column="kind", holdout=0))
+    assert ds.class_names == ["cat", "dog"] and ds.columns == ["a", "b"] and ds.train.shape == (30, 2)
+    with pytest.raises(DataError, match="no column 'knd'.*Did you mean 'kind'"):
+        load_data(DataConfig(source=str(csv), label_column="knd"))
+
+    from torch.utils.data import TensorDataset
+
+    ds = load_data(DataConfig(holdout=0), TensorDataset(torch.from_numpy(x), torch.from_numpy(x[:, :1] * 3)))
+    assert ds.condition("auto").kind == "vector" and ds.train_vectors.shape == (100, 1)
+    assert load_data(DataConfig(source="toy:grid25")).condition("auto") is None  # mixture components are latent
+    with pytest.raises(DataError, match="carries no conditions"):
+        load_data(DataConfig(source="toy:grid25")).condition("on")
+
+
+def test_bad_condition_files_are_refused_with_the_item(tmp_path):
+    x, y = four_clusters(50)
+    np.savez(tmp_path / "short.npz", x=x, y=y[:40])
+    with pytest.raises(DataError, match="40 conditions for 50 items"):
+        load_data(DataConfig(source=str(tmp_path / "short.npz")))
+    v = np.ones((50, 3))
+    v[7, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=v)
+    with pytest.raises(DataError, match="item 7"):
+        load_data(DataConfig(source=str(tmp_path / "nan.npz")))
+    with pytest.raises(DataError, match="CSV files only"):
+        load_data(DataConfig(source="digits", label_column="target"))
+
+
+def test_requested_conditions_are_checked_against_the_run():
+    spec = CondSpec.for_labels(np.array([0, 1, 2, 2]), ["cat", "dog", "eel"])
+    assert list(parse_conditions(spec, "dog", 3)) == [1, 1, 1]
+    assert list(parse_conditions(spec, [2, "cat"], 2)) == [2, 0]
+    for bad, message in [("dgo", "unknown class 'dgo'.*Did you mean 'dog'"), (3, "out of range"),
+                         ([0, 1, 2], "3 class conditions for 2 samples"), (True, "boolean")]:
+        with pytest.raises(DataError, match=message):
+            parse_conditions(spec, bad, 2)
+    with pytest.raises(DataError, match="without a condition"):
+        parse_conditions(None, 1, 2)
+    vec = CondSpec.for_vectors(np.random.default_rng(0).normal(size=(20, 3)))
+    assert parse_conditions(vec, [1, 2, 3], 4).shape == (4, 3)
+    with pytest.raises(DataError, match=r"expects \(3,\)"):
+        parse_conditions(vec, np.ones((4, 2)), 4)
+    with pytest.raises(DataError, match="finite"):
+        parse_conditions(vec, [1, np.nan, 3], 4)
+    # drawn conditions follow the class shares, condition i a function of (seed, i) alone
+    drawn = draw_conditions(spec, 2000, seed=5)
+    assert abs(np.mean(drawn == 2) - 0.5) < 0.05 and (draw_conditions(spec, 10, seed=5) == drawn[:10]).all()
+
+
+# -- the network and guidance -----------------------------------------------------------------------------------
+
+
+def test_null_condition_and_guidance_weights_are_exact():
+    torch.manual_seed(0)
+    net = MLPBackbone(2, MLPConfig(width=32, blocks=2), cond_classes=3)
+    for p in net.parameters():  # a trained-looking network (the output layer starts at zero)
+        p.data.normal_(0, 0.3)
+    x, sigma = torch.randn(6, 2), torch.full((6,), 0.7)
+    cond = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def denoiser(x_, s, c):
+        return x_ + net(x_, torch.log(s) / 4, c)
+
+    plain = denoiser(x, sigma, cond)
+    uncond = denoiser(x, sigma, torch.full_like(cond, -1))
+    assert not torch.allclose(plain, uncond)
+    assert torch.equal(guided(denoiser, cond, Guidance(1.0))(x, sigma), plain)
+    assert torch.equal(guided(denoiser, cond, Guidance(0.0))(x, sigma), uncond)
+    w2 = guided(denoiser, cond, Guidance(2.0))(x, sigma)
+    assert torch.allclose(w2, uncond + 2 * (plain - uncond), atol=1e-6)
+    outside = guided(denoiser, cond, Guidance(2.0, interval=(1.0, 5.0)))(x, sigma)  # σ = 0.7 is outside
+    assert torch.equal(outside, plain)
+    with pytest.raises(ConfigError, match="built without a condition"):
+        MLPBackbone(2, MLPConfig(width=32, blocks=2))(x, sigma, cond)
+
+
+# -- training ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cond")
+    x, y = four_clusters()
+    np.savez(root / "clusters.npz", x=x, y=y)
+    run = steadydiff.train(config(600), data=str(root / "clusters.npz"), out=root / "run", progress=False)
+    return root, run
+
+
+def test_samples_follow_the_requested_class_and_unconditional_ones_cover_all(cluster_run):
+    root, run = cluster_run
+    model = run.load()
+    assert model.classes == ["0", "1", "2", "3"]
+    for k in range(4):
+        x = model.sample(200, cond=k, seed=1)
+        nearest = np.argmin(((x[:, None, :] - CENTRES[None]) ** 2).sum(-1), 1)
+        assert np.mean(nearest == k) > 0.95, f"class {k}: {np.mean(nearest == k):.2f} of samples near its centre"
+    # unconditional samples (w = 0) spread over all four clusters
+    x = model.sample(400, guidance=0.0, seed=2)
+    shares = np.bincount(np.argmin(((x[:, None, :] - CENTRES[None]) ** 2).sum(-1), 1), minlength=4) / 400
+    assert shares.min() > 0.12
+    assert not ignored_condition(run.dir)
+    info = json.loads((run.dir / "dataset.json").read_text())
+    assert info["condition"]["kind"] == "class" and info["condition"]["classes"] == ["0", "1", "2", "3"]
+
+
+def test_sample_depends_on_seed_and_condition_not_batch_size(cluster_run):
+    model = cluster_run[1].load()
+    labels = np.arange(10) % 4
+    whole = model.sample(10, cond=labels, guidance=2.0, seed=3, steps=6)
+    parts = model.sample(10, cond=labels, guidance=2.0, seed=3, steps=6, batch_size=3)
+    np.testing.assert_allclose(whole, parts, atol=1e-5)
+    again = model.sample(10, cond=labels, guidance=2.0, seed=3, steps=6)
+    assert np.array_equal(whole, again)
+
+
+def test_shuffled_labels_are_caught_by_the_condition_canary(tmp_path):
+    x, y = four_clusters()
+    np.savez(tmp_path / "shuffled.npz", x=x, y=np.random.default_rng(1).permutation(y))
+    run = steadydiff.train(config(300), data=str(tmp_path / "shuffled.npz"), out=tmp_path / "run", progress=False)
+    fired = ignored_condition(run.dir)
+    assert fired and fired[0]["step"] >= 200
+
+
+def test_conditional_resume_is_exact(tmp_path):
+    x, y = four_clusters(500)
+    np.savez(tmp_path / "c.npz", x=x, y=y)
+    cfg = config(40, log_every=10, val_every=20, checkpoint_every=20)
+    run = tmp_path / "run"
+    steadydiff.train(cfg, data=str(tmp_path / "c.npz"), out=run, progress=False)
+    straight = load_file(str(run / "checkpoints/step-40/model.safetensors"))
+    shutil.rmtree(run / "checkpoints/step-40")
+    steadydiff.train(cfg, data=str(tmp_path / "c.npz"), out=run, progress=False)
+    resumed = load_file(str(run / "checkpoints/step-40/model.safetensors"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    with pytest.raises(SteadydiffError, match="train.conditional: run has .auto., now .off."):
+        cfg_off = from_dict(config(60, log_every=10, val_every=20, checkpoint_every=20, conditional="off"))
+        steadydiff.train(cfg_off, data=str(tmp_path / "c.npz"), out=run, progress=False)
+
+
+def test_a_backbone_that_ignores_its_condition_is_refused_at_start(tmp_path):
+    x, y = four_clusters(300)
+
+    class Deaf(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = MLPBackbone(2, MLPConfig(width=16, blocks=1))
+
+        def forward(self, x, c_noise, cond=None):
+            return self.inner(x, c_noise)  # never reads cond
+
+    np.savez(tmp_path / "c.npz", x=x, y=y)
+    with pytest.raises(SteadydiffError, match="does not change with its condition"):
+        steadydiff.train(config(10), data=str(tmp_path / "c.npz"), out=tmp_path / "run", backbone=Deaf(),
+                         progress=False)
+
+
+def test_cli_sample_by_class_and_its_errors(cluster_run, tmp_path):
+    run = cluster_run[1].dir
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "steadydiff", "sample", str(run), *args], capture_output=True,
+                              text=True)
+
+    ok = cli("--n", "5", "--class", "all", "--steps", "4", "--guidance", "1.5", "--out", str(tmp_path / "s.npy"))
+    assert ok.returncode == 0, ok.stderr
+    assert np.load(tmp_path / "s.npy").shape == (20, 2)
+    np.save(tmp_path / "c.npy", np.array([0, 3, 3]))
+    assert cli("--n", "3", "--cond", str(tmp_path / "c.npy"), "--steps", "4", "--out", str(tmp_path / "t.npy")
+               ).returncode == 0
+    for args, message in [(["--class", "seven"], "unknown class 'seven'"), (["--class", "9"], "out of range"),
+                          (["--cond", str(tmp_path / "c.npy")], "3 conditions for --n 5"),
+                          (["--guidance", "nan"], "finite")]:
+        bad = cli("--n", "5", "--steps", "4", "--out", str(tmp_path / "u.npy"), *args)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
