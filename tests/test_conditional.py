@@ -242,3 +242,80 @@ def test_cli_sample_by_class_and_its_errors(cluster_run, tmp_path):
                           (["--guidance", "nan"], "finite")]:
         bad = cli("--n", "5", "--steps", "4", "--out", str(tmp_path / "u.npy"), *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+# -- captions ---------------------------------------------------------------------------------------------------
+
+WORDS = [["east", "right"], ["north", "up"], ["west", "left"], ["south", "down"]]
+
+
+class Captioned(torch.utils.data.Dataset):
+    """The four clusters, each point captioned with one of two words for its direction, in varied wordings."""
+
+    def __init__(self, n: int = 2000):
+        rng = np.random.default_rng(0)
+        self.x, y = four_clusters(n)
+        templates = ["a point to the {}", "{}", "towards the {} side"]
+        self.captions = [templates[rng.integers(3)].format(WORDS[k][rng.integers(2)]) for k in y]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.captions[i]
+
+
+def test_captions_beside_an_image_folder_are_read_and_checked(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((6, 6), 50 * i, np.uint8)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "captions.csv").write_text(
+        'file,caption\nim0.png,"a dark, plain square"\nim1.png,grey\nim2.png,light\n')
+    ds = load_data(DataConfig(source=str(tmp_path), image_size=6, holdout=0))
+    assert ds.train_captions == ["a dark, plain square", "grey", "light"]
+    spec = ds.condition("auto")
+    assert spec.kind == "text" and "dark" in spec.vocab
+    (tmp_path / "captions.csv").write_text("file,caption\nim0.png,dark\nim2.png,light\n")
+    with pytest.raises(DataError, match="no caption for im1.png"):
+        load_data(DataConfig(source=str(tmp_path), image_size=6))
+
+
+def test_captions_train_a_text_encoder_that_follows_the_prompt(tmp_path):
+    run = steadydiff.train(config(500), data=Captioned(), out=tmp_path / "run", progress=False)
+    model = run.load()
+    assert model.cond.kind == "text" and (run.dir / "captions.json").is_file()
+    for k, synonyms in enumerate(WORDS):
+        for word in synonyms:
+            x = model.sample(100, cond=f"to the {word}", seed=1)
+            nearest = np.argmin(((x[:, None, :] - CENTRES[None]) ** 2).sum(-1), 1)
+            assert np.mean(nearest == k) > 0.9, f"{word!r}: {np.mean(nearest == k):.2f} near its centre"
+    with pytest.raises(DataError, match="no word the training captions used"):
+        model.sample(4, cond="moon landing")
+    ok = subprocess.run([sys.executable, "-m", "steadydiff", "sample", str(run.dir), "--n", "4", "--steps", "4",
+                         "--prompt", "up", "--out", str(tmp_path / "p.npy")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "steadydiff", "sample", str(run.dir), "--n", "4", "--class", "1",
+                          "--out", str(tmp_path / "q.npy")], capture_output=True, text=True)
+    assert bad.returncode == 2 and '--prompt "TEXT"' in bad.stderr
+
+
+def test_a_pretrained_text_encoder_embeds_each_caption_once(tmp_path, monkeypatch):
+    module = tmp_path / "my_encoder.py"
+    module.write_text(
+        "import numpy as np\nCALLS = []\nWORDS = ['east', 'right', 'north', 'up', 'west', 'left', 'south', 'down']\n"
+        "def embed(texts):\n    CALLS.append(len(texts))\n"
+        "    return np.array([[float(w in t.split()) for w in WORDS] for t in texts])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = config(20)
+    cfg["data"] = {"text_encoder": "my_encoder:embed"}
+    run = steadydiff.train(cfg, data=Captioned(300), out=tmp_path / "run", progress=False)
+    import my_encoder
+
+    assert my_encoder.CALLS == [24]  # 24 distinct captions, embedded once
+    model = run.load()
+    assert model.cond.kind == "vector" and model.cond.encoder == "my_encoder:embed"
+    assert model.sample(3, cond="a point to the west", steps=3).shape == (3, 2)
+    cfg["data"] = {"text_encoder": "my_encoder:missing"}
+    with pytest.raises(SteadydiffError, match="has no attribute 'missing'"):
+        steadydiff.train(cfg, data=Captioned(300), out=tmp_path / "run2", progress=False)

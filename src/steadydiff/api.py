@@ -38,7 +38,8 @@ class Model:
     step: int
     device: torch.device
     cond: CondSpec | None = None  # the run's condition; None: unconditional
-    train_conditions: np.ndarray | None = None  # a vector-conditional run's training vectors (conditions.npy)
+    # the training vectors (conditions.npy) or captions (captions.json) conditions are drawn from when none are given
+    train_conditions: np.ndarray | None = None
 
     @property
     def classes(self) -> list[str] | None:
@@ -146,6 +147,8 @@ def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device
     vectors = None
     if cond is not None and cond.kind == "vector":
         vectors = np.load(run_dir / "conditions.npy", allow_pickle=False)
+    if cond is not None and cond.kind == "text":
+        vectors = np.asarray(json.loads((run_dir / "captions.json").read_text()), dtype=object)
     return Model(denoiser=net, config=cfg, normaliser=norm, item_shape=tuple(info["item_shape"]),
                  kind=info["kind"], columns=info.get("columns"), step=state["state"]["step"], device=dev,
                  cond=cond, train_conditions=vectors)

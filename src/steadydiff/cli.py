@@ -93,7 +93,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     what = "" if model.cond is None else (
         f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
         + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
-           else f"conditions from {args.cond}" if args.cond else "conditions drawn like the training items'"))
+           else f"conditions from {args.cond}" if args.cond else f"prompt {args.prompt!r}" if args.prompt
+           else "conditions drawn like the training items'"))
     save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
                  title=f"{n} samples, {sampler}, {model.nfe(steps, sampler)} NFE{what}")
     print(f"wrote {n} samples to {out} ({sampler}, {steps} steps = "
@@ -106,19 +107,27 @@ def _cli_conditions(args: argparse.Namespace, model) -> object:
     """What `sample --class/--cond` ask for, checked against the run (errors name what it expects)."""
     from .data.cond import parse_conditions
 
-    if args.cls is not None and args.cond is not None:
-        raise SteadydiffError("give --class or --cond, not both")
-    if (args.cls is not None or args.cond is not None or args.guidance is not None) and model.cond is None:
+    given = [flag for flag, v in (("--class", args.cls), ("--cond", args.cond), ("--prompt", args.prompt))
+             if v is not None]
+    if len(given) > 1:
+        raise SteadydiffError(f"give one of --class, --cond and --prompt, not {' and '.join(given)}")
+    if (given or args.guidance is not None) and model.cond is None:
         parse_conditions(None, None, args.n)  # raises: the run is unconditional
+    how = {"class": "--class NAME", "vector": "--cond FILE.npy", "text": '--prompt "TEXT"'}
+    if args.prompt is not None:
+        if model.cond.kind != "text":
+            raise SteadydiffError(f"--prompt needs a run conditional on captions; this one is "
+                                  f"{model.cond.describe()}: use {how[model.cond.kind]}")
+        return args.prompt
     if args.cls == "all":
         if model.classes is None:
             raise SteadydiffError(f"--class all needs a class-conditional run; this one is "
-                                  f"{model.cond.describe()}: give vectors with --cond FILE.npy")
+                                  f"{model.cond.describe()}: use {how[model.cond.kind]}")
         return np.repeat(np.arange(len(model.classes)), args.n)
     if args.cls is not None:
         if model.classes is None:
             raise SteadydiffError(f"--class needs a class-conditional run; this one is {model.cond.describe()}: "
-                                  "give vectors with --cond FILE.npy")
+                                  f"use {how[model.cond.kind]}")
         return args.cls if args.cls in model.classes or not args.cls.lstrip("-").isdigit() else int(args.cls)
     if args.cond is not None:
         path = Path(args.cond)
@@ -297,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class")
     s.add_argument("--cond", default=None, metavar="FILE.npy",
                    help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K))")
+    s.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="runs conditional on captions: the caption every sample is drawn for")
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight (1: plain conditional, 0: unconditional; default: the "
                         "run's sample.guidance)")

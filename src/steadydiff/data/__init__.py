@@ -23,6 +23,7 @@ from .cond import CondSpec, condition_from_array
 from .config import DataConfig
 from .normalise import Normaliser
 from .sources import BUILTINS, Raw, from_array, luma, read_source
+from .text import embed_texts
 from .validate import check_finite, check_min_items
 
 __all__ = [
@@ -52,6 +53,9 @@ class Dataset:
     class_names: list[str] | None = None  # where the labels are classes a user can ask for (data/cond.py)
     train_vectors: np.ndarray | None = None  # float32 (N, K) condition vectors where the source has them
     holdout_vectors: np.ndarray | None = None
+    train_captions: list[str] | None = None  # one caption per item where the source has them
+    holdout_captions: list[str] | None = None
+    text_encoder: str | None = None  # data.text_encoder: the captions' embeddings are the vectors above
     columns: list[str] | None = None  # feature names for tables
     modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
     mode_std: float | None = None
@@ -66,6 +70,10 @@ class Dataset:
         names) or vectors the data carries; on refuses data that carries none."""
         if conditional == "off":
             return None
+        if self.train_captions is not None and self.text_encoder:
+            return dataclasses.replace(CondSpec.for_vectors(self.train_vectors), encoder=self.text_encoder)
+        if self.train_captions is not None:
+            return CondSpec.for_captions(self.train_captions)
         if self.class_names is not None and self.train_labels is not None:
             return CondSpec.for_labels(self.train_labels, self.class_names)
         if self.train_vectors is not None:
@@ -77,7 +85,10 @@ class Dataset:
         return None
 
     def conditions(self, split: str) -> np.ndarray | None:
-        """The training or held-out items' conditions: label ids (N,) or vectors (N, K) in user units."""
+        """The training or held-out items' conditions: captions, label ids (N,) or vectors (N, K) in user units."""
+        if self.train_captions is not None and not self.text_encoder:
+            captions = self.train_captions if split == "train" else self.holdout_captions
+            return np.asarray(captions, dtype=object)
         if self.class_names is not None:
             return self.train_labels if split == "train" else self.holdout_labels
         return self.train_vectors if split == "train" else self.holdout_vectors
@@ -133,6 +144,12 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     check_min_items(raw.x, name)
     x = _as_float32(raw.x, name)
 
+    if cfg.text_encoder is not None:
+        if raw.captions is None:
+            raise DataError(f"data.text_encoder={cfg.text_encoder!r} embeds captions, and {name} has none (put "
+                            "captions.csv or captions.jsonl beside the images, or return (x, caption) from a Dataset)")
+        raw.vectors = embed_texts(cfg.text_encoder, raw.captions)
+        raw.notes.append(f"{name}: captions embedded by {cfg.text_encoder} ({raw.vectors.shape[1]} values each)")
     if cfg.label_column is not None and raw.lines is None:  # only CSV files have lines
         raise DataError(f"data.label_column={cfg.label_column!r} applies to CSV files only; {name} is not one "
                         "(image sub-folders, an .npz 'y' or a Dataset's (x, y) give conditions there)")
@@ -148,6 +165,9 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         class_names=raw.class_names,
         train_vectors=None if vectors is None else vectors[train_idx],
         holdout_vectors=None if vectors is None else vectors[hold_idx],
+        train_captions=None if raw.captions is None else [raw.captions[i] for i in train_idx],
+        holdout_captions=None if raw.captions is None else [raw.captions[i] for i in hold_idx],
+        text_encoder=cfg.text_encoder,
         columns=raw.columns,
         modes=raw.modes,
         mode_std=raw.mode_std,
@@ -222,7 +242,7 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
                 raise DataError(f"{where}: item {i} is an empty {type(item).__name__}; items must be arrays "
                                 "or tuples (item, label)")
             if len(item) > 1:
-                label = _int_label(item[1])
+                label = item[1] if isinstance(item[1], str) else _int_label(item[1])
                 if label is None:
                     label = _float_condition(item[1], f"{where}: item {i}")
             item = item[0]
@@ -239,7 +259,12 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
     if not arrays:
         raise DataError(f"{where}: the dataset is empty")
     raw = from_array(np.stack(arrays), where)
-    if all(isinstance(v, int) for v in labels):
+    if all(isinstance(v, str) for v in labels):
+        empty = next((i for i, v in enumerate(labels) if not v.strip()), None)
+        if empty is not None:
+            raise DataError(f"{where}: item {empty} has an empty caption; give every item one")
+        raw.captions = list(labels)
+    elif all(isinstance(v, int) for v in labels):
         raw.labels, raw.class_names, _ = condition_from_array(np.asarray(labels, dtype=np.int64), len(arrays), where)
     elif all(isinstance(v, np.ndarray) for v in labels):
         shapes = {v.shape for v in labels}
@@ -257,7 +282,8 @@ def _from_torch_dataset(ds: torch.utils.data.Dataset, where: str) -> Raw:
 
 
 def _kind_of(v: Any) -> str:
-    return "an integer class" if isinstance(v, int) else "a float vector" if isinstance(v, np.ndarray) else "missing"
+    kinds = {int: "an integer class", np.ndarray: "a float vector", str: "a caption"}
+    return next((k for t, k in kinds.items() if isinstance(v, t)), "missing")
 
 
 def _float_condition(v: Any, where: str) -> np.ndarray:

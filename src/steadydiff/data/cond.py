@@ -16,8 +16,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import DataError
+from .text import Tokeniser, embed_texts
 
-CondKind = Literal["class", "vector"]
+CondKind = Literal["class", "vector", "text"]
 NULL_LABEL = -1  # a dropped (unconditional) class label; a dropped vector is a row of NaN
 
 
@@ -32,6 +33,9 @@ class CondSpec:
     dim: int = 0  # vector size
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    vocab: tuple[str, ...] = ()  # captions: the tokeniser's words (data/text.py)
+    max_len: int = 0
+    encoder: str = ""  # vectors that embed captions: the pretrained encoder (data.text_encoder) prompts go through
     notes: list[str] = field(default_factory=list, compare=False)
 
     @property
@@ -40,12 +44,14 @@ class CondSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "classes": list(self.classes), "shares": list(self.shares), "dim": self.dim,
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std), "vocab": list(self.vocab), "max_len": self.max_len,
+                "encoder": self.encoder}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CondSpec:
         return cls(kind=d["kind"], classes=tuple(d.get("classes", ())), shares=tuple(d.get("shares", ())),
-                   dim=int(d.get("dim", 0)), mean=tuple(d.get("mean", ())), std=tuple(d.get("std", ())))
+                   dim=int(d.get("dim", 0)), mean=tuple(d.get("mean", ())), std=tuple(d.get("std", ())),
+                   vocab=tuple(d.get("vocab", ())), max_len=int(d.get("max_len", 0)), encoder=d.get("encoder", ""))
 
     @classmethod
     def for_labels(cls, labels: np.ndarray, names: list[str]) -> CondSpec:
@@ -60,7 +66,21 @@ class CondSpec:
         return cls(kind="vector", dim=v.shape[1], mean=tuple(float(m) for m in v.mean(0)),
                    std=tuple(float(s) for s in std))
 
+    @classmethod
+    def for_captions(cls, captions: list[str]) -> CondSpec:
+        t = Tokeniser.fit(captions)
+        return cls(kind="text", vocab=t.vocab, max_len=t.max_len)
+
+    @property
+    def tokeniser(self) -> Tokeniser:
+        return Tokeniser(vocab=self.vocab, max_len=self.max_len)
+
     def describe(self) -> str:
+        if self.kind == "text":
+            return (f"conditional on captions ({len(self.vocab):,} words, up to {self.max_len} per caption; text "
+                    "encoder trained with the run)")
+        if self.encoder:
+            return f"conditional on captions embedded by {self.encoder} ({self.dim} values)"
         if self.kind == "class":
             names = ", ".join(self.classes[:12]) + (", …" if self.n_classes > 12 else "")
             return f"class-conditional on {self.n_classes} classes ({names})"
@@ -122,6 +142,10 @@ def draw_conditions(spec: CondSpec, n: int, seed: int, train_values: np.ndarray 
     """n conditions distributed like the training items' (classes at their shares; vectors drawn from the training
     vectors `train_values`), condition i a function of (seed, i) alone, like the sample it conditions."""
     u = np.array([np.random.default_rng([seed, COND_STREAM, i]).random() for i in range(n)])
+    if spec.kind == "text":
+        if train_values is None or not len(train_values):
+            raise DataError("drawing captions needs the training captions (captions.json in the run directory)")
+        return np.asarray(train_values, dtype=object)[np.floor(u * len(train_values)).astype(np.int64)]
     if spec.kind == "class":
         cum = np.cumsum(spec.shares)
         return np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), spec.n_classes - 1).astype(np.int64)
@@ -142,12 +166,25 @@ def parse_conditions(spec: CondSpec | None, cond: Any, n: int) -> np.ndarray:
     if spec is None:
         raise DataError("this run was trained without a condition (unconditional); sample without cond/--class/"
                         "--cond, or train a conditional run (train.conditional=on on data with labels or vectors)")
+    if spec.kind == "text":
+        prompts = [cond] if isinstance(cond, str) else list(cond) if isinstance(cond, list | tuple | np.ndarray) \
+            else [cond]
+        if len(prompts) not in (1, n):
+            raise DataError(f"{len(prompts)} prompts for {n} samples; give one prompt, or one per sample")
+        checked = [spec.tokeniser.check_prompt(t) for t in prompts]
+        return np.asarray(checked * n if len(checked) == 1 else checked, dtype=object)
     if spec.kind == "class":
         values = [cond] if isinstance(cond, str | int | np.integer) else list(np.asarray(cond, dtype=object).ravel())
         if len(values) not in (1, n):
             raise DataError(f"{len(values)} class conditions for {n} samples; give one class, or one per sample")
         ids = [_class_id(spec, v) for v in values]
         return np.asarray(ids * n if len(ids) == 1 else ids, dtype=np.int64)
+    if spec.encoder and (isinstance(cond, str) or (isinstance(cond, list | tuple) and cond
+                                                    and all(isinstance(t, str) for t in cond))):
+        prompts = [cond] if isinstance(cond, str) else list(cond)
+        if len(prompts) not in (1, n):
+            raise DataError(f"{len(prompts)} prompts for {n} samples; give one prompt, or one per sample")
+        cond = embed_texts(spec.encoder, prompts * n if len(prompts) == 1 else prompts)
     v = np.asarray(cond)
     if v.dtype.kind not in "fiu":
         raise DataError(f"this run is conditional on vectors of {spec.dim} numbers; got {v.dtype} values")
@@ -188,7 +225,10 @@ def _class_id(spec: CondSpec, v: Any) -> int:
 
 
 def model_conditions(spec: CondSpec, values: np.ndarray) -> np.ndarray:
-    """Conditions as the network takes them: class ids as int64, vectors normalised by the training mean/std."""
+    """Conditions as the network takes them: class ids as int64, vectors normalised by the training mean/std,
+    captions as token ids (N, max_len)."""
     if spec.kind == "class":
         return np.asarray(values, dtype=np.int64)
+    if spec.kind == "text":
+        return spec.tokeniser.encode([str(t) for t in values])
     return spec.normalise_vectors(values)

@@ -30,6 +30,9 @@ class DataConfig:
     split_seed: int = 0  # the held-out split depends on this alone, never on the training seed
     toy_samples: int = 20000  # how many points the built-in 2-D sets draw
     npz_key: str | None = None  # which array of a .npz file (needed when it holds several; x beside y: y conditions)
+    # A pretrained text encoder for captions, "MODULE:ATTR": a callable mapping a list of strings to an (N, K) array;
+    # each distinct caption is embedded once and the run is conditional on the vectors. None: one is trained.
+    text_encoder: str | None = None
     label_column: str | None = None  # a CSV column holding each row's class (numbers or text): the condition
 
     def resolved_augment(self, kind: str, fresh: bool) -> float:

@@ -38,6 +38,7 @@ class Raw:
     # indices of the toy mixtures have none: they are latent, not a condition.
     class_names: list[str] | None = None
     vectors: np.ndarray | None = None  # (N, K) float condition vectors (an attribute, an embedding)
+    captions: list[str] | None = None  # one caption per item (captions.csv / captions.jsonl beside images)
     columns: list[str] | None = None  # feature names of tables
     modes: np.ndarray | None = None  # (K, D) known mode centres of toy mixtures
     mode_std: float | None = None
@@ -463,6 +464,9 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
     if others:
         notes.append(f"ignored {sum(others.values()):,} non-image files in {folder}")
     raw = Raw(x=x, kind="image", notes=notes)
+    raw.captions = read_captions(folder, images)
+    if raw.captions is not None:
+        raw.notes.append(f"{folder}: a caption per image from {_caption_file(folder).name}")
     # The ImageFolder layout: every image one level down, in at least two sub-folders: the folders are classes.
     parts = [p.relative_to(folder).parts for p in images]
     if all(len(q) == 2 for q in parts) and len({q[0] for q in parts}) >= 2:
@@ -473,6 +477,59 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
                          + ", ".join(f"{n}: {c:,}" for n, c in zip(raw.class_names[:8], counts[:8], strict=False))
                          + (", …" if len(counts) > 8 else "") + ")")
     return raw
+
+
+CAPTION_FILES = ("captions.csv", "captions.jsonl")
+
+
+def _caption_file(folder: Path) -> Path | None:
+    found = [folder / name for name in CAPTION_FILES if (folder / name).is_file()]
+    if len(found) > 1:
+        raise DataError(f"{folder}: both {CAPTION_FILES[0]} and {CAPTION_FILES[1]}; keep one")
+    return found[0] if found else None
+
+
+def read_captions(folder: Path, images: list[Path]) -> list[str] | None:
+    """The caption of every image from captions.csv (columns file, caption; a header row) or captions.jsonl
+    (objects with "file" and "caption"), files named relative to the folder; None without either file."""
+    path = _caption_file(folder)
+    if path is None:
+        return None
+    import json
+
+    table: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e})") from None
+    if path.suffix == ".csv":
+        rows = list(csv.reader(text.splitlines()))
+        if not rows or [c.strip().lower() for c in rows[0][:2]] != ["file", "caption"]:
+            raise DataError(f"{path}: the first row must be the header `file,caption`")
+        for line, row in enumerate(rows[1:], start=2):
+            if not row or not any(c.strip() for c in row):
+                continue
+            if len(row) != 2:
+                raise DataError(f"{path}, line {line}: {len(row)} fields; each row is `file,caption` (quote a "
+                                "caption that holds a comma)")
+            table[row[0].strip()] = row[1].strip()
+    else:
+        for line, raw_line in enumerate(text.splitlines(), start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                obj = json.loads(raw_line)
+                table[str(obj["file"]).strip()] = str(obj["caption"]).strip()
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path}, line {line}: not a JSON object with \"file\" and \"caption\"") from None
+    captions = []
+    for image in images:
+        name = image.relative_to(folder).as_posix()
+        caption = table.get(name, "")
+        if not caption:
+            raise DataError(f"{path}: no caption for {name}; give every image one (or remove the image)")
+        captions.append(caption)
+    return captions
 
 
 # --------------------------------------------------------------------------------------------------

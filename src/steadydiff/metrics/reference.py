@@ -5,7 +5,6 @@ The metrics and feature spaces are described in evaluate.py's docstring (the fac
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
+from ..imports import check_callable, import_callable
 from . import copy_fraction, frechet_terms, mmd, mode_stats, prdc
 from .features import (
     SHIPPED_PIXEL_RANGE,
@@ -61,39 +61,14 @@ Features = str | Callable[..., Any] | torch.nn.Module | None
 
 
 def _check_callable(obj: Any, name: str) -> Callable[..., Any]:
-    if isinstance(obj, type):
-        raise SteadydiffError(f"features {name} is a class; name an instance or a function instead (e.g. "
-                              "`embed = MyNet()` in the module, with its weights loaded)")
-    if not callable(obj):
-        raise SteadydiffError(f"features {name} is a {type(obj).__name__}, not a function or nn.Module mapping "
-                              "items to (N, D) features")
-    return obj
+    return check_callable(obj, f"features {name}", "a function or nn.Module mapping items to (N, D) features")
 
 
 def import_features(spec: str) -> Callable[..., Any]:
     """The function or nn.Module that "MODULE:ATTR" names (ATTR may be dotted), imported with importlib from
     the Python path: code is imported by name, never unpickled."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr or ":" in attr:
-        raise SteadydiffError(f"features {spec!r}: name a function or nn.Module as MODULE:ATTR, e.g. "
-                              "my_package.features:embed, or choose one of " + ", ".join(FEATURE_SPACES))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise SteadydiffError(f"features {spec!r}: there is no module named {e.name!r} on the Python path; "
-                                  "put the folder holding it on PYTHONPATH (or install its package)") from None
-        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {e}") from e
-    except Exception as e:  # anything the user's module raises while it is imported
-        raise SteadydiffError(f"features {spec!r}: importing {module_name} failed: {type(e).__name__}: {e}") from e
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            have = sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))
-            raise SteadydiffError(f"features {spec!r}: {getattr(obj, '__name__', module_name)} has no attribute "
-                                  f"{part!r}" + (f"; it has {', '.join(have[:12])}" if have else ""))
-        obj = getattr(obj, part)
-    return _check_callable(obj, repr(spec))
+    return import_callable(spec, "features", "a function or nn.Module mapping items to (N, D) features",
+                           "my_package.features:embed", alternatives=FEATURE_SPACES)
 
 
 def _user_space(fn: Callable[..., Any], name: str) -> FeatureFn:

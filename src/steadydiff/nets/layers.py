@@ -27,6 +27,26 @@ NormFactory = Callable[..., nn.Module]  # (channels, affine=...) -> normalisatio
 log = logging.getLogger("steadydiff")
 
 
+class TextEncoder(nn.Module):
+    """Token ids (N, L) → (N, dim), trained with the denoiser (no downloaded weights): word embeddings plus learned
+    positions, `layers` pre-norm transformer layers (Vaswani et al. 2017; pre-norm as in GPT-2), and the mean over
+    the caption's words. Id 0 pads (masked out of attention and of the mean)."""
+
+    def __init__(self, vocab_size: int, max_len: int, dim: int, width: int = 64, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, width, padding_idx=0)
+        self.positions = nn.Parameter(0.02 * torch.randn(max_len, width))
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.body = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(width, dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pad = ids == 0
+        h = self.body(self.tokens(ids) + self.positions[:ids.shape[1]], src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).to(h.dtype)
+        return self.out((h * keep).sum(1) / keep.sum(1).clamp(min=1))
+
+
 class CondEmbedding(nn.Module):
     """One condition per item → (N, dim): a class id (a table row; −1, the dropped condition, reads the extra last
     row) or a normalised condition vector (a linear map; a row of NaN, the dropped condition, reads a learned null
@@ -34,13 +54,16 @@ class CondEmbedding(nn.Module):
     (classifier-free guidance, Ho & Salimans 2022). Rows start N(0, 1), the scale of the Fourier features they join.
     """
 
-    def __init__(self, dim: int, classes: int = 0, vector_dim: int = 0):
+    def __init__(self, dim: int, classes: int = 0, vector_dim: int = 0, tokens: tuple[int, int] = (0, 0)):
         super().__init__()
-        if (classes > 0) == (vector_dim > 0):
-            raise ValueError("a condition embedding needs classes or a vector size, not both")
-        self.classes, self.vector_dim = classes, vector_dim
+        if sum(map(bool, (classes, vector_dim, tokens[0]))) != 1:
+            raise ValueError("a condition embedding needs one of: classes, a vector size, a vocabulary")
+        self.classes, self.vector_dim, self.tokens = classes, vector_dim, tuple(tokens)
         if classes:
             self.table = nn.Embedding(classes + 1, dim)
+        elif tokens[0]:
+            self.text = TextEncoder(tokens[0], tokens[1], dim)
+            self.null = nn.Parameter(torch.randn(dim))
         else:
             self.proj = nn.Linear(vector_dim, dim)
             self.null = nn.Parameter(torch.randn(dim))
@@ -54,6 +77,14 @@ class CondEmbedding(nn.Module):
             return self.table(torch.where(ids < 0, self.classes, ids))
         if cond is None:
             return self.null.expand(n, -1)
+        if self.tokens[0]:  # caption token ids (N, L); a row starting with −1 is the dropped condition
+            ids = cond.reshape(n, -1).long()
+            if ids.shape[1] > self.tokens[1] or bool((ids >= self.tokens[0]).any()):
+                raise ValueError(f"token ids must be (N, ≤ {self.tokens[1]}) below {self.tokens[0]}, got shape "
+                                 f"{tuple(cond.shape)}")
+            dropped = ids[:, :1] < 0
+            safe = torch.where(dropped, torch.ones_like(ids), ids.clamp(min=0))  # a real caption in dropped rows
+            return torch.where(dropped, self.null, self.text(safe))
         v = cond.reshape(n, -1).float()
         if v.shape[1] != self.vector_dim:
             raise ValueError(f"condition vectors must have {self.vector_dim} values, got shape {tuple(cond.shape)}")
@@ -113,7 +144,7 @@ class NoiseEmbedding(nn.Module):
     block's projection as in ADM, which is the same function and saves one activation per block."""
 
     def __init__(self, out_dim: int, fourier_dim: int, ops: Layers, aug_dim: int = 0, cond_classes: int = 0,
-                 cond_dim: int = 0):
+                 cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0)):
         super().__init__()
         self.fourier = FourierFeatures(fourier_dim)
         self.fourier_gain = ops.fourier_gain
@@ -127,7 +158,8 @@ class NoiseEmbedding(nn.Module):
         if self.aug is not None:
             nn.init.zeros_(self.aug.weight)
         # The condition enters the same way, added to the noise features before the MLP (EDM's map_label).
-        self.cond = CondEmbedding(fourier_dim, cond_classes, cond_dim) if cond_classes or cond_dim else None
+        self.cond = CondEmbedding(fourier_dim, cond_classes, cond_dim, cond_tokens) \
+            if cond_classes or cond_dim or cond_tokens[0] else None
 
     def forward(self, c_noise: torch.Tensor, aug: torch.Tensor | None = None,
                 cond: torch.Tensor | None = None) -> torch.Tensor:

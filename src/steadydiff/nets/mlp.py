@@ -56,12 +56,13 @@ class MLPBackbone(nn.Module):
     the magnitude-preserving layers (`mp.MPLayers`, EDM2), whose output gain starts at 0.
     """
 
-    def __init__(self, dim: int, cfg: MLPConfig, cond_classes: int = 0, cond_dim: int = 0):
+    def __init__(self, dim: int, cfg: MLPConfig, cond_classes: int = 0, cond_dim: int = 0,
+                 cond_tokens: tuple[int, int] = (0, 0)):
         super().__init__()
         self.dim = dim
         self.ops = ops = MPLayers() if cfg.mp else Layers(vector_norm_factory(cfg.norm))
         self.embed = NoiseEmbedding(cfg.emb_dim, fourier_dim=cfg.emb_dim, ops=ops, cond_classes=cond_classes,
-                                    cond_dim=cond_dim)
+                                    cond_dim=cond_dim, cond_tokens=cond_tokens)
         self.inp = ops.input_layer(dim, cfg.width)
         self.blocks = nn.ModuleList(MLPBlock(cfg.width, cfg.emb_dim, cfg.dropout, ops) for _ in range(cfg.blocks))
         self.norm_out = ops.norm(cfg.width)

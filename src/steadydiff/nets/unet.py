@@ -113,14 +113,14 @@ class UNet2D(nn.Module):
     memory_format = torch.channels_last
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, aug_dim: int = 0,
-                 cond_classes: int = 0, cond_dim: int = 0):
+                 cond_classes: int = 0, cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0)):
         super().__init__()
         self.item_shape = (in_channels, *image_size)
         self.ops = ops = MPLayers() if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups))
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = cfg.emb_mult * cfg.channels
         self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops, aug_dim=aug_dim,
-                                    cond_classes=cond_classes, cond_dim=cond_dim)
+                                    cond_classes=cond_classes, cond_dim=cond_dim, cond_tokens=cond_tokens)
         self.conv_in = ops.input_layer(in_channels, ch[0], 3)
 
         # Encoder: blocks_per_level blocks per level, then a (weightless) downsample. Every block's

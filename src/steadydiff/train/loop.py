@@ -86,7 +86,9 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
     if backbone is None:
         backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim,
                                   cond_classes=cond.n_classes if cond is not None and cond.kind == "class" else 0,
-                                  cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0)
+                                  cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0,
+                                  cond_tokens=(cond.tokeniser.size, cond.max_len) if cond is not None and
+                                  cond.kind == "text" else (0, 0))
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
@@ -305,6 +307,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     }, indent=2))
     if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
         np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
+    if cond is not None and cond.kind == "text":
+        write_text_atomic(run_dir / "captions.json", json.dumps(list(ds.train_captions)))
     guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
     p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, cond=cond,

@@ -62,7 +62,8 @@ class FixedValidation:
         per_sample = torch.cat(per).double().reshape(-1, self.bins)
         by_bin = per_sample.mean(0)
         out = {"loss": float(by_bin.mean()), "bins": [round(float(v), 6) for v in by_bin]}
-        if self.cond is not None and not self.cond.dtype.is_floating_point and conditions == "given":
+        if self.cond is not None and self.cond.dim() == 1 and not self.cond.dtype.is_floating_point and \
+                conditions == "given":
             labels = self.cond[::self.bins].cpu()
             item_loss = per_sample.mean(1).cpu()
             out["classes"] = {int(k): round(float(item_loss[labels == k].mean()), 6) for k in labels.unique()}
