@@ -319,3 +319,49 @@ def test_a_pretrained_text_encoder_embeds_each_caption_once(tmp_path, monkeypatc
     cfg["data"] = {"text_encoder": "my_encoder:missing"}
     with pytest.raises(SteadydiffError, match="has no attribute 'missing'"):
         steadydiff.train(cfg, data=Captioned(300), out=tmp_path / "run2", progress=False)
+
+
+# -- imputation -------------------------------------------------------------------------------------------------
+
+
+def test_impute_keeps_known_values_exactly_and_completes_consistently(cluster_run):
+    model = cluster_run[1].load()
+    x = np.full((40, 2), np.nan, dtype=np.float32)
+    x[:, 0] = np.float32(0.0123)  # x known near 0: the point lies north (y ≈ 2) or south (y ≈ −2)
+    done = model.impute(x, seed=0)
+    assert np.array_equal(done[:, 0], x[:, 0]) and not np.isnan(done).any()
+
+    def on_a_mode(y):
+        return np.mean(np.abs(np.abs(y[:, 1]) - 2.0) < 0.4)
+
+    assert on_a_mode(done) > 0.9
+    assert on_a_mode(model.impute(x, seed=0, resample=1)) < on_a_mode(done)  # resampling harmonises the parts
+    north = model.impute(x, cond=1, seed=0)  # the class decides which of the two
+    assert np.mean(np.abs(north[:, 1] - 2.0) < 0.4) > 0.9
+    draws = model.impute(x[:6], draws=3, seed=0, resample=2, steps=6)
+    assert draws.shape == (3, 6, 2) and (draws[:, :, 0] == x[0, 0]).all()
+    parts = np.concatenate([model.impute(x[:3], seed=0, steps=6), model.impute(x[3:6], seed=0, steps=6)])
+    np.testing.assert_allclose(parts[:3], model.impute(x[:6], seed=0, steps=6)[:3], atol=1e-5)
+    with pytest.raises(SteadydiffError, match="infinite"):
+        model.impute(np.array([[np.inf, np.nan]], dtype=np.float32))
+
+
+def test_cli_impute_reads_csv_gaps_and_refuses_bad_input(cluster_run, tmp_path):
+    run = cluster_run[1].dir
+    (tmp_path / "gaps.csv").write_text("x,y\n0.01,\n-2.0,nan\n,2.0\n")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "steadydiff", "impute", str(run), *args], capture_output=True,
+                              text=True)
+
+    ok = cli("--in", str(tmp_path / "gaps.csv"), "--out", str(tmp_path / "done.npy"), "--draws", "2", "--steps", "6")
+    assert ok.returncode == 0, ok.stderr
+    done = np.load(tmp_path / "done.npy")
+    assert done.shape == (3, 2) and done[0, 0] == np.float32(0.01) and done[2, 1] == np.float32(2.0)
+    assert np.load(tmp_path / "done-draws.npy").shape == (2, 3, 2)
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5), np.float32))
+    for args, message in [(["--in", str(tmp_path / "wide.npy")], "shaped (5,)"),
+                          (["--in", str(tmp_path / "gaps.csv"), "--mask", "m.png"], "--mask goes with an image"),
+                          (["--in", str(tmp_path / "nope.npy")], "no such file")]:
+        bad = cli(*args, "--out", str(tmp_path / "o.npy"))
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

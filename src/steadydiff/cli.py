@@ -145,6 +145,32 @@ def _cli_conditions(args: argparse.Namespace, model) -> object:
     return None
 
 
+def cmd_impute(args: argparse.Namespace) -> int:
+    from .api import load
+    from .data.export import FORMATS, save_samples
+    from .data.incomplete import read_incomplete
+
+    out = Path(args.out)
+    if out.suffix.lower() not in FORMATS:
+        raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
+    model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    x = read_incomplete(args.input, model.item_shape, mask=args.mask, columns=model.columns,
+                        value_range=model.normaliser.value_range)
+    unknown = int(np.isnan(x).sum())
+    done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample)
+    best = done if args.draws == 1 else np.median(done, axis=0)  # per value; known values are equal in every draw
+    best = np.where(np.isnan(x), best, x)
+    save_samples(out, best, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
+                 title=f"{len(x)} completions")
+    extra = ""
+    if args.draws > 1:
+        draws_path = out.with_name(out.stem + "-draws.npy")
+        np.save(draws_path, done)
+        extra = f"; the per-value median of {args.draws} draws (all of them in {draws_path}, shaped {done.shape})"
+    print(f"filled {unknown:,} unknown values of {len(x):,} items into {out}{extra}; known values unchanged")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .train.checkpoint import list_checkpoints
 
@@ -315,6 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a run directory")
     i.add_argument("run")
+
+    m = sub.add_parser("impute", help="fill the unknown values (NaN, empty CSV cells, a mask's white pixels)")
+    m.add_argument("run")
+    m.add_argument("--in", dest="input", required=True, help="FILE.npy/.npz/.csv with NaN, or an image with --mask")
+    m.add_argument("--mask", default=None, help="with an image: MASK.png, white where pixels are unknown")
+    m.add_argument("--out", required=True, help="FILE.npy, FILE.csv or FILE.png (the completions)")
+    m.add_argument("--draws", type=int, default=1, help="completions per item; >1 writes their median and all draws")
+    m.add_argument("--resample", type=int, default=5,
+                   help="RePaint resampling: each Heun step taken this many times (1: plain replacement)")
+    m.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
+    m.add_argument("--seed", type=int, default=0, help="draw k of item i depends on (seed, k, i) alone")
+    m.add_argument("--checkpoint", default="last", help="last or step-N")
+    m.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    m.set_defaults(func=cmd_impute)
     i.set_defaults(func=cmd_info)
 
     e = sub.add_parser("eval", help="quality against network evaluations per solver; best checkpoint; EMA sweep")

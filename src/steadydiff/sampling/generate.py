@@ -9,6 +9,7 @@ import torch
 
 from .config import SampleConfig
 from .guidance import Guidance, guided
+from .impute import resampled, with_known
 from .noise import SeededNoise, sample_seeds
 from .solvers import Denoiser, get_solver
 from .steps import resolve_step_list, step_list
@@ -19,7 +20,7 @@ def sample(
     denoiser: Denoiser,
     shape: Sequence[int],
     sigmas: torch.Tensor,
-    sampler: str,
+    sampler: str | Callable[..., torch.Tensor],
     seeds: Sequence[int],
     *,
     device: torch.device | str = "cpu",
@@ -34,7 +35,7 @@ def sample(
     rounding of the denoiser). `shape[0]` must equal `len(seeds)`; `solver_kwargs` go to the solver
     (e.g. `eta` for "ddim").
     """
-    solver = get_solver(sampler)
+    solver = sampler if callable(sampler) else get_solver(sampler)
     noise = SeededNoise(seeds)
     sigmas = torch.as_tensor(sigmas)
     x = float(sigmas[0]) * noise(torch.empty(tuple(shape), device=device, dtype=dtype))
@@ -47,7 +48,9 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              sampler: str | None = None,
              schedule: str | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
              callback: Callable[[dict[str, Any]], None] | None = None, cond: torch.Tensor | None = None,
-             guidance: float | None = None, guide: torch.nn.Module | None = None) -> torch.Tensor:
+             guidance: float | None = None, guide: torch.nn.Module | None = None,
+             known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None
+             ) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
@@ -55,12 +58,15 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     (DiffusionConfig.noise) decides which VP schedule 'vp-uniform' steps follow. A conditional denoiser takes
     `cond`, one condition per sample as the network reads it (class ids, or normalised vectors), guided by
     `guidance` (the weight w of sampling/guidance.py) against its own unconditional branch, or against `guide`
-    (autoguidance).
+    (autoguidance). `known` (normalised, NaN where unknown) makes the samples completions of those values
+    (sampling/impute.py), with RePaint's `resample` > 1; `seeds` replaces the per-sample seeds drawn from `seed`.
     """
     sigma_min, sigma_max = sigma_range
     name = resolve_step_list(schedule or settings.schedule, training_noise)
     sigmas = step_list(name, steps or settings.steps, sigma_min, sigma_max, rho=settings.rho).to(device)
-    seeds = sample_seeds(seed, n)
+    seeds = sample_seeds(seed, n) if seeds is None else list(seeds)
+    if len(seeds) != n or (known is not None and len(known) != n):
+        raise ValueError(f"{len(seeds)} seeds and {None if known is None else len(known)} known rows for {n} samples")
     if cond is not None and len(cond) != n:
         raise ValueError(f"{len(cond)} conditions for {n} samples")
     rule = Guidance(settings.guidance if guidance is None else guidance, tuple(settings.guidance_interval))
@@ -70,7 +76,12 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     for s in range(0, n, batch_size):
         chunk = seeds[s:s + batch_size]
         d = denoiser if cond is None else guided(denoiser, cond[s:s + batch_size].to(device), rule, guide)
-        out.append(sample(d, (len(chunk), *item_shape), sigmas, sampler or settings.sampler, chunk,
-                          device=device, callback=callback).cpu())
+        solver = sampler or settings.sampler
+        if known is not None:
+            part = known[s:s + batch_size].to(device)
+            d = with_known(d, torch.nan_to_num(part), ~torch.isnan(part))
+            solver = resampled(resample) if resample > 1 else solver
+        out.append(sample(d, (len(chunk), *item_shape), sigmas, solver, chunk, device=device,
+                          callback=callback).cpu())
     denoiser.train(was_training)
     return torch.cat(out)

@@ -1,0 +1,107 @@
+"""Reading data with missing values for `steadydiff impute`: NaN marks what is unknown.
+
+- `.npy` / `.npz` (the array, or the one named `x`): items shaped like the run's, NaN where unknown;
+- `.csv`: rows of the run's columns (a header row optional), empty cells and nan/NA unknown;
+- an image (PNG/JPEG) with a mask image whose white pixels are unknown, both at the run's image size.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DataError
+from .sources import IMAGE_SUFFIXES, _is_number, read_array_file
+
+MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
+
+
+def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str | Path | None = None,
+                    columns: list[str] | None = None, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """(N, *item_shape) float32 in the user's units, NaN where a value is unknown. An image's 8-bit pixels map
+    black..white onto the run's `value_range` (its images' units: 0..16 for digits)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--in {path}: no such file")
+    suffix = path.suffix.lower()
+    if mask is not None and suffix not in IMAGE_SUFFIXES:
+        raise DataError(f"--mask goes with an image (--in FILE.png); {path.name} is not one: mark unknown values "
+                        "with NaN (or empty CSV cells) instead")
+    if suffix in (".npy", ".npz"):
+        x = _array(path)
+    elif suffix == ".csv":
+        x = _csv(path, columns)
+    elif suffix in IMAGE_SUFFIXES:
+        if mask is None:
+            raise DataError(f"--in {path.name} is an image: give --mask MASK.png, white where pixels are unknown")
+        x = _image(path, Path(mask), item_shape)
+        if value_range is not None:
+            lo, hi = value_range
+            x = (lo + (hi - lo) * x / 255.0).astype(np.float32)
+    else:
+        raise DataError(f"--in {path.name}: give a .npy/.npz array, a .csv table or an image with --mask")
+    if x.shape == item_shape:
+        x = x[None]
+    if x.shape[1:] != item_shape:
+        raise DataError(f"{path.name}: items shaped {x.shape[1:]}, but the run's items are shaped {item_shape}")
+    if np.isinf(x).any():
+        where = tuple(int(i) for i in np.argwhere(np.isinf(x))[0])
+        raise DataError(f"{path.name}: value {where} is infinite; mark unknown values with NaN")
+    return x
+
+
+def _array(path: Path) -> np.ndarray:
+    loaded = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npz" else None
+    key = None
+    if loaded is not None:
+        with loaded:
+            key = "x" if "x" in loaded.files else None
+    raw = read_array_file(path, key)  # never unpickles; names the file and key in its errors
+    return np.asarray(raw.x, dtype=np.float32)
+
+
+def _csv(path: Path, columns: list[str] | None) -> np.ndarray:
+    rows = [r for r in csv.reader(path.read_text(encoding="utf-8-sig").splitlines()) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"{path.name}: the CSV file is empty")
+    if not any(_is_number(c) for c in rows[0]) and not all(c.strip().lower() in MISSING for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+        if columns is not None and header != columns:
+            raise DataError(f"{path.name}: columns {header}, but the run was trained on {columns}; give the same "
+                            "columns in the same order")
+    width = len(columns) if columns is not None else len(rows[0])
+    out = np.empty((len(rows), width), dtype=np.float32)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{path.name}: data row {i + 1} has {len(row)} fields; the run has {width} columns")
+        for j, cell in enumerate(row):
+            text = cell.strip()
+            if text.lower() in MISSING:
+                out[i, j] = np.nan
+            elif _is_number(text):
+                out[i, j] = float(text)
+            else:
+                raise DataError(f"{path.name}: data row {i + 1}, column {j + 1} holds {text!r}: give a number, or "
+                                "leave the cell empty where the value is unknown")
+    return out
+
+
+def _image(path: Path, mask_path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
+    if len(item_shape) != 3:
+        raise DataError(f"{path.name} is an image, but the run's items are vectors shaped {item_shape}")
+    c, h, w = item_shape
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.float32)
+        with Image.open(mask_path) as im:
+            m = np.asarray(im.convert("L"), dtype=np.float32)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path.name} or {mask_path.name} as an image ({e})") from None
+    if img.shape[:2] != (h, w) or m.shape != (h, w):
+        raise DataError(f"{path.name} is {img.shape[1]}×{img.shape[0]} and its mask {m.shape[1]}×{m.shape[0]}; the "
+                        f"run's images are {w}×{h}: resize both to that size")
+    x = img[None] if c == 1 else img.transpose(2, 0, 1)
+    return np.where(m[None] > 127, np.nan, x).astype(np.float32)
