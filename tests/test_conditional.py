@@ -365,3 +365,23 @@ def test_cli_impute_reads_csv_gaps_and_refuses_bad_input(cluster_run, tmp_path):
                           (["--in", str(tmp_path / "nope.npy")], "no such file")]:
         bad = cli(*args, "--out", str(tmp_path / "o.npy"))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+def test_edit_moves_towards_the_class_as_strength_grows(cluster_run, tmp_path):
+    model = cluster_run[1].load()
+    x = np.tile(np.array([[2.0, 0.0]], np.float32), (100, 1))  # every item at the east cluster (class 0)
+
+    def share_north(y):
+        return np.mean(np.argmin(((y[:, None, :] - CENTRES[None]) ** 2).sum(-1), 1) == 1)
+
+    slight, strong = model.edit(x, 0.05, cond=1), model.edit(x, 0.8, cond=1)
+    assert np.abs(slight - x).max() < 0.1 and share_north(slight) == 0
+    assert share_north(strong) > 0.9
+    with pytest.raises(SteadydiffError, match="strength"):
+        model.edit(x, 0.0)
+    np.save(tmp_path / "east.npy", x[:4])
+    ok = subprocess.run([sys.executable, "-m", "steadydiff", "edit", str(cluster_run[1].dir), "--in",
+                         str(tmp_path / "east.npy"), "--strength", "0.8", "--class", "1", "--out",
+                         str(tmp_path / "e.npy")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert share_north(np.load(tmp_path / "e.npy")) > 0.5

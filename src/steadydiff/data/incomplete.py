@@ -20,7 +20,8 @@ MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
 
 
 def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str | Path | None = None,
-                    columns: list[str] | None = None, value_range: tuple[float, float] | None = None) -> np.ndarray:
+                    columns: list[str] | None = None, value_range: tuple[float, float] | None = None,
+                    image_needs_mask: bool = True) -> np.ndarray:
     """(N, *item_shape) float32 in the user's units, NaN where a value is unknown. An image's 8-bit pixels map
     black..white onto the run's `value_range` (its images' units: 0..16 for digits)."""
     path = Path(path)
@@ -35,9 +36,9 @@ def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str 
     elif suffix == ".csv":
         x = _csv(path, columns)
     elif suffix in IMAGE_SUFFIXES:
-        if mask is None:
+        if mask is None and image_needs_mask:
             raise DataError(f"--in {path.name} is an image: give --mask MASK.png, white where pixels are unknown")
-        x = _image(path, Path(mask), item_shape)
+        x = _image(path, None if mask is None else Path(mask), item_shape)
         if value_range is not None:
             lo, hi = value_range
             x = (lo + (hi - lo) * x / 255.0).astype(np.float32)
@@ -89,19 +90,21 @@ def _csv(path: Path, columns: list[str] | None) -> np.ndarray:
     return out
 
 
-def _image(path: Path, mask_path: Path, item_shape: tuple[int, ...]) -> np.ndarray:
+def _image(path: Path, mask_path: Path | None, item_shape: tuple[int, ...]) -> np.ndarray:
     if len(item_shape) != 3:
         raise DataError(f"{path.name} is an image, but the run's items are vectors shaped {item_shape}")
     c, h, w = item_shape
     try:
         with Image.open(path) as im:
             img = np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.float32)
-        with Image.open(mask_path) as im:
-            m = np.asarray(im.convert("L"), dtype=np.float32)
+        m = np.zeros(img.shape[:2], np.float32)
+        if mask_path is not None:
+            with Image.open(mask_path) as im:
+                m = np.asarray(im.convert("L"), dtype=np.float32)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path.name} or {mask_path.name} as an image ({e})") from None
+        raise DataError(f"cannot read {path.name} (or its mask) as an image ({e})") from None
     if img.shape[:2] != (h, w) or m.shape != (h, w):
-        raise DataError(f"{path.name} is {img.shape[1]}×{img.shape[0]} and its mask {m.shape[1]}×{m.shape[0]}; the "
-                        f"run's images are {w}×{h}: resize both to that size")
+        raise DataError(f"{path.name} is {img.shape[1]}×{img.shape[0]} (its mask {m.shape[1]}×{m.shape[0]}); the "
+                        f"run's images are {w}×{h}: resize to that size")
     x = img[None] if c == 1 else img.transpose(2, 0, 1)
     return np.where(m[None] > 127, np.nan, x).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ def sample(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     callback: Any = None,
+    init: torch.Tensor | None = None,
     **solver_kwargs: Any,
 ) -> torch.Tensor:
     """Draw one sample per seed: x = σ_0 · n with n from the seed, then run the named solver.
@@ -39,6 +41,8 @@ def sample(
     noise = SeededNoise(seeds)
     sigmas = torch.as_tensor(sigmas)
     x = float(sigmas[0]) * noise(torch.empty(tuple(shape), device=device, dtype=dtype))
+    if init is not None:  # SDEdit: start from given data noised to σ_0 rather than from pure noise
+        x = init.to(device=device, dtype=dtype) + x
     return solver(denoiser, x, sigmas, noise=noise, callback=callback, **solver_kwargs)
 
 
@@ -49,8 +53,8 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              schedule: str | None = None, batch_size: int = 500, device: torch.device | str = "cpu",
              callback: Callable[[dict[str, Any]], None] | None = None, cond: torch.Tensor | None = None,
              guidance: float | None = None, guide: torch.nn.Module | None = None,
-             known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None
-             ) -> torch.Tensor:
+             known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None,
+             init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
@@ -60,10 +64,17 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     `guidance` (the weight w of sampling/guidance.py) against its own unconditional branch, or against `guide`
     (autoguidance). `known` (normalised, NaN where unknown) makes the samples completions of those values
     (sampling/impute.py), with RePaint's `resample` > 1; `seeds` replaces the per-sample seeds drawn from `seed`.
+    `init` (normalised data) with `strength` s in (0, 1] is SDEdit (Meng et al. 2022): the last ⌈s·steps⌉ steps of
+    the step list, starting from `init` + σ·n at the σ where they begin.
     """
     sigma_min, sigma_max = sigma_range
     name = resolve_step_list(schedule or settings.schedule, training_noise)
     sigmas = step_list(name, steps or settings.steps, sigma_min, sigma_max, rho=settings.rho).to(device)
+    if init is not None:
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must lie in (0, 1], got {strength}")
+        k = max(1, math.ceil(strength * (len(sigmas) - 1)))
+        sigmas = sigmas[-(k + 1):]
     seeds = sample_seeds(seed, n) if seeds is None else list(seeds)
     if len(seeds) != n or (known is not None and len(known) != n):
         raise ValueError(f"{len(seeds)} seeds and {None if known is None else len(known)} known rows for {n} samples")
@@ -81,7 +92,7 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
             part = known[s:s + batch_size].to(device)
             d = with_known(d, torch.nan_to_num(part), ~torch.isnan(part))
             solver = resampled(resample) if resample > 1 else solver
-        out.append(sample(d, (len(chunk), *item_shape), sigmas, solver, chunk, device=device,
-                          callback=callback).cpu())
+        out.append(sample(d, (len(chunk), *item_shape), sigmas, solver, chunk, device=device, callback=callback,
+                          init=None if init is None else init[s:s + batch_size]).cpu())
     denoiser.train(was_training)
     return torch.cat(out)
