@@ -385,3 +385,15 @@ def test_edit_moves_towards_the_class_as_strength_grows(cluster_run, tmp_path):
                          str(tmp_path / "e.npy")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert share_north(np.load(tmp_path / "e.npy")) > 0.5
+
+
+def test_report_shows_how_much_the_condition_is_used(cluster_run):
+    from steadydiff.report.build import condition_html
+
+    run = cluster_run[1].dir
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in metrics if "cond_gain" in r][-1]
+    assert last["val_loss_shuffled"] > last["val_loss"] and last["cond_gain"] > 0.5
+    html = condition_html(metrics)
+    assert "Condition" in html and "<img" in html and f"{100 * last['cond_gain']:.1f} %" in html
+    assert condition_html([{k: v for k, v in r.items() if not k.startswith("val_loss_")} for r in metrics]) == ""

@@ -236,7 +236,30 @@ def loss_section(files: RunFiles) -> str:
             body += h.table(["σ bin (1 = lowest)", "first", "last", "change"], rows)
     if "val_loss" not in {k for r in m for k in r}:
         body += h.note("no validation loss logged yet (it is logged every train.val_every steps)")
+    body += condition_html(m)
     return h.section("loss", "3. Loss curves", body)
+
+
+def condition_html(m: Sequence[Mapping[str, Any]]) -> str:
+    """A conditional run: how much the network uses its condition, and the validation loss per class."""
+    png = plots.condition_curves(m)
+    if png is None:
+        return ""
+    last = last_with(m, "cond_gain")
+    body = h.heading("Condition")
+    body += h.figure(png, "Fixed validation loss with each item's own condition, with none and with another item's. "
+                          "A network that uses its condition sits clearly below the other two; one that ignores it "
+                          "(labels shuffled by a data bug, an embedding never read) lies on them.")
+    body += h.para(f"At step {last['step']:,} another item's condition raises the loss by "
+                   f"{100 * last['cond_gain']:.1f} % (cond_gain; the guard's canary fires below guard.cond_min_gain).")
+    classes = last.get("val_loss_classes") if last is not None else None
+    if classes:
+        mean = float(np.mean(list(classes.values())))
+        rows = sorted(((name, float(v), f"{100 * (v - mean) / mean:+.1f}%") for name, v in classes.items()),
+                      key=lambda r: -r[1])
+        body += h.para("Validation loss per class at that step, hardest first:")
+        body += h.table(["class", "loss", "vs the mean"], rows)
+    return body
 
 
 # 4. Gradients and LR -----------------------------------------------------------------------------------

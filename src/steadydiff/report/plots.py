@@ -76,6 +76,26 @@ def loss_curves(metrics: Sequence[Mapping[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
+def condition_curves(metrics: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """A conditional run's fixed validation loss (raw weights) with each item's own condition, with none (the
+    unconditional branch) and with another item's; the gap is what the network takes from its condition."""
+    curves = [("val_loss", "own condition", BLUE), ("val_loss_null", "no condition", GREY),
+              ("val_loss_shuffled", "another item's condition", RED)]
+    drawn = [(label, colour, *_series(metrics, key)) for key, label, colour in curves]
+    drawn = [d for d in drawn if len(d[2])]
+    if len(drawn) < 3:
+        return None
+    fig = _figure(10, 3.4)
+    ax = fig.add_subplot()
+    for label, colour, x, y in drawn:
+        ax.plot(x, y, color=colour, lw=1.6, label=label, marker="o" if len(x) < 30 else None, ms=3)
+    _log_if_positive(ax, *[d[3] for d in drawn])
+    ax.set_ylabel("fixed validation loss")
+    _xlabel(ax)
+    ax.legend(loc="best", fontsize=9)
+    return _png(fig)
+
+
 def bin_curves(metrics: Sequence[Mapping[str, Any]], bins: int = 8) -> bytes | None:
     """Per-σ-bin curves: training, validation (raw) and validation (EMA), one panel each, low σ first."""
     panels = [("loss_bins", "training loss"), ("val_loss_bins", "validation loss, raw"),
