@@ -397,3 +397,30 @@ def test_report_shows_how_much_the_condition_is_used(cluster_run):
     html = condition_html(metrics)
     assert "Condition" in html and "<img" in html and f"{100 * last['cond_gain']:.1f} %" in html
     assert condition_html([{k: v for k, v in r.items() if not k.startswith("val_loss_")} for r in metrics]) == ""
+
+
+def test_mask_kinds_and_mask_conditioned_imputation(tmp_path):
+    from steadydiff.data.masks import draw_masks, parse_masks
+
+    g = torch.Generator().manual_seed(0)
+    m = draw_masks(200, (1, 8, 8), parse_masks("all", "image"), 0.1, g)
+    assert m.shape == (200, 1, 8, 8) and set(m.unique().tolist()) <= {0.0, 1.0}
+    empty = (m.flatten(1).sum(1) == 0).float().mean()
+    assert 0.03 < empty < 0.2  # the share with nothing known
+    partial = m.flatten(1).mean(1)
+    assert ((partial > 0) & (partial < 1)).float().mean() > 0.7  # most items have known and unknown pixels
+    with pytest.raises(ConfigError, match="not available for vector data"):
+        parse_masks("boxes", "vector")
+    x, _ = four_clusters(500)
+    cfg = config(30, masks="scattered")
+    run = steadydiff.train(cfg, data=x, out=tmp_path / "run", progress=False)
+    model = run.load()
+    q = np.full((5, 2), np.nan, dtype=np.float32)
+    q[:, 0] = 1.5
+    for method in ("masked", "replace"):
+        done = model.impute(q, method=method, steps=4, resample=1)
+        assert (done[:, 0] == np.float32(1.5)).all() and np.isfinite(done).all()
+    assert model.sample(4, steps=4).shape == (4, 2)  # nothing known: plain samples
+    plain = steadydiff.train(config(10), data=x, out=tmp_path / "plain", progress=False).load()
+    with pytest.raises(SteadydiffError, match="needs a run trained with train.masks"):
+        plain.impute(q, method="masked")

@@ -79,15 +79,22 @@ class Model:
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 
     def impute(self, x: Any, *, draws: int = 1, seed: int = 0, steps: int | None = None, sampler: str | None = None,
-               resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500
-               ) -> np.ndarray:
+               resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500,
+               method: str = "auto") -> np.ndarray:
         """Fill every NaN of `x` (user units, items shaped like the data's, or one item): known values come back
         unchanged, bit for bit. Returns (N, ...) completions, or (draws, N, ...) with `draws` > 1 (draw k of item i
         depends on (seed, k, i) alone). Training-free (sampling/impute.py): the known values replace the model's
         estimate of them at every step, with RePaint's resampling: every Heun step taken `resample` times (1: none;
         on a 2-D mixture, 1 left 26 % of completions between the modes the known value allows and 5 left 1 %, at
         5× the cost; tests/test_conditional.py). A conditional run imputes unconditionally unless `cond` is given
-        (one per item)."""
+        (one per item). `method`: "replace" (the above), "masked" (a run trained with train.masks reads the known
+        values and their mask as extra inputs, as CSDI does; no resampling) or "auto" (masked where the run was
+        trained so)."""
+        if method not in ("auto", "replace", "masked"):
+            raise SteadydiffError(f"method must be auto, replace or masked, got {method!r}")
+        if method == "masked" and not self.config.train.masks:
+            raise SteadydiffError("method='masked' needs a run trained with train.masks; use method='replace'")
+        masked = method == "masked" or (method == "auto" and bool(self.config.train.masks))
         arr = np.asarray(x, dtype=np.float32)
         single = arr.shape == self.item_shape
         arr = arr[None] if single else arr
@@ -116,7 +123,7 @@ class Model:
         out = generate(self.denoiser, self.item_shape, n * draws, seed=seed,
                        **self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler,
                        batch_size=batch_size, device=self.device, cond=c, guidance=guidance,
-                       known=torch.from_numpy(rows), resample=resample, seeds=seeds).numpy()
+                       known=torch.from_numpy(rows), resample=resample, seeds=seeds, masked=masked).numpy()
         user = np.asarray(self.normaliser.inverse(out), dtype=np.float32).reshape(draws, n, *self.item_shape)
         mask = ~np.isnan(arr)
         user = np.where(mask[None], arr[None], user)  # the known values exactly as given

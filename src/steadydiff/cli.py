@@ -157,7 +157,8 @@ def cmd_impute(args: argparse.Namespace) -> int:
     x = read_incomplete(args.input, model.item_shape, mask=args.mask, columns=model.columns,
                         value_range=model.normaliser.value_range)
     unknown = int(np.isnan(x).sum())
-    done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample)
+    done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample,
+                        method=args.method)
     best = done if args.draws == 1 else np.median(done, axis=0)  # per value; known values are equal in every draw
     best = np.where(np.isnan(x), best, x)
     save_samples(out, best, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
@@ -370,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--draws", type=int, default=1, help="completions per item; >1 writes their median and all draws")
     m.add_argument("--resample", type=int, default=5,
                    help="RePaint resampling: each Heun step taken this many times (1: plain replacement)")
+    m.add_argument("--method", default="auto", choices=["auto", "replace", "masked"],
+                   help="replace: training-free; masked: a run trained with train.masks; auto: masked where possible")
     m.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     m.add_argument("--seed", type=int, default=0, help="draw k of item i depends on (seed, k, i) alone")
     m.add_argument("--checkpoint", default="last", help="last or step-N")

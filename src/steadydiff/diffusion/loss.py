@@ -50,18 +50,27 @@ class DenoisingLoss:
 
     def __call__(self, denoiser: Denoiser, x: torch.Tensor, *, generator: torch.Generator | None,
                  sigma: torch.Tensor | None = None, n: torch.Tensor | None = None,
-                 cond: torch.Tensor | None = None, aug: torch.Tensor | None = None
+                 cond: torch.Tensor | None = None, aug: torch.Tensor | None = None,
+                 extra: torch.Tensor | None = None, target: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (per-sample loss (N,), σ (N,)). σ and n may be given (fixed validation noise); `aug` are
-        the augmentation labels of x (data.augment)."""
+        the augmentation labels of x (data.augment); `extra` the network's extra inputs (train.masks) and `target`
+        (x's shape, 1 where an entry counts) which entries the loss averages over, as CSDI trains on the unknown
+        entries only (an item with none counts all)."""
         if sigma is None:
             sigma = sample_sigma(x.shape[0], self.noise, sigma_data=denoiser.sigma_data, p_mean=self.p_mean,
                                  p_std=self.p_std, generator=generator).to(x.device)
         if n is None:
             n = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        denoised = denoiser(x + s * n, sigma, cond, aug)
+        denoised = denoiser(x + s * n, sigma, cond, aug, extra)
         weight = loss_weight(sigma, denoiser.sigma_data, self.weighting, denoiser.parameterization,
                              self.min_snr_gamma)
-        per_sample = (denoised - x).square().flatten(1).mean(1)
+        err = (denoised - x).square().flatten(1)
+        if target is None:
+            per_sample = err.mean(1)
+        else:
+            t = target.flatten(1).to(err.dtype)
+            count = t.sum(1)
+            per_sample = torch.where(count > 0, (err * t).sum(1) / count.clamp(min=1), err.mean(1))
         return weight * per_sample, sigma

@@ -72,16 +72,19 @@ class Denoiser(nn.Module):
         self.autocast_dtype = autocast_dtype
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None,
-                aug: torch.Tensor | None = None) -> torch.Tensor:
-        """`aug`: augmentation labels of training images, passed to the backbone only when given."""
+                aug: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """`aug`: augmentation labels of training images, `extra`: input channels beside x (known values and their
+        mask, train.masks; not scaled by c_in: they are clean data); each passed to the backbone only when given."""
         x = x.float()
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(x.shape[0])
         s = scalings(sigma, self.sigma_data, self.parameterization)
         x_in = _expand(s.c_in, x) * x
-        extra = {} if aug is None else {"aug": aug}
+        kwargs = {} if aug is None else {"aug": aug}
+        if extra is not None:
+            kwargs["extra"] = extra
         if self.autocast_dtype is None:
-            f = self.backbone(x_in, s.c_noise, cond, **extra)
+            f = self.backbone(x_in, s.c_noise, cond, **kwargs)
         else:
             with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
-                f = self.backbone(x_in, s.c_noise, cond, **extra)
+                f = self.backbone(x_in, s.c_noise, cond, **kwargs)
         return _expand(s.c_skip, x) * x + _expand(s.c_out, x) * f.float()

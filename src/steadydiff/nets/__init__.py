@@ -21,11 +21,11 @@ __all__ = [
 
 
 def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0, cond_classes: int = 0,
-                   cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0)) -> nn.Module:
+                   cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0), extra: int = 0) -> nn.Module:
     """The backbone for data items of shape `item_shape`: (D,) for vectors, (C, H, W) for images.
     `aug_dim` > 0 gives the U-Net inputs for augmentation labels (data.augment); `cond_classes` > 0 makes it
     class-conditional, `cond_dim` > 0 conditional on vectors of that size, `cond_tokens` = (vocabulary size, caption
-    length) on captions (layers.CondEmbedding).
+    length) on captions (layers.CondEmbedding); `extra` input channels (features for vectors) go beside x.
 
     A kind that does not fit the items raises ConfigError naming both. We do not flatten images
     into the MLP: it would train, but badly, and silently; asking for it explicitly is clearer.
@@ -47,13 +47,14 @@ def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0
         if len(shape) != 1:
             raise ConfigError(f"net.kind='mlp' needs vector items shaped (D,); this data has items shaped "
                               f"{shape}. Use net.kind=unet2d or auto.")
-        return MLPBackbone(shape[0], cfg.mlp, cond_classes=cond_classes, cond_dim=cond_dim, cond_tokens=cond_tokens)
+        return MLPBackbone(shape[0], cfg.mlp, cond_classes=cond_classes, cond_dim=cond_dim, cond_tokens=cond_tokens,
+                           extra_dim=extra)
     if kind == "unet2d":
         if len(shape) != 3:
             raise ConfigError(f"net.kind='unet2d' needs image items shaped (C, H, W); this data has items "
                               f"shaped {shape}. Use net.kind=mlp or auto.")
         return UNet2D(shape[0], (shape[1], shape[2]), cfg.unet, aug_dim=aug_dim, cond_classes=cond_classes,
-                      cond_dim=cond_dim, cond_tokens=cond_tokens)
+                      cond_dim=cond_dim, cond_tokens=cond_tokens, extra_channels=extra)
     raise ConfigError(f"unknown net.kind {kind!r}: use 'auto', 'mlp' or 'unet2d'")
 
 

@@ -100,6 +100,22 @@ def check_cond(cond: torch.Tensor | None, embed: CondEmbedding | None) -> None:
                           "cond=None, or train with train.conditional=on on data that carries labels or vectors")
 
 
+def with_extra(x: torch.Tensor, extra: torch.Tensor | None, size: int) -> torch.Tensor:
+    """x with the extra input channels (dim 1) a network was built with: `extra`, or zeros when None (for masks:
+    nothing known). Refuses extra values given to a network built without them."""
+    if size == 0:
+        if extra is not None:
+            raise ConfigError("this network was built without extra input channels (train.masks); call it with "
+                              "extra=None")
+        return x
+    if extra is None:
+        extra = x.new_zeros((x.shape[0], size, *x.shape[2:]))
+    if extra.shape[0] != x.shape[0] or extra.shape[1] != size or extra.shape[2:] != x.shape[2:]:
+        raise ValueError(f"extra input shaped {tuple(extra.shape)}; this network takes ({x.shape[0]}, {size}, "
+                         f"{', '.join(map(str, x.shape[2:]))})")
+    return torch.cat([x, extra.to(x.dtype)], dim=1)
+
+
 def flat_noise(c_noise: torch.Tensor, n: int) -> torch.Tensor:
     """c_noise as a float tensor of shape (n,): accepts (n,), (n, 1, ...) or a single value."""
     c = torch.as_tensor(c_noise).reshape(-1)

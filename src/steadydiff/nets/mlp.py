@@ -7,7 +7,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .config import MLPConfig
-from .layers import Dropout, Layers, NoiseEmbedding, NormFactory, flat_noise
+from .layers import Dropout, Layers, NoiseEmbedding, NormFactory, flat_noise, with_extra
 from .mp import MPLayers
 
 
@@ -57,26 +57,28 @@ class MLPBackbone(nn.Module):
     """
 
     def __init__(self, dim: int, cfg: MLPConfig, cond_classes: int = 0, cond_dim: int = 0,
-                 cond_tokens: tuple[int, int] = (0, 0)):
+                 cond_tokens: tuple[int, int] = (0, 0), extra_dim: int = 0):
         super().__init__()
-        self.dim = dim
+        self.dim, self.extra_dim = dim, extra_dim
         self.ops = ops = MPLayers() if cfg.mp else Layers(vector_norm_factory(cfg.norm))
         self.embed = NoiseEmbedding(cfg.emb_dim, fourier_dim=cfg.emb_dim, ops=ops, cond_classes=cond_classes,
                                     cond_dim=cond_dim, cond_tokens=cond_tokens)
-        self.inp = ops.input_layer(dim, cfg.width)
+        self.inp = ops.input_layer(dim + extra_dim, cfg.width)
         self.blocks = nn.ModuleList(MLPBlock(cfg.width, cfg.emb_dim, cfg.dropout, ops) for _ in range(cfg.blocks))
         self.norm_out = ops.norm(cfg.width)
         self.out = ops.output_layer(cfg.width, dim)
 
     def forward(
-        self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None
+        self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """`extra`: values beside x (N, extra_dim) for a network built with them (known values and their mask)."""
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"MLPBackbone built for vectors of size {self.dim}, got a batch shaped {tuple(x.shape)}"
             )
         emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), cond=cond)
-        h = self.inp(x)
+        h = self.inp(with_extra(x, extra, self.extra_dim))
         for block in self.blocks:
             h = block(h, emb)
         return self.out(self.ops.act(self.norm_out(h)))

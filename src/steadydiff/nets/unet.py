@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import UNetConfig
-from .layers import Dropout, Layers, NoiseEmbedding, flat_noise, norm_factory
+from .layers import Dropout, Layers, NoiseEmbedding, flat_noise, norm_factory, with_extra
 from .mp import MPLayers
 
 
@@ -113,7 +113,8 @@ class UNet2D(nn.Module):
     memory_format = torch.channels_last
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, aug_dim: int = 0,
-                 cond_classes: int = 0, cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0)):
+                 cond_classes: int = 0, cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0),
+                 extra_channels: int = 0):
         super().__init__()
         self.item_shape = (in_channels, *image_size)
         self.ops = ops = MPLayers() if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups))
@@ -121,7 +122,8 @@ class UNet2D(nn.Module):
         emb_dim = cfg.emb_mult * cfg.channels
         self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops, aug_dim=aug_dim,
                                     cond_classes=cond_classes, cond_dim=cond_dim, cond_tokens=cond_tokens)
-        self.conv_in = ops.input_layer(in_channels, ch[0], 3)
+        self.extra_channels = extra_channels  # input channels beside the image (known values and their mask)
+        self.conv_in = ops.input_layer(in_channels + extra_channels, ch[0], 3)
 
         # Encoder: blocks_per_level blocks per level, then a (weightless) downsample. Every block's
         # output, and the input to each level, is kept for the decoder (ADM's skip layout).
@@ -156,14 +158,14 @@ class UNet2D(nn.Module):
 
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None,
-        aug: torch.Tensor | None = None,
+        aug: torch.Tensor | None = None, extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`aug`: augmentation labels (N, data.augment.AUG_DIM) of the training images; None (sampling) is
         the untransformed image."""
         if tuple(x.shape[1:]) != self.item_shape:
             raise ValueError(f"UNet2D built for items {self.item_shape}, got a batch shaped {tuple(x.shape)}")
         emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), aug, cond)
-        h = self.conv_in(x.contiguous(memory_format=self.memory_format))
+        h = self.conv_in(with_extra(x, extra, self.extra_channels).contiguous(memory_format=self.memory_format))
 
         skips = [h]
         blocks = iter(self.down)

@@ -10,7 +10,7 @@ import torch
 
 from .config import SampleConfig
 from .guidance import Guidance, guided
-from .impute import resampled, with_known
+from .impute import resampled, with_extra, with_known
 from .noise import SeededNoise, sample_seeds
 from .solvers import Denoiser, get_solver
 from .steps import resolve_step_list, step_list
@@ -54,7 +54,7 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              callback: Callable[[dict[str, Any]], None] | None = None, cond: torch.Tensor | None = None,
              guidance: float | None = None, guide: torch.nn.Module | None = None,
              known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None,
-             init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+             init: torch.Tensor | None = None, strength: float = 1.0, masked: bool = False) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
@@ -63,7 +63,9 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     `cond`, one condition per sample as the network reads it (class ids, or normalised vectors), guided by
     `guidance` (the weight w of sampling/guidance.py) against its own unconditional branch, or against `guide`
     (autoguidance). `known` (normalised, NaN where unknown) makes the samples completions of those values
-    (sampling/impute.py), with RePaint's `resample` > 1; `seeds` replaces the per-sample seeds drawn from `seed`.
+    (sampling/impute.py), with RePaint's `resample` > 1 — or, with `masked`, given to a mask-conditioned network
+    (train.masks) as its extra inputs, which fills them in on its own; `seeds` replaces the per-sample seeds drawn
+    from `seed`.
     `init` (normalised data) with `strength` s in (0, 1] is SDEdit (Meng et al. 2022): the last ⌈s·steps⌉ steps of
     the step list, starting from `init` + σ·n at the σ where they begin.
     """
@@ -86,9 +88,14 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     out = []
     for s in range(0, n, batch_size):
         chunk = seeds[s:s + batch_size]
-        d = denoiser if cond is None else guided(denoiser, cond[s:s + batch_size].to(device), rule, guide)
+        base = denoiser
+        if known is not None and masked:
+            part = known[s:s + batch_size].to(device)
+            m = (~torch.isnan(part)).to(part.dtype)
+            base = with_extra(denoiser, torch.cat([torch.nan_to_num(part) * m, m], dim=1))
+        d = base if cond is None else guided(base, cond[s:s + batch_size].to(device), rule, guide)
         solver = sampler or settings.sampler
-        if known is not None:
+        if known is not None and not masked:
             part = known[s:s + batch_size].to(device)
             d = with_known(d, torch.nan_to_num(part), ~torch.isnan(part))
             solver = resampled(resample) if resample > 1 else solver

@@ -33,6 +33,17 @@ def with_known(denoiser: Denoiser, known: torch.Tensor, mask: torch.Tensor) -> D
     return d
 
 
+def with_extra(denoiser: Callable[..., torch.Tensor], extra: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """`D(x, σ, cond)` of a mask-conditioned network (train.masks) with its extra inputs — the known values and
+    their mask — bound; a guidance wrapper's batch of both branches gets them twice."""
+
+    def d(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        e = extra if len(x) == len(extra) else extra.repeat(len(x) // len(extra), *([1] * (extra.dim() - 1)))
+        return denoiser(x, sigma, cond, None, e)
+
+    return d
+
+
 def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
     d = (x - _denoise(denoiser, x, sigma)) / sigma
     x_euler = x + (sigma_next - sigma) * d

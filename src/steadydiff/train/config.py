@@ -70,6 +70,12 @@ class TrainConfig:
     # Share of training items whose condition is dropped (the learned null), so one network is conditional and
     # unconditional (classifier-free guidance; Ho & Salimans 2022 use 0.1–0.2).
     cond_dropout: float = 0.1
+    # Mask-conditioned training (data/masks.py, as CSDI trains an imputer): each item gets a random mask of known
+    # values, shown to the network beside x; the loss counts the unknown entries. Kinds, comma-separated: boxes,
+    # strokes, scattered, half (images), scattered (vectors), or all; "" (off). `mask_none`: share of items with
+    # nothing known, so the network also samples from scratch.
+    masks: str = ""
+    mask_none: float = 0.1
 
     def check(self) -> None:
         positive = {"train.steps": self.steps, "train.batch_size": self.batch_size, "train.lr": self.lr,
@@ -103,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"train.sample_metrics_n must be ≥ 6, got {self.sample_metrics_n}")
         if self.sample_metrics_steps < 1:
             raise ConfigError(f"train.sample_metrics_steps must be ≥ 1, got {self.sample_metrics_steps}")
+        if not 0 <= self.mask_none <= 1:
+            raise ConfigError(f"train.mask_none must lie in [0, 1], got {self.mask_none}")
         if not 0 <= self.cond_dropout < 1:
             raise ConfigError(f"train.cond_dropout must lie in [0, 1) (at 1 the network never sees a condition), "
                               f"got {self.cond_dropout}")

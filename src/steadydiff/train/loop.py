@@ -30,6 +30,7 @@ from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
+from ..data.masks import draw_masks, parse_masks
 from ..data.normalise import Normaliser
 from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
@@ -84,13 +85,18 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
                    backbone: nn.Module | None = None, cond: CondSpec | None = None) -> Denoiser:
     aug_dim = AUG_DIM if cfg.data.augment else 0  # train() refuses data.augment for vectors
     if backbone is None:
-        backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim,
+        backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim, extra=mask_channels(cfg, item_shape),
                                   cond_classes=cond.n_classes if cond is not None and cond.kind == "class" else 0,
                                   cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0,
                                   cond_tokens=(cond.tokeniser.size, cond.max_len) if cond is not None and
                                   cond.kind == "text" else (0, 0))
     autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
+
+
+def mask_channels(cfg: RunConfig, item_shape: tuple[int, ...]) -> int:
+    """Extra input channels (features, for vectors) of a mask-conditioned network: the known values and the mask."""
+    return 2 * int(item_shape[0]) if cfg.train.masks else 0
 
 
 def takes_aug(backbone: nn.Module) -> bool:
@@ -144,6 +150,7 @@ class Parts:
     norm: Normaliser
     train_x: torch.Tensor  # the normalised training items
     cond: CondSpec | None  # the run's condition (None: unconditional)
+    mask_kinds: tuple[str, ...]  # train.masks, parsed ('' : no mask-conditioned training)
     train_cond: torch.Tensor | None  # the training items' conditions as the network reads them
     batch: int
     net: Denoiser
@@ -312,6 +319,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
     p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, cond=cond,
+              mask_kinds=parse_masks(tc.masks, ds.kind),
               train_cond=train_cond, batch=batch, net=net,
               ema=ema, phema=phema, ema_net=copy.deepcopy(net).eval().requires_grad_(False), opt=opt,
               loss_fn=loss_fn, bin_edges=bin_edges.to(device), validation=validation, guard=guard,
@@ -411,9 +419,19 @@ def skip_replayed_step(p: Parts, st: RunState) -> None:
     st.bar.update(1)
 
 
-def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(item indices, batch, augmentation labels, conditions): the data order from (seed, epoch), augmentation and
-    condition dropout from (seed, step), then the user's batch_transform."""
+@dataclass
+class Batch:
+    idx: np.ndarray  # item indices
+    x: torch.Tensor  # normalised, augmented items
+    aug: torch.Tensor | None = None  # augmentation labels (data.augment)
+    cond: torch.Tensor | None = None  # conditions as the network reads them, some dropped (train.cond_dropout)
+    extra: torch.Tensor | None = None  # known values and their mask (train.masks)
+    target: torch.Tensor | None = None  # which entries the loss counts (train.masks: the unknown ones)
+
+
+def train_batch(p: Parts, st: RunState) -> Batch:
+    """The step's batch: the data order from (seed, epoch), augmentation, condition dropout and masks from
+    (seed, step), then the user's batch_transform."""
     cfg, step = p.cfg, st.step
     idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
     x = p.train_x[torch.from_numpy(idx)].to(p.device)
@@ -431,13 +449,19 @@ def train_batch(p: Parts, st: RunState) -> tuple[np.ndarray, torch.Tensor, torch
         g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.COND_DROPOUT, step))
         dropped = torch.rand(len(idx), generator=g) < cfg.train.cond_dropout
         cond = torch.where(dropped.reshape(-1, *([1] * (cond.dim() - 1))), null_like(cond), cond).to(p.device)
-    return idx, x, aug_labels, cond
+    batch = Batch(idx=idx, x=x, aug=aug_labels, cond=cond)
+    if p.mask_kinds:
+        g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.MASKS, step))
+        known = draw_masks(len(idx), p.ds.item_shape, p.mask_kinds, cfg.train.mask_none, g).to(p.device)
+        batch.extra, batch.target = torch.cat([x * known, known], dim=1), 1 - known
+    return batch
 
 
 def train_step(p: Parts, st: RunState) -> None:
     """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA."""
     tc, guard, params, device = p.cfg.train, p.guard, p.params, p.device
-    idx, x, aug_labels, cond = train_batch(p, st)
+    batch = train_batch(p, st)
+    idx, x = batch.idx, batch.x
     torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step))
     g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
     for group in p.opt.param_groups:
@@ -448,7 +472,8 @@ def train_step(p: Parts, st: RunState) -> None:
         u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
         sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
                              p_std=p.loss_fn.p_std, u=u).to(device)
-    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=aug_labels, cond=cond)
+    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=batch.aug, cond=batch.cond,
+                                  extra=batch.extra, target=batch.target)
     loss = per_sample.mean()
     p.opt.zero_grad(set_to_none=True)
     (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()

@@ -27,6 +27,7 @@ class Stream(IntEnum):
     SAMPLE_METRICS = 5  # the seeds of the in-training sample set
     AUGMENT = 6  # non-leaking augmentation (data.augment)
     COND_DROPOUT = 7  # which items' conditions are dropped (train.cond_dropout)
+    MASKS = 8  # the masks of known values (train.masks)
     SUMMARY = 0x5EE  # the end-of-run summary's samples
     DATA_ORDER = 0x0DA7A  # each epoch's permutation
 

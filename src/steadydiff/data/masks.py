@@ -1,0 +1,103 @@
+"""Random masks of known values for mask-conditioned training (train.masks), with randomness passed in.
+
+As CSDI (Tashiro et al. 2021) trains an imputer, each training item gets a mask m (1 = known) drawn here; the
+network sees the known values x·m and m as extra input channels and is trained to denoise the unknown entries. A
+share of the items gets an empty mask, so the same network also samples from scratch. Kinds:
+
+- `boxes`: a rectangle of unknown pixels, each side a quarter to three quarters of the image's;
+- `strokes`: two to four thick line segments of unknown pixels (brush strokes, as in free-form inpainting);
+- `scattered`: every value unknown with one probability per item, uniform in [0.1, 0.9];
+- `half`: the left, right, top or bottom half unknown.
+
+Vectors (tables) take `scattered` only. Image masks are shared by the channels of a pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import ConfigError
+
+IMAGE_MASKS = ("boxes", "strokes", "scattered", "half")
+VECTOR_MASKS = ("scattered",)
+
+
+def parse_masks(spec: str, kind: str) -> tuple[str, ...]:
+    """train.masks ("boxes,half", "all", "" for off) as a tuple of kinds this data takes."""
+    allowed = IMAGE_MASKS if kind == "image" else VECTOR_MASKS
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    if names == ("all",):
+        return allowed
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise ConfigError(f"train.masks: {', '.join(bad)} not available for {kind} data; choose from "
+                          f"{', '.join(allowed)} (or 'all')")
+    return names
+
+
+def _grid(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    return ys, xs
+
+
+def _box(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    u = torch.rand(4, generator=g)
+    bh, bw = int(h * (0.25 + 0.5 * u[0])) or 1, int(w * (0.25 + 0.5 * u[1])) or 1
+    top, left = int(u[2] * (h - bh + 1)), int(u[3] * (w - bw + 1))
+    known = torch.ones(h, w)
+    known[top:top + bh, left:left + bw] = 0
+    return known
+
+
+def _strokes(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    ys, xs = _grid(h, w)
+    known = torch.ones(h, w)
+    count = 2 + int(torch.randint(3, (1,), generator=g))
+    width = max(1.0, min(h, w) / 8)
+    for _ in range(count):
+        p = torch.rand(4, generator=g) * torch.tensor([h - 1, w - 1, h - 1, w - 1])
+        a, b = p[:2], p[2:]
+        d = b - a
+        t = (((ys - a[0]) * d[0] + (xs - a[1]) * d[1]) / d.square().sum().clamp(min=1e-6)).clamp(0, 1)
+        dist = ((ys - a[0] - t * d[0]).square() + (xs - a[1] - t * d[1]).square()).sqrt()
+        known[dist <= width / 2 + 0.5] = 0
+    return known
+
+
+def _half(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    known = torch.ones(h, w)
+    side = int(torch.randint(4, (1,), generator=g))
+    if side == 0:
+        known[:, w // 2:] = 0  # right half unknown
+    elif side == 1:
+        known[:, :w - w // 2] = 0
+    elif side == 2:
+        known[h // 2:] = 0
+    else:
+        known[:h - h // 2] = 0
+    return known
+
+
+def draw_masks(n: int, item_shape: Sequence[int], kinds: Sequence[str], none_share: float,
+               generator: torch.Generator) -> torch.Tensor:
+    """(n, *item_shape) float masks, 1 where a value is known; each item's kind uniform over `kinds`, and with
+    probability `none_share` nothing known."""
+    shape = tuple(int(s) for s in item_shape)
+    out = torch.ones((n, *shape))
+    choice = torch.randint(len(kinds), (n,), generator=generator)
+    empty = torch.rand(n, generator=generator) < none_share
+    for i in range(n):
+        kind = kinds[int(choice[i])]
+        if empty[i]:
+            out[i] = 0
+        elif kind == "scattered":
+            p = 0.1 + 0.8 * torch.rand(1, generator=generator)
+            m = (torch.rand(shape if len(shape) == 1 else shape[1:], generator=generator) >= p).float()
+            out[i] = m if len(shape) == 1 else m.expand(shape)
+        else:
+            h, w = shape[1], shape[2]
+            m = {"boxes": _box, "strokes": _strokes, "half": _half}[kind](h, w, generator)
+            out[i] = m.expand(shape)
+    return out
