@@ -424,3 +424,28 @@ def test_mask_kinds_and_mask_conditioned_imputation(tmp_path):
     plain = steadydiff.train(config(10), data=x, out=tmp_path / "plain", progress=False).load()
     with pytest.raises(SteadydiffError, match="needs a run trained with train.masks"):
         plain.impute(q, method="masked")
+
+
+def test_super_resolution_matches_the_low_resolution_input(tmp_path):
+    from steadydiff.data.masks import lowres_of
+
+    ds = load_data(DataConfig(source="digits"))
+    cfg = {"data": {"source": "digits"}, "net": {"unet": {"channels": 16, "groups": 4}},
+           "train": {"steps": 150, "batch_size": 64, "log_every": 50, "val_every": 50, "checkpoint_every": 150,
+                     "sample_every": 0, "sample_metrics_every": 0, "lowres": 2, "conditional": "off"},
+           "sample": {"steps": 8, "grid_n": 8}}
+    run = steadydiff.train(cfg, out=tmp_path / "run", progress=False)
+    model = run.load()
+    high = ds.holdout[:16]
+    low = torch.nn.functional.avg_pool2d(torch.from_numpy(high), 2).numpy()
+    up = model.upscale(low, seed=0)
+    assert up.shape == high.shape
+    # the samples' block averages follow the input far better than a sample from another input does
+    err = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(up), 2).numpy() - low).mean()
+    other = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(up[::-1].copy()), 2).numpy() - low).mean()
+    assert err < 0.5 * other, (err, other)
+    assert lowres_of(torch.ones(1, 1, 8, 8), 2).shape == (1, 1, 8, 8)
+    with pytest.raises(SteadydiffError, match="upscale"):
+        model.sample(4)
+    with pytest.raises(SteadydiffError, match="shaped"):
+        model.upscale(np.zeros((2, 1, 8, 8), np.float32))

@@ -15,6 +15,7 @@ import torch
 
 from .config import RunConfig, from_dict, load_toml
 from .data.cond import CondSpec, draw_conditions, model_conditions, parse_conditions
+from .data.masks import upsample_to
 from .data.normalise import Normaliser
 from .diffusion import Denoiser
 from .errors import SteadydiffError
@@ -70,6 +71,10 @@ class Model:
                                   f"{guidance!r}")
         if self.cond is None and (cond is not None or guidance is not None):
             parse_conditions(None, cond, n)  # raises: an unconditional run takes neither
+        if self.config.train.lowres:
+            raise SteadydiffError(f"this run upsamples low-resolution images (train.lowres="
+                                  f"{self.config.train.lowres}); draw its samples with model.upscale(low_res_images) "
+                                  "or `steadydiff sample --lowres FILE.npy`")
         values = self.conditions(n, cond, seed=seed)
         c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
         x = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
@@ -128,6 +133,29 @@ class Model:
         mask = ~np.isnan(arr)
         user = np.where(mask[None], arr[None], user)  # the known values exactly as given
         return (user[0, 0] if single else user[0]) if draws == 1 else (user[:, 0] if single else user)
+
+    def upscale(self, low: Any, *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
+                cond: Any = None, guidance: float | None = None, batch_size: int = 500) -> np.ndarray:
+        """Super-resolution with a run trained with train.lowres = f: images (N, C, H/f, W/f) in the user's units
+        (rounded up for sizes f does not divide) → (N, C, H, W) samples whose block averages match them."""
+        f = self.config.train.lowres
+        if not f:
+            raise SteadydiffError("this run was not trained for super-resolution; train one with train.lowres=2")
+        arr = np.asarray(low, dtype=np.float32)
+        arr = arr[None] if arr.ndim == 3 else arr
+        c, h, w = self.item_shape
+        want = (c, -(-h // f), -(-w // f))
+        if arr.ndim != 4 or arr.shape[1:] != want or not np.isfinite(arr).all():
+            raise SteadydiffError(f"low-resolution images must be finite and shaped (N, {want[0]}, {want[1]}, "
+                                  f"{want[2]}) (this run's images are {h}×{w}, factor {f}); got {arr.shape}")
+        n = len(arr)
+        extra = upsample_to(torch.from_numpy(np.asarray(self.normaliser.forward(arr), np.float32)), (h, w))
+        values = self.conditions(n, cond, seed=seed)
+        cv = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
+        out = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
+                       steps=steps, sampler=sampler, batch_size=batch_size, device=self.device, cond=cv,
+                       guidance=guidance, extra=extra).numpy()
+        return np.asarray(self.normaliser.inverse(out), dtype=np.float32)
 
     def edit(self, x: Any, strength: float, *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
              cond: Any = None, guidance: float | None = None, batch_size: int = 500) -> np.ndarray:

@@ -88,8 +88,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     n, cond = args.n, _cli_conditions(args, model)
     if args.cls == "all" and model.classes is not None:
         n = args.n * len(model.classes)
-    x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
-                     guidance=args.guidance)
+    if args.lowres is not None:
+        path = Path(args.lowres)
+        if path.suffix.lower() != ".npy" or not path.is_file():
+            raise SteadydiffError(f"--lowres {args.lowres!r}: give a .npy file of low-resolution images (N, C, h, w)")
+        low = np.load(path, allow_pickle=False)
+        n = len(low)
+        x = model.upscale(low, steps=steps, sampler=sampler, seed=args.seed, cond=cond, guidance=args.guidance)
+    else:
+        x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
+                         guidance=args.guidance)
     what = "" if model.cond is None else (
         f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
         + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
@@ -355,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K))")
     s.add_argument("--prompt", default=None, metavar="TEXT",
                    help="runs conditional on captions: the caption every sample is drawn for")
+    s.add_argument("--lowres", default=None, metavar="FILE.npy",
+                   help="super-resolution runs (train.lowres): the low-resolution images to upsample, one per sample")
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight (1: plain conditional, 0: unconditional; default: the "
                         "run's sample.guidance)")

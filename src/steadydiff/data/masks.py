@@ -10,6 +10,8 @@ share of the items gets an empty mask, so the same network also samples from scr
 - `half`: the left, right, top or bottom half unknown.
 
 Vectors (tables) take `scattered` only. Image masks are shared by the channels of a pixel.
+
+`lowres_of` gives the other array condition, a low-resolution copy for super-resolution (train.lowres).
 """
 
 from __future__ import annotations
@@ -17,11 +19,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError
 
 IMAGE_MASKS = ("boxes", "strokes", "scattered", "half")
 VECTOR_MASKS = ("scattered",)
+
+
+def lowres_of(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Images (N, C, H, W) averaged over factor × factor blocks (the low-resolution image) and repeated back to
+    H × W (nearest), the network's extra input for super-resolution."""
+    small = F.avg_pool2d(x, factor, ceil_mode=True)
+    return upsample_to(small, x.shape[-2:])
+
+
+def upsample_to(small: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(small, size=tuple(int(s) for s in size), mode="nearest")
 
 
 def parse_masks(spec: str, kind: str) -> tuple[str, ...]:

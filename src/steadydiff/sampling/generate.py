@@ -54,7 +54,8 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              callback: Callable[[dict[str, Any]], None] | None = None, cond: torch.Tensor | None = None,
              guidance: float | None = None, guide: torch.nn.Module | None = None,
              known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None,
-             init: torch.Tensor | None = None, strength: float = 1.0, masked: bool = False) -> torch.Tensor:
+             init: torch.Tensor | None = None, strength: float = 1.0, masked: bool = False,
+             extra: torch.Tensor | None = None) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
@@ -67,7 +68,8 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     (train.masks) as its extra inputs, which fills them in on its own; `seeds` replaces the per-sample seeds drawn
     from `seed`.
     `init` (normalised data) with `strength` s in (0, 1] is SDEdit (Meng et al. 2022): the last ⌈s·steps⌉ steps of
-    the step list, starting from `init` + σ·n at the σ where they begin.
+    the step list, starting from `init` + σ·n at the σ where they begin. `extra` (one row per sample) are the
+    extra inputs of a network built with them (train.lowres: the low-resolution images, upsampled).
     """
     sigma_min, sigma_max = sigma_range
     name = resolve_step_list(schedule or settings.schedule, training_noise)
@@ -88,7 +90,7 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     out = []
     for s in range(0, n, batch_size):
         chunk = seeds[s:s + batch_size]
-        base = denoiser
+        base = denoiser if extra is None else with_extra(denoiser, extra[s:s + batch_size].to(device))
         if known is not None and masked:
             part = known[s:s + batch_size].to(device)
             m = (~torch.isnan(part)).to(part.dtype)

@@ -76,6 +76,10 @@ class TrainConfig:
     # nothing known, so the network also samples from scratch.
     masks: str = ""
     mask_none: float = 0.1
+    # Super-resolution (train.cond=lowres in other tools' terms): the network reads a copy of each image averaged over
+    # lowres × lowres blocks as extra input channels and learns the detail; sample it with Model.upscale or
+    # `steadydiff sample --lowres`. 0: off.
+    lowres: int = 0
 
     def check(self) -> None:
         positive = {"train.steps": self.steps, "train.batch_size": self.batch_size, "train.lr": self.lr,
@@ -109,6 +113,10 @@ class TrainConfig:
             raise ConfigError(f"train.sample_metrics_n must be ≥ 6, got {self.sample_metrics_n}")
         if self.sample_metrics_steps < 1:
             raise ConfigError(f"train.sample_metrics_steps must be ≥ 1, got {self.sample_metrics_steps}")
+        if self.lowres < 0 or self.lowres == 1:
+            raise ConfigError(f"train.lowres is the downsampling factor (≥ 2), or 0 for off; got {self.lowres}")
+        if self.lowres and self.masks:
+            raise ConfigError("train.lowres and train.masks each give the network extra input channels; choose one")
         if not 0 <= self.mask_none <= 1:
             raise ConfigError(f"train.mask_none must lie in [0, 1], got {self.mask_none}")
         if not 0 <= self.cond_dropout < 1:

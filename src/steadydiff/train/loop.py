@@ -30,7 +30,7 @@ from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
-from ..data.masks import draw_masks, parse_masks
+from ..data.masks import draw_masks, lowres_of, parse_masks
 from ..data.normalise import Normaliser
 from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
@@ -85,7 +85,7 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
                    backbone: nn.Module | None = None, cond: CondSpec | None = None) -> Denoiser:
     aug_dim = AUG_DIM if cfg.data.augment else 0  # train() refuses data.augment for vectors
     if backbone is None:
-        backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim, extra=mask_channels(cfg, item_shape),
+        backbone = build_backbone(cfg.net, item_shape, aug_dim=aug_dim, extra=extra_channels(cfg, item_shape),
                                   cond_classes=cond.n_classes if cond is not None and cond.kind == "class" else 0,
                                   cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0,
                                   cond_tokens=(cond.tokeniser.size, cond.max_len) if cond is not None and
@@ -94,9 +94,10 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
 
-def mask_channels(cfg: RunConfig, item_shape: tuple[int, ...]) -> int:
-    """Extra input channels (features, for vectors) of a mask-conditioned network: the known values and the mask."""
-    return 2 * int(item_shape[0]) if cfg.train.masks else 0
+def extra_channels(cfg: RunConfig, item_shape: tuple[int, ...]) -> int:
+    """Extra input channels (features, for vectors) beside x: the known values and the mask of a mask-conditioned
+    network, the low-resolution image of a super-resolution one."""
+    return 2 * int(item_shape[0]) if cfg.train.masks else int(item_shape[0]) if cfg.train.lowres else 0
 
 
 def takes_aug(backbone: nn.Module) -> bool:
@@ -296,7 +297,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     val_cond = None if cond is None else \
         torch.as_tensor(model_conditions(cond, ds.conditions(val_split)[:tc.val_items])).to(device)
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
-                                       seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION), cond=val_cond)
+                                       seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION), cond=val_cond,
+                                       extra=lowres_of(val_items, tc.lowres).to(device) if tc.lowres else None)
     if gc.enabled and gc.canaries:
         start_canaries(net, norm, ds, device, val_cond)
 
@@ -337,7 +339,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     p.metrics_log.truncate_after(step)
     (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
     p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
-    p.probe = SampleMetrics(cfg, ds, norm, device, cond) if tc.sample_metrics_every else None
+    p.probe = SampleMetrics(cfg, ds, norm, device, cond, sample_extras(p, tc.sample_metrics_n)) \
+        if tc.sample_metrics_every else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
             log.warning("data: %s", f.message)
@@ -454,6 +457,8 @@ def train_batch(p: Parts, st: RunState) -> Batch:
         g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.MASKS, step))
         known = draw_masks(len(idx), p.ds.item_shape, p.mask_kinds, cfg.train.mask_none, g).to(p.device)
         batch.extra, batch.target = torch.cat([x * known, known], dim=1), 1 - known
+    if cfg.train.lowres:
+        batch.extra = lowres_of(x, cfg.train.lowres)
     return batch
 
 
@@ -711,13 +716,23 @@ def sample_conditions(p: Parts, n: int, seed: int, *, blocked: bool = False
     return values, torch.as_tensor(model_conditions(p.cond, values))
 
 
+def sample_extras(p: Parts, n: int) -> torch.Tensor | None:
+    """The extra inputs n samples of a super-resolution run get (train.lowres): the low-resolution copies of the
+    held-out items (the training items where none are held out), in turn; None for other runs."""
+    if not p.cfg.train.lowres:
+        return None
+    source = p.ds.holdout if len(p.ds.holdout) else p.ds.train
+    items = np.asarray(p.norm.forward(source[np.arange(n) % len(source)]), dtype=np.float32)
+    return lowres_of(torch.from_numpy(items), p.cfg.train.lowres)
+
+
 def write_grid(p: Parts, tag: str) -> None:
     """A sample grid (PNG) and its samples (.npy, user units) of the EMA weights, from the run's grid seed."""
     cfg, ds = p.cfg, p.ds
     p.ema.copy_to(p.ema_net)
     _, cond = sample_conditions(p, cfg.sample.grid_n, cfg.sample.grid_seed, blocked=True)
     x = generate(p.ema_net, ds.item_shape, cfg.sample.grid_n, seed=cfg.sample.grid_seed,
-                 **cfg.sampling(p.sigma_data), device=p.device, cond=cond)
+                 **cfg.sampling(p.sigma_data), device=p.device, cond=cond, extra=sample_extras(p, cfg.sample.grid_n))
     user = np.asarray(p.norm.inverse(x.numpy()))
     np.save(p.run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
     if ds.kind == "image" or user.shape[1] >= 2:
@@ -737,7 +752,7 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     seed = derive_seed(cfg.train.seed, Stream.SUMMARY)
     values, cond = sample_conditions(p, n_eval, seed)
     x = generate(p.ema_net, ds.item_shape, n_eval, seed=seed, **cfg.sampling(p.sigma_data), device=p.device,
-                 cond=cond)
+                 cond=cond, extra=sample_extras(p, n_eval))
     labels = values if p.cond is not None and p.cond.kind == "class" else None
     quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32), labels)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]

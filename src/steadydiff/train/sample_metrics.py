@@ -83,9 +83,10 @@ class SampleMetrics:
     and what the last evaluation cost. `evaluate(ema_net)` returns metrics.jsonl's `sample_metrics`."""
 
     def __init__(self, cfg: RunConfig, ds: Dataset, normaliser: Normaliser, device: torch.device,
-                 cond: CondSpec | None = None):
+                 cond: CondSpec | None = None, extra: torch.Tensor | None = None):
         tc = cfg.train
         self.cfg, self.ds, self.normaliser, self.device, self.cond = cfg, ds, normaliser, device, cond
+        self.extra = extra  # a super-resolution run's low-resolution inputs, one per sample
         self.n, self.sampler, self.steps = tc.sample_metrics_n, tc.sample_metrics_sampler, tc.sample_metrics_steps
         self.nfe = count_nfe(self.sampler, self.steps)
         self.seed = derive_seed(tc.seed, Stream.SAMPLE_METRICS)
@@ -128,7 +129,8 @@ class SampleMetrics:
             draw_conditions(self.cond, self.n, self.seed, self.ds.conditions("train"))
         x = generate(ema_net, self.ds.item_shape, self.n, seed=self.seed, **self.cfg.sampling(ema_net.sigma_data),
                      steps=self.steps, sampler=self.sampler, device=self.device,
-                     cond=None if values is None else torch.as_tensor(model_conditions(self.cond, values)))
+                     cond=None if values is None else torch.as_tensor(model_conditions(self.cond, values)),
+                     extra=self.extra)
         labels = values if self.cond is not None and self.cond.kind == "class" else None
         metrics = ref.score(np.asarray(self.normaliser.inverse(x.numpy()), dtype=np.float32), labels=labels)
         t2 = time.perf_counter()

@@ -29,10 +29,11 @@ class FixedValidation:
     bins: int
     cond: torch.Tensor | None = None  # (M·K, ...) the items' conditions, as the network reads them
     shuffled: torch.Tensor | None = None  # the same conditions given to other items (a fixed permutation)
+    extra: torch.Tensor | None = None  # (M·K, ...) the network's extra inputs (train.lowres: the low-res items)
 
     @classmethod
     def build(cls, items: torch.Tensor, loss: DenoisingLoss, sigma_data: float, *, bins: int, seed: int,
-              cond: torch.Tensor | None = None) -> FixedValidation:
+              cond: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> FixedValidation:
         centres, _ = sigma_grid(loss, sigma_data, bins)
         m = items.shape[0]
         x = items.repeat_interleave(bins, dim=0)
@@ -44,7 +45,8 @@ class FixedValidation:
             perm = torch.randperm(m, generator=g).to(cond.device)
             shuffled = cond[perm].repeat_interleave(bins, dim=0)
             cond = cond.repeat_interleave(bins, dim=0)
-        return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled)
+        extra = None if extra is None else extra.repeat_interleave(bins, dim=0)
+        return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled, extra=extra)
 
     @torch.no_grad()
     def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024,
@@ -57,7 +59,8 @@ class FixedValidation:
         for s in range(0, len(self.x), batch_size):
             sl = slice(s, s + batch_size)
             value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl],
-                            cond=None if cond is None else cond[sl])
+                            cond=None if cond is None else cond[sl],
+                            extra=None if self.extra is None else self.extra[sl])
             per.append(value)
         per_sample = torch.cat(per).double().reshape(-1, self.bins)
         by_bin = per_sample.mean(0)
