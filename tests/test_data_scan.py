@@ -176,10 +176,12 @@ def test_bad_arguments():
         scan(x, x, "vector", ["only one"])
 
 
-def test_fast_on_mnist_sized_data():
+def test_scans_mnist_sized_data_in_linear_time():
+    """70,000 × 784 values scan in about 0.3 s on one idle core (3.4 s with four jobs on two cores). The bound
+    only catches a scan that stopped being linear (pairwise duplicate checks would take minutes), not speed."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(70_000, 784), dtype=np.uint8).astype(np.float32)
     norm = (x - np.float32(127.5)) / np.float32(73.9)  # what the normaliser gives, without its float64 pass
     start = time.perf_counter()
     assert scan(x, norm, "vector") == []
-    assert time.perf_counter() - start < 3.0  # about 0.3 s on one core; generous for shared machines
+    assert time.perf_counter() - start < 60.0
