@@ -449,3 +449,17 @@ def test_super_resolution_matches_the_low_resolution_input(tmp_path):
         model.sample(4)
     with pytest.raises(SteadydiffError, match="shaped"):
         model.upscale(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_autoguidance_by_the_raw_weights(cluster_run, tmp_path):
+    run = cluster_run[1].dir
+    model, raw = steadydiff.load(run), steadydiff.load(run, ema=False)
+    x1 = model.sample(50, cond=2, guidance=1.0, guide=raw, seed=0, steps=6)
+    assert np.array_equal(x1, model.sample(50, cond=2, seed=0, steps=6, guidance=1.0))  # w = 1: the model alone
+    x2 = model.sample(50, cond=2, guidance=2.0, guide=raw, seed=0, steps=6)
+    # the guide's branch is used (whether it helps depends on the guide being the weaker model: BENCHMARKS.md)
+    assert not np.allclose(x1, x2) and np.isfinite(x2).all()
+    ok = subprocess.run([sys.executable, "-m", "steadydiff", "sample", str(run), "--n", "4", "--class", "2",
+                         "--guide", "raw", "--guidance", "2", "--steps", "4", "--out", str(tmp_path / "a.npy")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

@@ -55,13 +55,15 @@ class Model:
 
     def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
                cond: Any = None, guidance: float | None = None, schedule: str | None = None, batch_size: int = 500,
-               normalised: bool = False, callback: Any = None) -> np.ndarray:
+               normalised: bool = False, callback: Any = None, guide: Model | None = None) -> np.ndarray:
         """n samples (float32 array, user units). Sample i depends on (seed, i) and its condition only, never on
         the batch size.
 
         A conditional run takes `cond`: class names or ids (one, or one per sample), or condition vectors ((K,) or
         (n, K)); with None the conditions are drawn like the training items' (`conditions`). `guidance` is the
-        classifier-free guidance weight (1: plain conditional, 0: unconditional; default sample.guidance).
+        classifier-free guidance weight (1: plain conditional, 0: unconditional; default sample.guidance); with
+        `guide`, a weaker model of the same run (`load(run, ema=False)` or an earlier checkpoint), the guidance is
+        autoguidance (Karras et al. 2024): D_guide + w·(D − D_guide), both with the same condition.
         `callback(info)` is called after each solver step with the solver's dict (x, denoised, sigma, ...), in
         normalised units."""
         if n < 1:
@@ -79,7 +81,8 @@ class Model:
         c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
         x = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
                      steps=steps, sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device,
-                     callback=callback, cond=c, guidance=guidance)
+                     callback=callback, cond=c, guidance=guidance,
+                     guide=None if guide is None else guide.denoiser)
         x = x.numpy()
         return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
 

@@ -83,6 +83,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise SteadydiffError("--n and --steps must be ≥ 1")
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    guide = None
+    if args.guide is not None:  # autoguidance by a weaker model of the same run
+        guide = load(args.run, ema=False) if args.guide == "raw" else load(args.run, checkpoint=args.guide)
     # Unset options take the run's own sample settings (its config.toml), not a second set of defaults.
     sampler, steps = args.sampler or model.config.sample.sampler, args.steps or model.config.sample.steps
     n, cond = args.n, _cli_conditions(args, model)
@@ -97,7 +100,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         x = model.upscale(low, steps=steps, sampler=sampler, seed=args.seed, cond=cond, guidance=args.guidance)
     else:
         x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
-                         guidance=args.guidance)
+                         guidance=args.guidance, guide=guide)
     what = "" if model.cond is None else (
         f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
         + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
@@ -363,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K))")
     s.add_argument("--prompt", default=None, metavar="TEXT",
                    help="runs conditional on captions: the caption every sample is drawn for")
+    s.add_argument("--guide", default=None, metavar="raw|step-N",
+                   help="autoguidance: guide by the raw weights or an earlier checkpoint's EMA instead of the "
+                        "unconditional branch (with --guidance W)")
     s.add_argument("--lowres", default=None, metavar="FILE.npy",
                    help="super-resolution runs (train.lowres): the low-resolution images to upsample, one per sample")
     s.add_argument("--guidance", type=float, default=None,
