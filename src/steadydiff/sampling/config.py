@@ -25,9 +25,12 @@ class SampleConfig:
     grid_n: int = 64  # samples in each grid written during training
     grid_seed: int = 0
     # Classifier-free guidance of a conditional run (sampling/guidance.py): 1 is plain conditional sampling, 0
-    # unconditional. The default is chosen on digits (BENCHMARKS.md, conditional).
-    guidance: float = 1.0
-    guidance_interval: tuple[float, float] = (0.0, math.inf)  # σ range where guidance applies (data units)
+    # unconditional; limited to σ in `guidance_interval` (data units; Kynkäänniemi et al. 2024). On class-conditional
+    # digits (BENCHMARKS.md, conditional) 1.5 in [0.28, 2.9] was the weakest setting whose samples the classifier
+    # put in the requested class ≥ 99 % of the time (99.3 %, FD 1.21× the floor; plain conditional: 96.9 %, 1.00×;
+    # 1.5 at every σ: 99.7 %, 1.44×).
+    guidance: float = 1.5
+    guidance_interval: tuple[float, float] = (0.28, 2.9)
 
     def check(self) -> None:
         if self.steps < 1:

@@ -27,6 +27,7 @@ CondDenoiser = Callable[..., torch.Tensor]  # (x, σ, cond) -> x0 estimate
 class Guidance:
     weight: float = 1.0
     interval: tuple[float, float] = (0.0, math.inf)  # σ range (inclusive) where the guidance weight applies
+    # (the run's defaults live in SampleConfig: sample.guidance, sample.guidance_interval)
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.weight):
