@@ -171,6 +171,9 @@ def test_samples_follow_the_requested_class_and_unconditional_ones_cover_all(clu
     assert not ignored_condition(run.dir)
     info = json.loads((run.dir / "dataset.json").read_text())
     assert info["condition"]["kind"] == "class" and info["condition"]["classes"] == ["0", "1", "2", "3"]
+    # no shipped classifier for this data: a probe fitted on the training items scores the requested classes
+    quality = run.summary["quality"]
+    assert quality["real_data"]["probe_accuracy"] > 0.95 and quality["class_accuracy"] > 0.9
 
 
 def test_sample_depends_on_seed_and_condition_not_batch_size(cluster_run):

@@ -242,11 +242,28 @@ class Reference:
             out["class_balance"], out["class_tv"] = balance, balance["tv_distance"]
             if labels is not None:
                 out["class_accuracy"] = float(np.mean(predicted == np.asarray(labels)))
+        elif labels is not None and self._probe() is not None:
+            out["class_accuracy"] = float(np.mean(self._probe().predict(data) == np.asarray(labels)))
         if memorisation:
             copies = copy_fraction(data, self._train_data)
             out["copy_fraction"] = copies["copy_fraction"]
             out["median_nn_distance"] = copies["median_sample_nn"]
         return out
+
+    def _probe(self) -> Any:
+        """Labelled data without a shipped classifier: a logistic-regression probe on the normalised training items
+        (data space), fitted once; its held-out accuracy goes to `real_data["probe_accuracy"]` (the ceiling a
+        sample's class agreement is read against). None without class labels."""
+        ds = self.dataset
+        if ds.train_labels is None or ds.class_names is None or ds.holdout_labels is None:
+            return None
+        if not hasattr(self, "_probe_model"):
+            from sklearn.linear_model import LogisticRegression
+
+            keep = _subset(len(ds.train), MAX_TRAIN_ITEMS)
+            self._probe_model = LogisticRegression(max_iter=2000).fit(self._train_data, ds.train_labels[keep])
+            self.real_data["probe_accuracy"] = float(self._probe_model.score(self._held_data, ds.holdout_labels))
+        return self._probe_model
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.dataset.name, "n_train": len(self.dataset.train), "n_holdout": len(self.dataset.holdout),
