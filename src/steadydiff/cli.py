@@ -73,13 +73,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_path(name: str) -> Path:
+    """--out of sample, impute and edit: a .png, .npy or .csv file (checked before any work)."""
+    from .data.export import FORMATS
+
+    out = Path(name)
+    if out.suffix.lower() not in FORMATS:
+        raise SteadydiffError(f"--out {name!r}: use a name ending in .png, .npy or .csv")
+    return out
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .api import load
-    from .data.export import FORMATS, save_samples
+    from .data.export import save_samples
 
-    out = Path(args.out)
-    if out.suffix.lower() not in FORMATS:
-        raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
+    out = _output_path(args.out)
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise SteadydiffError("--n and --steps must be ≥ 1")
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
@@ -158,12 +166,10 @@ def _cli_conditions(args: argparse.Namespace, model) -> object:
 
 def cmd_impute(args: argparse.Namespace) -> int:
     from .api import load
-    from .data.export import FORMATS, save_samples
+    from .data.export import save_samples
     from .data.incomplete import read_incomplete
 
-    out = Path(args.out)
-    if out.suffix.lower() not in FORMATS:
-        raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
+    out = _output_path(args.out)
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
     x = read_incomplete(args.input, model.item_shape, mask=args.mask, columns=model.columns,
                         value_range=model.normaliser.value_range)
@@ -185,12 +191,10 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from .api import load
-    from .data.export import FORMATS, save_samples
+    from .data.export import save_samples
     from .data.incomplete import read_incomplete
 
-    out = Path(args.out)
-    if out.suffix.lower() not in FORMATS:
-        raise SteadydiffError(f"--out {args.out!r}: use a name ending in .png, .npy or .csv")
+    out = _output_path(args.out)
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
     x = read_incomplete(args.input, model.item_shape, columns=model.columns, value_range=model.normaliser.value_range,
                         image_needs_mask=False)
