@@ -132,6 +132,35 @@ def test_detectors_quiet_on_clean_statistics_and_fire_on_planted_faults(tmp_path
     assert "σ-bin 0" in spike["detail"] and "gradient norm" in spike["detail"]
 
 
+def test_cpu_gate_in_numpy_decides_as_the_device_gate_does(tmp_path):
+    # On a CPU the gate runs in NumPy (no dispatch cost per tiny operation); on a GPU in torch. Fed the same
+    # stream (clean steps, spikes, explosions, NaN, an empty σ-bin), both must flag the same steps and keep the
+    # same history and evidence.
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    host, device = make_guard(tmp_path / "a"), make_guard(tmp_path / "b")
+    device.host_gate = False
+    assert host.host_gate
+    rng = np.random.default_rng(3)
+    levels = np.logspace(-3, 1, 8)
+    flags = []
+    for step in range(300):
+        kind = step % 37
+        inputs = synthetic_step(rng, scale=levels * (8 if kind == 5 else 1), grad=60.0 if kind in (5, 11) else 1.0,
+                                nan=kind == 17, per_bin=1 + step % 9)
+        if kind == 23:  # no item in σ-bin 2
+            keep = inputs[1] != 2
+            inputs = (inputs[0][keep], inputs[1][keep], inputs[2])
+        a, b = host.gate(*inputs), device.gate(*inputs)
+        assert bool(a) == bool(b), step
+        torch.testing.assert_close(host.pending[0], device.pending[0], rtol=1e-5, atol=1e-5, equal_nan=True)
+        flags.append(bool(a))
+        for g in (host, device):
+            g.note_step(step, np.arange(inputs[0].numel()))
+            g.check(torch.zeros(1000, 2))
+    assert 10 < sum(flags) < 40  # the planted steps fire, the clean ones do not
+    torch.testing.assert_close(host.hist.values, device.hist.values, equal_nan=True)
+
+
 @pytest.mark.parametrize("per_bin", [2, 8, 32])
 def test_detectors_stay_quiet_on_healthy_heavy_tailed_losses_with_few_items_per_bin(tmp_path, per_bin):
     # Late in training on sharp modes, one item in fifty lands between modes: its loss is 30-1000× its bin's

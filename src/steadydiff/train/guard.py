@@ -8,7 +8,8 @@ Detect on the device, decide on the host, never apply a bad update:
   magnitude across σ, with the threshold following how many items stand behind the bin's value) and its
   gradient norm agree that it is far out of range. A flagged update is never applied: fused optimisers read
   the flag as `found_inf` and skip the step on the device, as torch.amp's GradScaler does (others synchronise
-  once per step);
+  once per step). On a CPU, where the device is the host, the same arithmetic runs in NumPy: a third of the
+  cost of forty tiny torch operations;
 - every `check_every` steps the host reads the flags (`Guard.check`): each skipped step becomes an incident
   with its evidence. Skipped steps cannot harm the weights, so a burst of them is only a reason to look:
   `Guard.confirm` rolls back (to an in-memory snapshot, with a lower LR and the batches that led there
@@ -209,6 +210,10 @@ class Guard:
         self.check_every = cfg.check_every or (1 if device.type == "cpu" else 10)
         self.refresh_every = max(1, min(25, cfg.min_history // 2))
         self.fused = fused_optimizer
+        # On a CPU the device is the host: no synchronisation to avoid, but ~40 tiny torch operations cost
+        # ~0.7 ms of dispatch a step (4 % of a small MLP's step), so the same arithmetic runs in NumPy.
+        self.host_gate = device.type == "cpu"
+        self._verdicts = (torch.tensor(False), torch.tensor(True))
         # One history, channels 0…bins−1 the σ-bins' mean log-loss, channel `bins` the log gradient norm, so the
         # gate judges them all with a few vector operations; the thresholds per channel are set once here.
         self.bins = bins
@@ -240,6 +245,8 @@ class Guard:
         by only log(its ratio) / (items in the bin). Its spread shrinks as 1/√n with the n items behind it, so the
         threshold is scaled by √(n_typical / n) (`n_typical` = batch / bins, the bins being equally likely).
         """
+        if self.host_gate:
+            return self._gate_host(per_sample, bin_index, grad_norm)
         c = self.cfg
         bad_items = ~torch.isfinite(per_sample)
         finite = ~bad_items.any() & torch.isfinite(grad_norm)
@@ -265,6 +272,46 @@ class Guard:
         if self.hist.pos % self.refresh_every == 0:
             self.hist.refresh()
         return bad
+
+    def _gate_host(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor
+                   ) -> torch.Tensor:
+        """`gate` in NumPy on CPU tensors (shared memory, no copies): the same float32 arithmetic, step for step,
+        writing the same history and pending rows (tests/test_guard.py holds the two paths to each other)."""
+        c, h, k, f32 = self.cfg, self.hist, self.bins, np.float32
+        loss = per_sample.detach().float().numpy()
+        g = f32(grad_norm.detach().float().reshape(()).item())
+        bad_items = ~np.isfinite(loss)
+        finite = not bad_items.any() and bool(np.isfinite(g))
+        idx = bin_index.numpy()
+        stat = np.empty(k + 1, dtype=f32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_loss = np.log(np.maximum(loss, f32(1e-30)))
+            log_loss[~np.isfinite(log_loss)] = 0.0  # non-finite: judged above
+            n = np.bincount(idx, minlength=k).astype(f32)
+            stat[:k] = np.bincount(idx, weights=log_loss, minlength=k) / n  # NaN for an empty bin: never judged
+            stat[k] = np.log(max(g, f32(1e-30)))
+            scale = np.ones(k + 1, dtype=f32)
+            scale[:k] = np.sqrt(loss.size / k / np.maximum(n, 1))
+            dev = stat - h.median.numpy()
+            spread = np.maximum(f32(_MAD_TO_STD) * h.mad.numpy() * scale, f32(1e-6))
+            ready = h.count.numpy() >= c.min_history
+            high = ready & (dev > np.maximum(self.strict_z.numpy() * spread, self.strict_log.numpy()))
+            raised = ready & (dev > np.maximum(f32(c.confirm_z) * spread, f32(math.log(c.confirm_ratio))))
+            z = dev / spread
+        spike = bool(high[:-1].any() and raised[-1])
+        explode = bool(high[-1] and raised[:-1].any())
+        bad = not finite or spike or explode
+        pending = self.pending[len(self.pending_steps) % self.check_every].numpy()
+        pending[:len(PENDING_HEAD)] = ((not finite) * NON_FINITE + spike * SPIKE + explode * EXPLOSION, g,
+                                       bad_items.argmax(), bad_items.sum())
+        pending[len(PENDING_HEAD):] = np.concatenate([dev, z, n])
+        if not bad:
+            row, keep = h.values[h.pos % h.size].numpy(), np.isfinite(stat)
+            row[keep] = stat[keep]
+        h.pos += 1
+        if h.pos % self.refresh_every == 0:
+            h.refresh()
+        return self._verdicts[bad]
 
     def apply_gate(self, opt: torch.optim.Optimizer, bad: torch.Tensor) -> None:
         """Step the optimiser unless `bad`: on the device for fused optimisers, else after one sync."""
