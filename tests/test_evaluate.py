@@ -29,6 +29,7 @@ from steadydiff.evaluate import (
 )
 from steadydiff.metrics import frechet_distance
 from steadydiff.metrics.features import accuracy, load_shipped_feature_net, shipped_path, to_net_input
+from steadydiff.metrics.reference import against_floor
 from steadydiff.sampling import nfe as count_nfe
 from steadydiff.train import checkpoint as ckpt
 from steadydiff.train.phema import PowerEMA, read_snapshots, reconstruct
@@ -137,6 +138,34 @@ def test_digits_classifier_fd_floor_and_ceiling():
     # Memorisation: copies of training digits are flagged, fresh held-out digits hardly ever.
     assert ref.score(ds.train[:500])["copy_fraction"] == 1.0
     assert ref.real_data["copy_fraction"] < 0.05
+
+
+@pytest.mark.parametrize("n", [150, 500])
+def test_real_items_read_at_the_floor_of_their_own_size_and_a_smaller_set_never_beats_a_larger_floor(n):
+    # FD grows as sets shrink: real digits scored at n items sit at the floor drawn at the same n (within its
+    # noise), while the floor of a larger set would put them "above" real data. KID carries its own error.
+    ds = load_data(DataConfig(source="digits"))
+    ref = Reference(ds, Normaliser.fit(ds.train, "image"), n=1000)
+    fresh = ds.train[np.random.default_rng(5).choice(len(ds.train), n, replace=False)]
+    real = ref.score(fresh)
+    same = ref.floor(n)
+    assert same["n_train_items"] == n and same["floor_draws"] == 3 and same["fd_classifier_sd"] > 0
+    assert same["fd_classifier"] > ref.real_data["fd_classifier"]  # the small-sample bias the same n cancels
+    assert against_floor("fd_classifier", real["fd_classifier"], same)[0] == "at"
+    assert against_floor("kid", real["kid"], same, real["kid_se"])[0] == "at"
+    assert abs(real["kid"] - ref.real_data["kid"]) < 3 * np.hypot(real["kid_se"], ref.real_data["kid_se"])
+    if n == 150:  # read against the 1,000-item floor, 150 real digits would look worse than real data
+        assert against_floor("fd_classifier", real["fd_classifier"], ref.real_data)[0] == "above"
+    # A distance below the floor beyond its noise is named as misleading, never as better than real data.
+    # (At 150 items against 180 held-out ones the floor's own spread is ±50 %: only n = 500 resolves this.)
+    if n == 500:
+        where, text = against_floor("fd_classifier", 0.2 * same["fd_classifier"], same)
+        assert where == "below" and "misleads" in text
+        assert against_floor("fd_classifier", 3 * same["fd_classifier"], same)[0] == "above"
+    # one class only: far above the floor in FD and in KID, by many standard errors
+    zeros = ds.train[ds.train_labels == 0]
+    collapsed = ref.score(np.resize(zeros, (n, *zeros.shape[1:])))
+    assert collapsed["kid"] > ref.floor(n)["kid"] + 5 * collapsed["kid_se"]
 
 
 def test_ring_modes_floor_and_collapse():

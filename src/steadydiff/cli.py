@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_toml, validate
 from .errors import SteadydiffError, TrainingStopped
+from .metrics.reference import against_floor
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
@@ -54,9 +55,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{100 * q['high_quality']:.1f}% within 3 std of a mode centre")
     real = q.get("real_data") or {}
     if q.get("metric") in q and q["metric"] != "high_quality":
-        floor = real.get(q["metric"])
-        print(f"  {q['n_samples']} samples against the held-out data in {q['space']}: {q['metric']} "
-              f"{q[q['metric']]:.4g}" + (f" (real training data: {floor:.4g})" if floor is not None else ""))
+        m = q["metric"]
+        print(f"  {q['n_samples']} samples against the held-out data in {q['space']}: {m} {q[m]:.4g}, "
+              f"{against_floor(m, q[m], real, q.get('kid_se'))[1]}")
+        if m != "kid" and q.get("kid") is not None:
+            print(f"  kid {q['kid']:.3g} ± {q['kid_se']:.2g}: {against_floor('kid', q['kid'], real, q['kid_se'])[1]}")
     if "unscored" in q:
         print(f"  not scored against held-out data: {q['unscored']}")
     if "copy_fraction" in q:
@@ -285,15 +288,25 @@ def _int_list(text: str) -> list[int]:
         raise SteadydiffError(f"--nfe {text!r}: give whole numbers separated by commas, e.g. --nfe 10,20,35") from None
 
 
-def _metric_text(metrics: dict) -> str:
-    keys = [k for k in ("fd_classifier", "fd_inception", "fd_user", "fd_data", "modes_covered", "high_quality",
-                        "precision", "recall", "class_tv", "copy_fraction") if metrics.get(k) is not None]
+def _metric_text(metrics: dict, real: dict | None = None) -> str:
+    """The metrics of one sample set (or of real data) on one line, each distance with its noise (the floor's
+    spread over draws, KID's standard error); against `real` (the floor at the same number of items), a
+    distance at the floor within that noise, or below it beyond (which no model can do), says so."""
+    keys = [k for k in ("fd_classifier", "fd_inception", "fd_user", "fd_data", "kid", "modes_covered",
+                        "high_quality", "precision", "recall", "class_tv", "copy_fraction")
+            if metrics.get(k) is not None]
 
     def text(k: str) -> str:
         v = metrics[k]
         out = f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        noise = metrics.get("kid_se") if k == "kid" else metrics.get(f"{k}_sd")
+        out += f" ± {noise:.2g}" if isinstance(noise, float) else ""
         mean_term = metrics.get(f"{k}_mean_term")  # the FD's ||μ − μ_held||² part (evaluate's docstring)
-        return out + (f" (mean term {mean_term:.3g})" if isinstance(mean_term, float) else "")
+        out += f" (mean term {mean_term:.3g})" if isinstance(mean_term, float) else ""
+        if real is not None and (k == "kid" or k.startswith("fd_")):
+            where, _ = against_floor(k, v, real, metrics.get("kid_se"))
+            out += {"at": " [at the floor]", "below": " [below the floor: misleading here]"}.get(where, "")
+        return out
 
     return "  ".join(text(k) for k in keys) or json.dumps(metrics)
 
@@ -309,7 +322,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"post-hoc EMA sweep ({res['snapshots']} snapshots, {res['sampler']} {res['steps']} steps = "
               f"{res['nfe']} NFE, {res['n_samples']} samples):")
         for row in res["rows"]:
-            print(f"  σ_rel {row['std']:.3f}: {_metric_text(row['metrics'])}")
+            print(f"  σ_rel {row['std']:.3f}: {_metric_text(row['metrics'], res.get('real_data'))}")
         b = res["best"]
         print(f"  best: σ_rel {b['std']:.3f} ({b['metric']} {b['value']:.4g})")
     if args.best:
@@ -326,7 +339,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{res['n_samples']} samples, seed {res['seed']}; scored in {res['data']['space']}")
         print(f"  real data (the floor): {_metric_text(res['real_data'])}")
         for row in res["table"]:
-            print(f"  {row['solver']:<9} {row['steps']:>3} steps {row['nfe']:>3} NFE  {_metric_text(row['metrics'])}")
+            print(f"  {row['solver']:<9} {row['steps']:>3} steps {row['nfe']:>3} NFE  "
+                  f"{_metric_text(row['metrics'], res['real_data'])}")
     print(f"  written to {Path(args.run) / 'eval.json'}")
     return 0
 

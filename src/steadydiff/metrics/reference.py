@@ -5,6 +5,7 @@ The metrics and feature spaces are described in evaluate.py's docstring (the fac
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..data import Dataset
 from ..data.normalise import Normaliser
 from ..errors import SteadydiffError
 from ..imports import check_callable, import_callable
-from . import copy_fraction, frechet_terms, mmd, mode_stats, prdc
+from . import copy_fraction, frechet_terms, kid, mmd, mode_stats, prdc
 from .features import (
     SHIPPED_PIXEL_RANGE,
     DigitsFeatureNet,
@@ -31,6 +32,7 @@ from .inception import inception_features, load_inception
 PRDC_K = 5  # neighbours for precision/recall/density/coverage (Naeem et al. 2020 use k = 5)
 MAX_TRAIN_ITEMS = 5000  # memorisation is judged against at most this many training items (a seeded subset)
 MAX_FD_DIM = 4096  # FD needs a D × D covariance: skipped beyond this many features per item
+FLOOR_DRAWS = 3  # draws of training items the floor is averaged over; their spread is the floor's noise
 FEATURE_BATCH = 500  # items per call of a user's feature function
 # The named feature spaces (`features=`), and the Fréchet-distance key of each space and of the user's own.
 FEATURE_SPACES = ("classifier", "inception", "data")
@@ -39,7 +41,7 @@ FD_KEYS = {"classifier": "fd_classifier", "inception": "fd_inception", "data": "
 RANKED: dict[str, bool] = {
     "fd_classifier": False, "fd_inception": False, "fd_user": False, "fd_data": False, "mmd": False,
     "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
-    "copy_fraction": False, "class_tv": False, "class_accuracy": True,
+    "copy_fraction": False, "class_tv": False, "class_accuracy": True, "kid": False,
 }
 
 
@@ -51,9 +53,47 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
 
 
-def _subset(n_items: int, k: int) -> np.ndarray:
+def _subset(n_items: int, k: int, seed: int = 0) -> np.ndarray:
     """k of n_items indices, seeded (the same every time), in order."""
-    return np.arange(n_items) if k >= n_items else np.sort(np.random.default_rng(0).choice(n_items, k, replace=False))
+    if k >= n_items:
+        return np.arange(n_items)
+    return np.sort(np.random.default_rng(seed).choice(n_items, k, replace=False))
+
+
+def _floor_draws(n_items: int, k: int, draws: int) -> list[np.ndarray]:
+    """`draws` seeded sets of k of n_items indices: disjoint where the items suffice, the first always
+    `_subset(n_items, k)`; one set (all items) when k ≥ n_items, since further draws would repeat it."""
+    if k >= n_items:
+        return [np.arange(n_items)]
+    first = _subset(n_items, k)
+    if draws * k <= n_items:
+        rest = np.random.default_rng(1).permutation(np.setdiff1d(np.arange(n_items), first))
+        return [first] + [np.sort(rest[i * k:(i + 1) * k]) for i in range(draws - 1)]
+    return [first] + [_subset(n_items, k, seed) for seed in range(1, draws)]
+
+
+def against_floor(metric: str, value: float | None, real: dict[str, Any], error: float | None = None
+                  ) -> tuple[str, str]:
+    """(verdict, text) for a sample metric read against real data's floor at the same number of items:
+    "above" (worse than real data), "at" (within the noise: 2 × the floor draws' spread for FD, 2 standard
+    errors of the difference for KID) or "below" (better than real data beyond the noise — a sign that the
+    distance misleads here, e.g. a pixel-space FD rewarding blur, never a better-than-real model)."""
+    floor = real.get(metric)
+    if value is None or floor is None or not math.isfinite(value):
+        return "unknown", "no floor to read it against"
+    if metric == "kid":
+        noise = 2 * math.hypot(error or 0.0, real.get("kid_se") or 0.0)
+        what = "2 standard errors"
+    else:
+        noise = 2 * (real.get(f"{metric}_sd") or 0.0)
+        what = f"2 × the spread over {real.get('floor_draws', 1)} draws of real items"
+    where = "at" if abs(value - floor) <= noise else ("above" if value > floor else "below")
+    ratio = f"{value / floor:.2f}× the floor" if floor > 0 else f"{value - floor:+.3g} from the floor"
+    text = {"at": f"at real data's floor within its noise ({value:.4g} against {floor:.4g} ± {noise:.2g}, {what})",
+            "above": f"{ratio} ({value:.4g} against real data's {floor:.4g} ± {noise:.2g})",
+            "below": f"below real data's floor beyond its noise ({value:.4g} against {floor:.4g} ± {noise:.2g}, "
+                     f"{what}): samples cannot beat real data, so this distance misleads here"}[where]
+    return where, text
 
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # items in user units, float32 (N, *item_shape) → float64 (N, D)
@@ -173,11 +213,36 @@ class Reference:
         if self._held.shape[1] > MAX_FD_DIM:
             self.notes.append(f"{self.space} has {self._held.shape[1]:,} values per item, more than the "
                               f"{MAX_FD_DIM:,} a Fréchet distance is computed for: no {self.fd_key}")
+        # KID's cubic kernel is not scale-free: outside Inception's space (where KID is defined as is), features
+        # are shifted and scaled by one number each so that the held-out items have mean 0 and unit RMS value.
+        if self.features == "inception":
+            self._kid_shift, self._kid_scale = 0.0, 1.0
+        else:
+            self._kid_shift = self._held.mean(0)
+            self._kid_scale = float(np.sqrt(np.mean((self._held - self._kid_shift) ** 2))) or 1.0
         self._train_data = self._data(ds.train[_subset(len(ds.train), MAX_TRAIN_ITEMS)])
-        floor = self.score(ds.train[_subset(len(ds.train), self.n)], memorisation=False)
-        floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
-        self.real_data: dict[str, Any] = {"n_train_items": min(self.n, len(ds.train)),
-                                          "n_holdout": len(ds.holdout), **floor}
+        self._floors: dict[int, dict[str, Any]] = {}
+        self.real_data = self.floor(self.n)
+
+    def floor(self, n: int) -> dict[str, Any]:
+        """What real data scores at `n` items (FD is biased by set size, so a sample set of n items is read
+        against this): training items in place of samples, against the same held-out items, averaged over
+        FLOOR_DRAWS draws of training items, with the spread of FD over them (`{fd}_sd`) and KID's standard
+        error; and the held-out items' own near-copy share of the training items. Cached per n."""
+        if n not in self._floors:
+            ds = self.dataset
+            draws = [self.score(ds.train[idx], memorisation=False)
+                     for idx in _floor_draws(len(ds.train), n, FLOOR_DRAWS)]
+            floor: dict[str, Any] = {k: v for k, v in draws[0].items() if not isinstance(v, int | float)}
+            for key, v0 in draws[0].items():
+                if isinstance(v0, int | float) and not isinstance(v0, bool):
+                    floor[key] = float(np.mean([d[key] for d in draws]))
+            if len(draws) > 1 and self.fd_key in floor:
+                floor[f"{self.fd_key}_sd"] = float(np.std([d[self.fd_key] for d in draws], ddof=1))
+            floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
+            self._floors[n] = {"n_train_items": min(n, len(ds.train)), "n_holdout": len(ds.holdout),
+                               "floor_draws": len(draws), **floor}
+        return self._floors[n]
 
     def _resolve(self, features: Features, device: str | torch.device) -> tuple[str, FeatureFn | None, str]:
         """(space name, item → features function or None for normalised data space, description)."""
@@ -235,6 +300,7 @@ class Reference:
             out[self.fd_key] = mean_term + cov_term
             out[f"{self.fd_key}_mean_term"] = mean_term
         out["mmd"] = mmd(feats, self._held)
+        out.update(kid((feats - self._kid_shift) / self._kid_scale, (self._held - self._kid_shift) / self._kid_scale))
         out.update(prdc(self._held, feats, k=PRDC_K))
         if self.feature_net is not None:
             predicted = predict(self.feature_net, to_net_input(x, self.dataset.name))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.reference import RANKED
+from ..metrics.reference import RANKED, against_floor
 from . import html as h
 from . import plots, verdict
 from .files import RunFiles
@@ -29,10 +29,11 @@ _KNOWN_FIELDS = {"step", "samples_seen", "loss", "lr", "grad_norm", "wall_s", "l
 _KNOWN_PREFIXES = ("weight_norms.", "sample_metrics.")
 # In-training sample metrics, in the order they are drawn (after the run's main metric); evaluate.default_metric
 # picks the main one in this order of preference when summary.json does not name it yet.
-_SAMPLE_METRICS = ("fd_classifier", "high_quality", "modes_covered", "fd_data", "mmd", "precision", "recall",
-                   "density", "coverage", "copy_fraction")
+_SAMPLE_METRICS = ("fd_classifier", "high_quality", "modes_covered", "fd_data", "kid", "mmd", "precision",
+                   "recall", "density", "coverage", "copy_fraction")
 _MAIN_METRICS = ("fd_classifier", "high_quality", "fd_data", "mmd")
 MAX_SAMPLE_PANELS = 9
+FLOOR_WORDS = {"at": "at the floor (within its noise)", "above": "above", "below": "below: misleading here"}
 
 
 def duration(seconds: float | None) -> str:
@@ -176,7 +177,7 @@ def verdicts(files: RunFiles, live: Live) -> list[verdict.Verdict]:
                                     smallest_share=modes.get("smallest_mode_share"))
     else:
         col = verdict.mode_collapse(diversity_ratio=live.diversity_ratio)
-    return [conv, div, mem, col, past_best_verdict(files)]
+    return [conv, div, mem, col, verdict.close_to_real(q), past_best_verdict(files)]
 
 
 def past_best_verdict(files: RunFiles) -> verdict.Verdict:
@@ -202,8 +203,10 @@ def verdict_section(files: RunFiles, live: Live) -> str:
                    "diverging = the guard stopped the run, a rollback in the last 20% of steps, or the raw "
                    "validation loss ends ≥ 1.5× its best (or ≥ 1.1× and still rising); memorising = near-copies "
                    "≥ 2× held-out real data's share and ≥ 5 points above it; mode collapse = known modes without "
-                   "samples while most samples sit on a mode, or sample diversity below 0.5× the data's; past its "
-                   "best = the sample metric measured during training ends worse than its best by more than "
+                   "samples while most samples sit on a mode, or sample diversity below 0.5× the data's; close to real "
+                   "data = the main distance within the noise of real data's floor at the same number of items (2× "
+                   "its spread over draws of real items; 2 standard errors for KID), an alarm beyond 2× the floor; "
+                   "past its best = the sample metric measured during training ends worse than its best by more than "
                    "max(20%, 3× its median change between evaluations).")
     if files.in_progress:
         body += h.note("The run is still going: these answers describe it as of the last logged step.")
@@ -491,7 +494,7 @@ def quality_section(files: RunFiles, live: Live) -> str:
     rows_in = list(ev["table"])
     modes = any("modes_covered" in (r.get("metrics") or {}) for r in rows_in)
     header = ["solver", "NFE", "steps", metric] + (["modes covered", "samples on a mode"] if modes else []) + \
-        ["seconds"]
+        ["seconds", "against the floor"]
     rows, points = [], []
     for r in rows_in:
         m = r.get("metrics") or {}
@@ -500,17 +503,22 @@ def quality_section(files: RunFiles, live: Live) -> str:
         if modes:
             row += [f"{m.get('modes_covered', '—')}/{m.get('modes_total', '—')}",
                     f"{100 * m['high_quality']:.1f}%" if "high_quality" in m else "—"]
-        rows.append(row + [r.get("sample_s")])
+        where, _ = against_floor(metric, m.get(metric), ev.get("real_data") or {}, m.get("kid_se"))
+        rows.append(row + [r.get("sample_s"), FLOOR_WORDS.get(where, "—")])
         points.append({"solver": r.get("solver"), "nfe": r.get("nfe"), metric: m.get(metric)})
     body = h.para(f"From eval.json (`steadydiff eval`), for the {ev.get('weights', 'ema')} weights of checkpoint "
                   f"{ev.get('checkpoint')} (step {ev.get('step')}): {ev.get('n_samples')} samples per setting "
                   f"(seed {ev.get('seed')}), scored against the {data.get('n_holdout', '?')} held-out items in "
                   f"{data.get('space', '?')}. Lower is better for distances.")
     body += h.table(header, rows)
-    floor = (ev.get("real_data") or {}).get(metric)
+    real = ev.get("real_data") or {}
+    floor = real.get(metric)
     if isinstance(floor, int | float):
-        body += h.para(f"Floor: {ev['real_data'].get('n_train_items', 'as many')} real training items against the "
-                       f"held-out items score {metric} {h.fmt(floor)}.")
+        sd = real.get(f"{metric}_sd")
+        body += h.para(f"Floor: {real.get('n_train_items', 'as many')} real training items (as many as samples, "
+                       f"so both carry the same small-sample bias) against the held-out items score {metric} "
+                       f"{h.fmt(floor)}" + (f" ± {h.fmt(sd)} over {real.get('floor_draws')} draws" if sd else "")
+                       + ". Each row is read against it in the last column.")
     png = plots.quality_vs_nfe(points, metric, metric)
     if png:
         body += h.figure(png, f"{metric} against NFE per solver.")

@@ -14,6 +14,10 @@ can disagree with the threshold rather than with a hidden rule. The thresholds:
   nearest-neighbour distance is ≥ 2× held-out real data's share and at least 5 points above it.
 - mode collapse: on data with known modes, modes without samples while most samples (≥ 50 %) sit on a mode;
   otherwise the mean nearest-neighbour distance among samples below 0.5× that among as many real items.
+- close to real data: the run's main distance (summary.json) against real data's floor at the same number of
+  items: "yes" within the floor's noise (2 × its spread over draws of real items for FD, 2 standard errors
+  of the difference for KID), "no" above it (an alarm beyond 2× the floor), "unclear" below it beyond the
+  noise — no model beats real data, so the distance misleads there (e.g. pixel-space FD rewards blur).
 - past its best: the sample metric measured during training (the same seeds each time) ends worse than its
   best value by more than max(20 % of it, 3 × the median change between consecutive evaluations), at least 3
   evaluations logged: an earlier model was better by that metric. The best of several noisy values is biased
@@ -30,6 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..metrics.reference import against_floor
+
 Answer = Literal["yes", "no", "unclear"]
 
 TAIL = 0.2  # the share of training the "recent" judgements look at
@@ -43,6 +49,7 @@ DIVERSITY_MIN = 0.5
 PAST_BEST_REL = 0.20  # a sample metric more than this much worse than its best (relative) ...
 PAST_BEST_JITTER = 3.0  # ... and by more than this many median changes between consecutive evaluations
 MIN_SAMPLE_EVALS = 3
+FAR_FROM_FLOOR = 2.0  # a distance beyond this many times real data's floor is an alarm
 
 
 @dataclass(frozen=True)
@@ -237,3 +244,21 @@ def past_best(steps: Sequence[int], values: Sequence[float], *, metric: str, hig
     return Verdict(q, "no", f"{where}: within the evaluations' jitter", False)
 
 __all__ = ["Trend", "Verdict", "converged", "diverging", "memorising", "mode_collapse", "past_best", "tail_trend"]
+
+
+def close_to_real(quality: dict[str, Any]) -> Verdict:
+    """The main distance of summary.json's samples against real data's floor at the same number of items."""
+    q = "Close to real data?"
+    metric, real = quality.get("metric"), quality.get("real_data") or {}
+    if metric is None or metric == "high_quality" or not isinstance(quality.get(metric), int | float):
+        return Verdict(q, "unclear", "no distance to real data in summary.json" +
+                       (" (known modes: see mode collapse)" if metric == "high_quality" else ""), False)
+    value = float(quality[metric])
+    where, text = against_floor(metric, value, real, quality.get("kid_se"))
+    floor = real.get(metric)
+    if where == "at":
+        return Verdict(q, "yes", f"{metric} {text}", False)
+    if where == "above":
+        far = floor is not None and floor > 0 and value > FAR_FROM_FLOOR * floor
+        return Verdict(q, "no", f"{metric} {text}" + (": far from real data" if far else ""), far)
+    return Verdict(q, "unclear", f"{metric} {text}", where == "below")
