@@ -70,10 +70,41 @@ def test_sample_defaults_to_the_runs_own_sample_settings(trained_run, tmp_path):
     assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
 
 
-def test_info(trained_run):
+def test_info_is_readable_text_and_json_on_request(trained_run):
     out, _ = trained_run
     r = steadydiff("info", out)
     assert r.returncode == 0 and "step-20" in r.stdout and "toy:ring8" in r.stdout
+    assert "modes covered" in r.stdout and "stability guard" in r.stdout  # the summary, in words
+    assert all(len(line) < 200 for line in r.stdout.splitlines())  # no JSON dumped on one line
+    r = steadydiff("info", out, "--json")
+    info = json.loads(r.stdout)
+    assert info["checkpoints"] == ["step-20"] and info["config"]["train"]["steps"] == 20
+    assert info["summary"]["quality"]["modes_total"] == 8 and info["last_logged"]["step"] == 20
+
+
+def test_every_flag_has_help_text_that_states_its_default():
+    from steadydiff.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    missing = []
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            text = sub.formatter_class("x")._get_help_string(action) or ""
+            flag_like = action.nargs == 0  # --quiet, --raw: off unless given
+            if not text.strip() or (action.option_strings and not action.required and not flag_like
+                                    and "default" not in text):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}: {text!r}")
+    assert not missing, missing
+    assert "default 3000" in subparsers["train"].format_help()  # the defaults are the config's own
+
+
+def test_image_size_on_data_that_is_not_an_image_folder_is_an_error(tmp_path):
+    r = steadydiff("train", "--data", "iris", "--image-size", "16", "--out", tmp_path / "run")
+    assert r.returncode == 2 and "--image-size" in r.stderr and "'iris' is not a folder" in r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_rerunning_a_finished_run_is_a_no_op_resume(trained_run):
@@ -89,6 +120,10 @@ def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
     r = steadydiff("train", "--data", "iris", "--out", tmp_path / "run", "--dry-run", "--set", "train.lr=1e-4")
     assert r.returncode == 0, r.stderr
     assert "lr = 0.0001" in r.stdout and "parameters" in r.stdout
+    # the settings the data decides are printed with their values, marked as derived
+    for key in ("sigma_data", "p_mean", "sigma_min", "augment"):
+        assert any(line.startswith(f"{key} = ") and "# derived" in line for line in r.stdout.splitlines()), key
+    assert "condition: class-conditional on 3 classes" in r.stdout
     assert not (tmp_path / "run").exists()
 
 

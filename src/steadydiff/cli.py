@@ -7,12 +7,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .config import RunConfig, apply_overrides, load_toml, set_value, to_toml, validate
+from .config import RunConfig, apply_overrides, load_toml, set_value, to_dict, to_toml, validate
+from .data.config import DataConfig
 from .errors import SteadydiffError, TrainingStopped
 from .metrics.reference import against_floor
+from .typed_config import diff
 
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
@@ -27,26 +30,24 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     return validate(cfg)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _train_config(args)
-    if args.dry_run:
-        from .data import describe, load_data
-        from .nets import build_backbone, count_parameters
+def mark_derived(toml: str, derived: dict[str, tuple]) -> str:
+    """The TOML text with '# derived (was X)' after each key whose value the data decided."""
+    out, section = [], ""
+    for line in toml.splitlines():
+        if line.startswith("["):
+            section = line.strip("[] ")
+        elif " = " in line:
+            key = f"{section}.{line.split(' = ')[0].strip()}" if section else line.split(" = ")[0].strip()
+            if key in derived:
+                before = derived[key][0]
+                line += f"  # derived{'' if before is None else f' (was {before})'}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
-        ds = load_data(cfg.data)
-        net = build_backbone(cfg.net, ds.item_shape)
-        print(f"# {describe(ds)}")
-        for note in ds.notes:
-            print(f"# data: {note}")
-        print(f"# backbone {type(net).__name__}: {count_parameters(net):,} parameters; nothing trained (--dry-run)")
-        print(to_toml(cfg), end="")
-        return 0
-    from .api import train
 
-    run = train(cfg, out=args.out, progress=not args.quiet)
-    s = run.summary
+def print_summary(s: dict) -> None:
+    """summary.json in a few lines: the run, its quality against real data's floor, the guard's work."""
     q = s.get("quality", {})
-    print(f"trained {s['data']}")
     print(f"  {s['backbone']} with {s['parameters']:,} parameters; {s['steps']} steps, batch {s['batch_size']}, "
           f"{s['wall_s']:.0f} s; final loss {s['final_loss']:.4f}; fixed validation loss (EMA) "
           f"{s.get('val_loss_ema', float('nan')):.4f}")
@@ -72,6 +73,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  stability guard: {events}; {st['skipped_steps']} steps skipped, {st['rollbacks']} rollbacks"
               + (f", LR now {st['lr_scale']:g}× the schedule" if st["lr_scale"] != 1 else "")
               + (" (incidents.jsonl)" if st["incidents"] else ""))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _train_config(args)
+    if args.image_size is not None and not Path(cfg.data.source).is_dir():
+        raise SteadydiffError(f"--image-size resizes the images of a folder; data {cfg.data.source!r} is not a folder "
+                              "of images (built-in images keep their own size, tables and arrays have none): leave "
+                              "--image-size out")
+    if args.dry_run:
+        from .data import describe
+        from .nets import count_parameters
+        from .train.loop import plan
+
+        resolved, ds, net = plan(cfg)
+        derived = diff(cfg, resolved)
+        print(f"# {describe(ds)}")
+        for note in ds.notes:
+            print(f"# data: {note}")
+        cond = ds.condition(resolved.train.conditional)
+        if cond is not None:
+            print(f"# condition: {cond.describe()}")
+        print(f"# backbone {type(net.backbone).__name__}: {count_parameters(net):,} parameters; nothing trained "
+              "(--dry-run)")
+        print("# every setting; '# derived' marks those resolved from the data when training starts")
+        print(mark_derived(to_toml(resolved), derived), end="")
+        return 0
+    from .api import train
+
+    run = train(cfg, out=args.out, progress=not args.quiet)
+    print(f"trained {run.summary['data']}")
+    print_summary(run.summary)
     print(f"  run directory: {run.dir} (samples in {run.dir / 'samples'}, summary.json)")
     return 0
 
@@ -211,35 +243,55 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .data.cond import CondSpec
     from .train.checkpoint import list_checkpoints
 
     run = Path(args.run)
     if not (run / "config.toml").is_file():
         raise SteadydiffError(f"{run} is not a steadydiff run directory (no config.toml)")
     cfg = load_toml(run / "config.toml")
-    info = json.loads((run / "dataset.json").read_text()) if (run / "dataset.json").exists() else {}
-    ckpts = list_checkpoints(run / "checkpoints")
+
+    def read(name: str) -> Any:
+        path = run / name
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except json.JSONDecodeError as exc:
+            return {"unreadable": f"{path}: {exc}"}
+
+    info, summary = read("dataset.json") or {}, read("summary.json")
+    ckpts = [p.name for p in list_checkpoints(run / "checkpoints")]
+    last = None
+    if (run / "metrics.jsonl").exists():
+        for ln in reversed((run / "metrics.jsonl").read_text().splitlines()):
+            try:
+                last = json.loads(ln)
+                break
+            except json.JSONDecodeError:  # a line torn by a kill mid-write
+                continue
+    if args.json:
+        print(json.dumps({"run": str(run), "config": to_dict(cfg), "dataset": info, "checkpoints": ckpts,
+                          "last_logged": last, "summary": summary}, indent=1))
+        return 0
     print(f"run {run}")
     print(f"  data: {info.get('description', cfg.data.source)}")
     if info.get("condition"):
-        from .data.cond import CondSpec
-
         print(f"  condition: {CondSpec.from_dict(info['condition']).describe()}; cond_dropout "
               f"{cfg.train.cond_dropout}, guidance {cfg.sample.guidance:g}")
     print(f"  net: {cfg.net.kind}; parameterisation {cfg.diffusion.parameterization}, "
           f"σ_data {cfg.diffusion.sigma_data}")
     print(f"  train: {cfg.train.steps} steps, batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
           f"{cfg.train.optimizer}, {cfg.train.lr_schedule}")
-    print(f"  checkpoints: {', '.join(p.name for p in ckpts) or 'none'}")
-    metrics = run / "metrics.jsonl"
-    if metrics.exists():
-        lines = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
-        if lines:
-            last = lines[-1]
-            print(f"  last logged step {last['step']}: loss {last['loss']:.4f}, lr {last['lr']:.3g}, "
-                  f"{last['samples_per_s']:.0f} samples/s")
-    if (run / "summary.json").exists():
-        print("  summary: " + json.dumps(json.loads((run / "summary.json").read_text()), indent=None))
+    print(f"  checkpoints: {', '.join(ckpts) or 'none'}")
+    if last is not None:
+        print(f"  last logged step {last['step']}: loss {last['loss']:.4f}, lr {last['lr']:.3g}, "
+              f"{last['samples_per_s']:.0f} samples/s")
+    if summary is None:
+        print("  no summary.json yet: the run has not finished")
+    elif "unreadable" in summary:
+        print(f"  summary.json could not be read: {summary['unreadable']}")
+    else:
+        print("summary (summary.json; `steadydiff info --json` for every field):")
+        print_summary(summary)
     return 0
 
 
@@ -345,62 +397,91 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="steadydiff", description="Train diffusion models on your own data.")
-    sub = p.add_subparsers(dest="command", required=True)
+class _Help(argparse.HelpFormatter):
+    """Each option's help ends with its default where it has one and does not state it itself."""
 
-    t = sub.add_parser("train", help="train a model (or resume the run in --out)")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not (default is None or default is False or default == [] or default == argparse.SUPPRESS) and \
+                "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steadydiff", description="Train diffusion models on your own data.",
+                                formatter_class=_Help)
+    sub = p.add_subparsers(dest="command", required=True)
+    tc = RunConfig().train
+
+    def parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_Help, **kw)
+
+    t = parser("train", help="train a model (or resume the run in --out)")
     t.add_argument("--data", help="built-in name (toy:grid25, toy:ring8, toy:swissroll, digits, mnist, iris, "
-                                  "wine) or a path: image folder, .npy/.npz, .csv")
+                                  "wine) or a path: image folder, .npy/.npz, .csv (data.source; default: "
+                                  f"--config's, else {DataConfig().source})")
     t.add_argument("--out", required=True, help="run directory; an existing run there is resumed")
-    t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--image-size", type=int, help="size images from a folder are resized to")
-    t.add_argument("--config", help="TOML file with config values")
+    t.add_argument("--steps", type=int, help=f"training steps (train.steps; default {tc.steps})")
+    t.add_argument("--batch-size", type=int, help=f"items per step (train.batch_size; default {tc.batch_size})")
+    t.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default {tc.lr:g})")
+    t.add_argument("--seed", type=int, help=f"seed of the weights, data order and noise (train.seed; default "
+                                            f"{tc.seed})")
+    t.add_argument("--image-size", type=int, help="side in pixels that the images of a folder are resized to "
+                                                  f"(data.image_size; default {DataConfig().image_size}); "
+                                                  "folders only")
+    t.add_argument("--config", help="TOML file with config values (default: none; the built-in defaults)")
     t.add_argument("--set", nargs="+", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config value, e.g. --set net.unet.channels=32 train.ema_halflife_samples=1e5")
+                   help="set any config value, e.g. --set net.unet.channels=32 train.ema_halflife_samples=1e5 "
+                        "(default: none)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and model size, train nothing")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run")
-    s.add_argument("--n", type=int, default=64)
+    s = parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--n", type=int, default=64, help="samples to draw")
     s.add_argument("--steps", type=int, default=None,
                    help="solver steps (heun uses 2·steps−1 evaluations); default: the run's sample.steps")
     s.add_argument("--sampler", default=None, choices=["euler", "heun", "ddim", "ancestral", "dpmpp-2m"],
                    help="default: the run's sample.sampler")
     s.add_argument("--schedule", default=None, choices=["karras", "vp-uniform", "vp-linear", "vp-cosine"],
-                   help="step list; vp-uniform: uniform in the VP time of the schedule the run trained with")
-    s.add_argument("--seed", type=int, default=0)
+                   help="step list; vp-uniform: uniform in the VP time of the schedule the run trained with "
+                        "(default: the run's sample.schedule)")
+    s.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone, whatever --n")
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
     s.add_argument("--checkpoint", default="last", help="last or step-N")
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--class", dest="cls", default=None, metavar="NAME|ID|all",
-                   help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class")
+                   help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class "
+                        "(default: classes drawn in the training data's proportions)")
     s.add_argument("--cond", default=None, metavar="FILE.npy",
-                   help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K))")
+                   help="conditional runs: one condition per sample (class ids (N,) or vectors (N, K)); default: drawn "
+                        "from the training conditions")
     s.add_argument("--prompt", default=None, metavar="TEXT",
-                   help="runs conditional on captions: the caption every sample is drawn for")
+                   help="runs conditional on captions: the caption every sample is drawn for (default: training "
+                        "captions, drawn per sample)")
     s.add_argument("--guide", default=None, metavar="raw|step-N",
                    help="autoguidance: guide by the raw weights or an earlier checkpoint's EMA instead of the "
-                        "unconditional branch (with --guidance W)")
+                        "unconditional branch (with --guidance W; default: the unconditional branch)")
     s.add_argument("--lowres", default=None, metavar="FILE.npy",
-                   help="super-resolution runs (train.lowres): the low-resolution images to upsample, one per sample")
+                   help="super-resolution runs (train.lowres): the low-resolution images to upsample, one per sample "
+                        "(required there; default: none)")
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight (1: plain conditional, 0: unconditional; default: the "
                         "run's sample.guidance)")
     s.set_defaults(func=cmd_sample)
 
-    i = sub.add_parser("info", help="describe a run directory")
-    i.add_argument("run")
+    i = parser("info", help="describe a run directory")
+    i.add_argument("run", help="run directory")
+    i.add_argument("--json", action="store_true", help="everything as one JSON object, for programs")
 
-    m = sub.add_parser("impute", help="fill the unknown values (NaN, empty CSV cells, a mask's white pixels)")
-    m.add_argument("run")
+    m = parser("impute", help="fill the unknown values (NaN, empty CSV cells, a mask's white pixels)")
+    m.add_argument("run", help="run directory")
     m.add_argument("--in", dest="input", required=True, help="FILE.npy/.npz/.csv with NaN, or an image with --mask")
-    m.add_argument("--mask", default=None, help="with an image: MASK.png, white where pixels are unknown")
+    m.add_argument("--mask", default=None, help="with an image: MASK.png, white where pixels are unknown "
+                                                "(default: none; arrays and tables mark unknown values as NaN)")
     m.add_argument("--out", required=True, help="FILE.npy, FILE.csv or FILE.png (the completions)")
     m.add_argument("--draws", type=int, default=1, help="completions per item; >1 writes their median and all draws")
     m.add_argument("--resample", type=int, default=5,
@@ -413,28 +494,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     m.set_defaults(func=cmd_impute)
 
-    d = sub.add_parser("edit", help="SDEdit: noise items part of the way and denoise them (optionally to a class)")
-    d.add_argument("run")
+    d = parser("edit", help="SDEdit: noise items part of the way and denoise them (optionally to a class)")
+    d.add_argument("run", help="run directory")
     d.add_argument("--in", dest="input", required=True, help="FILE.npy/.npz/.csv of items, or an image")
     d.add_argument("--strength", type=float, required=True, help="in (0, 1]: 0 keeps the input, 1 ignores it")
     d.add_argument("--out", required=True, help="FILE.npy, FILE.csv or FILE.png")
-    d.add_argument("--class", dest="cls", default=None, metavar="NAME|ID", help="class-conditional runs: edit towards")
-    d.add_argument("--prompt", default=None, metavar="TEXT", help="caption-conditional runs: edit towards")
-    d.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight")
+    d.add_argument("--class", dest="cls", default=None, metavar="NAME|ID",
+                   help="class-conditional runs: edit towards (default: the null condition)")
+    d.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="caption-conditional runs: edit towards (default: the null condition)")
+    d.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance weight (default: the run's sample.guidance)")
     d.add_argument("--steps", type=int, default=None, help="steps of the full step list (default: the run's)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="item i's noise depends on (seed, i) alone")
     d.add_argument("--checkpoint", default="last", help="last or step-N")
     d.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     d.set_defaults(func=cmd_edit)
     i.set_defaults(func=cmd_info)
 
-    e = sub.add_parser("eval", help="quality against network evaluations per solver; best checkpoint; EMA sweep")
-    e.add_argument("run")
+    e = parser("eval", help="quality against network evaluations per solver; best checkpoint; EMA sweep")
+    e.add_argument("run", help="run directory")
     e.add_argument("--checkpoint", default="last", help="last, best or step-N")
     e.add_argument("--samplers", default="heun,dpmpp-2m,euler", help="comma-separated solvers")
     e.add_argument("--nfe", default="10,20,35", help="comma-separated network-evaluation budgets")
     e.add_argument("--n", type=int, default=None, help="samples per setting (default min(1500, max(500, held-out)))")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the samples scored")
     e.add_argument("--raw", action="store_true", help="evaluate the raw weights instead of the EMA")
     e.add_argument("--best", action="store_true", help="score every kept checkpoint and record the best")
     e.add_argument("--metric", default=None,
@@ -450,11 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
 
-    r = sub.add_parser("report", help="write a self-contained HTML report of a run (also while it trains)")
-    r.add_argument("run")
+    r = parser("report", help="write a self-contained HTML report of a run (also while it trains)")
+    r.add_argument("run", help="run directory")
     r.add_argument("--out", help="HTML file to write (default RUN/report.html)")
     r.add_argument("--samples", type=int, default=500,
-                   help="samples per setting of the quality-vs-NFE table and the memorisation check (default 500)")
+                   help="samples per setting of the quality-vs-NFE table and the memorisation check")
     r.set_defaults(func=cmd_report)
     return p
 

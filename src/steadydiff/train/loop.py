@@ -386,6 +386,20 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
         cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), cfg.diffusion.sigma_data)
 
 
+def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
+         ) -> tuple[RunConfig, Dataset, Denoiser]:
+    """What `train` would resolve and build for a new run, without training (for --dry-run): a copy of the
+    config with the settings taken from the data filled in, the data, and the denoiser."""
+    cfg = copy.deepcopy(cfg)
+    ds = load_data(cfg.data, data)
+    norm = Normaliser.fit(ds.train, ds.kind)
+    train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
+    resolve_config(cfg, ds, norm, train_x, backbone, fresh=True)
+    net = build_denoiser(cfg, ds.item_shape, cfg.diffusion.sigma_data, backbone=backbone,
+                         cond=ds.condition(cfg.train.conditional))
+    return cfg, ds, net
+
+
 def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
     """Load the newest checkpoint, if any, into the parts; returns (step, samples seen, wall seconds so far)."""
     existing = ckpt.list_checkpoints(p.run_dir / "checkpoints")
