@@ -338,6 +338,43 @@ def test_a_run_killed_mid_write_resumes_past_its_torn_log_line(tmp_path):
         steadydiff.train(tiny_config(40, checkpoint_every=10), out=run, progress=False)
 
 
+def test_a_damaged_checkpoint_is_named_passed_over_by_last_and_resumed_past_exactly(tmp_path, caplog):
+    # A checkpoint file cut short on disk (a full disk, an interrupted copy): loading it names the file and the
+    # intact checkpoints; `last` takes the newest intact one; training resumes from it, re-does the lost steps,
+    # and ends bit-identical to a run that was never damaged.
+    from steadydiff.train.checkpoint import CheckpointDamaged
+
+    run = tmp_path / "run"
+    steadydiff.train(tiny_config(40, checkpoint_every=20), out=run, progress=False)
+    # copies: the loaded tensors may map the file that is cut short next
+    straight = {part: {k: v.clone() for k, v in t.items()} for part, t in load_weights(run, 40).items()}
+    model = run / "checkpoints" / "step-40" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:1000])
+    with pytest.raises(CheckpointDamaged, match=r"step-40 is damaged: .*model.safetensors holds 1,000 bytes.*"
+                                                r"Intact checkpoints: step-20"):
+        steadydiff.load(run, checkpoint="step-40")
+    with caplog.at_level(logging.WARNING, logger="steadydiff"):
+        assert steadydiff.load(run).step == 20
+    assert "checkpoint step-40 is damaged" in caplog.text
+    ema = run / "checkpoints" / "step-20" / "ema.safetensors"
+    flipped = bytearray(ema.read_bytes())
+    flipped[-1] ^= 1  # same size, one bit changed
+    saved = ema.read_bytes()
+    ema.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointDamaged, match="every checkpoint .* is damaged"):
+        steadydiff.load(run)
+    ema.write_bytes(saved)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="steadydiff"):
+        steadydiff.train(tiny_config(40, checkpoint_every=20), out=run, progress=False)
+    assert "resumes from step-20" in caplog.text
+    resumed = load_weights(run, 40)
+    for part in straight:
+        for k in straight[part]:
+            assert torch.equal(straight[part][k], resumed[part][k]), f"{part}.{k} differs after the damaged resume"
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".damaged-step-40")]
+
+
 def test_vp_uniform_steps_follow_the_schedule_the_run_trained_with(tmp_path):
     cfg = tiny_config(10)
     cfg.diffusion.noise = "vp-cosine"

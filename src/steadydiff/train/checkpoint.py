@@ -8,12 +8,16 @@
     checkpoints/step-N/state.json             step, samples seen, optimiser hyper-parameters, guard state, …
 
 A checkpoint is written under a temporary name and renamed into place, so a crash leaves either the
-whole checkpoint or none of it.
+whole checkpoint or none of it. state.json records each tensor file's size and SHA-256, so a file damaged
+afterwards (a full disk, an interrupted copy) is named when the checkpoint is read, and `last` falls back to
+the newest intact checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +30,19 @@ from safetensors.torch import load_file, save_file
 from ..errors import SteadydiffError
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+log = logging.getLogger("steadydiff")
+
+
+class CheckpointDamaged(SteadydiffError):
+    """A checkpoint whose files do not match what state.json recorded (or cannot be read)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,7 +88,9 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
     save_file(_contiguous(opt_tensors), str(tmp / "optimizer.safetensors"))
     for name, tensors in (extra or {}).items():
         save_file(_contiguous(tensors), str(tmp / f"{name}.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=2, sort_keys=True))
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.glob("*.safetensors"))}
+    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta, "files": files}, indent=2,
+                                               sort_keys=True))
     if final.exists():  # re-writing the same step (e.g. after a rollback): swap it whole, by two renames, so no
         old = ckpt_root / f".old-step-{step}"  # moment passes without a complete checkpoint of that step on disk
         shutil.rmtree(old, ignore_errors=True)
@@ -101,15 +120,58 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def damage(path: Path) -> str | None:
+    """What is wrong with the checkpoint folder `path` (a file missing, cut short or changed since it was written,
+    state.json unreadable), or None when it is intact. Checkpoints written before checksums were recorded are
+    judged by their files being present."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"{path / 'state.json'} cannot be read ({type(exc).__name__}: {exc})"
+    recorded = state.get("files")
+    if recorded is None:
+        missing = [n for n in ("model.safetensors", "ema.safetensors", "optimizer.safetensors")
+                   if not (path / n).is_file()]
+        return f"{path / missing[0]} is missing" if missing else None
+    for name, want in recorded.items():
+        file = path / name
+        if not file.is_file():
+            return f"{file} is missing"
+        size = file.stat().st_size
+        if size != want["bytes"]:
+            return f"{file} holds {size:,} bytes, {want['bytes']:,} were written (cut short or overwritten)"
+        if _sha256(file) != want["sha256"]:
+            return f"{file} does not match the checksum recorded when it was written (its bytes changed)"
+    return None
+
+
+def newest_intact(ckpts: list[Path]) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest intact checkpoint or None, [(newer damaged checkpoint, what is wrong)], newest first)."""
+    damaged = []
+    for path in reversed(ckpts):
+        problem = damage(path)
+        if problem is None:
+            return path, damaged
+        damaged.append((path, problem))
+    return None, damaged
+
+
 def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
-    """`last`, `best` (as recorded in RUN/eval.json by `steadydiff eval RUN --best`) or `step-N` → the checkpoint
-    folder, or a clear error listing what exists."""
+    """`last` (the newest intact checkpoint, with a warning naming any newer damaged one), `best` (as recorded in
+    RUN/eval.json by `steadydiff eval RUN --best`) or `step-N` → the checkpoint folder, or a clear error listing
+    what exists."""
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise SteadydiffError(f"{run_dir} has no checkpoint yet (looked in {run_dir / 'checkpoints'}); "
                               "train it first with `steadydiff train --out " + str(run_dir) + "`")
     if which == "last":
-        return ckpts[-1]
+        intact, damaged = newest_intact(ckpts)
+        for path, problem in damaged:
+            log.warning("checkpoint %s is damaged: %s; it is passed over", path.name, problem)
+        if intact is None:
+            raise CheckpointDamaged(f"every checkpoint of {run_dir} is damaged (newest: {damaged[0][1]}); restore "
+                                    "the folder from a backup, or train again into a new --out")
+        return intact
     if which == "best":
         try:
             which = json.loads((run_dir / "eval.json").read_text())["best"]["checkpoint"]
@@ -123,7 +185,16 @@ def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's tensors and state; CheckpointDamaged naming the file when it is not as written."""
+    problem = damage(path)
+    if problem is not None:
+        intact = [p.name for p in list_checkpoints(path.parent) if p != path and damage(p) is None]
+        raise CheckpointDamaged(f"checkpoint {path.name} is damaged: {problem}. " + (
+            f"Intact checkpoints: {', '.join(intact)} (load one with checkpoint='step-N' / --checkpoint step-N; "
+            "`last` passes over damaged ones, and `steadydiff train` resumes from the newest intact one)"
+            if intact else "No intact checkpoint is left: restore the folder from a backup, or train again"))
     state = json.loads((path / "state.json").read_text())
+    state.pop("files", None)
     opt_meta = state.pop("optimizer")
     return {
         "model": load_file(str(path / "model.safetensors")),

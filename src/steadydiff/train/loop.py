@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -405,7 +406,16 @@ def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
     existing = ckpt.list_checkpoints(p.run_dir / "checkpoints")
     if not existing:
         return 0, 0, 0.0
-    state = ckpt.load_checkpoint(existing[-1])
+    intact, damaged = ckpt.newest_intact(existing)
+    for path, problem in damaged:  # set aside, not deleted: the user may still want to look at or repair it
+        aside = path.with_name(f".damaged-{path.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("checkpoint %s is damaged (%s); it is moved to %s and training resumes from %s, so the steps "
+                    "after that are trained again", path.name, problem, aside.name,
+                    intact.name if intact is not None else "step 0")
+        os.replace(path, aside)
+    if intact is None:
+        return 0, 0, 0.0
+    state = ckpt.load_checkpoint(intact)
     p.net.load_state_dict(state["model"])
     p.ema.load_state_dict(state["ema"])
     p.opt.load_state_dict(state["optimizer"])
