@@ -175,11 +175,38 @@ def test_empty_folder(tmp_path):
         load_data(cfg(str(tmp_path)))
 
 
-def test_corrupt_image_names_the_file(tmp_path):
-    Image.new("L", (8, 8)).save(tmp_path / "good.png")
-    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DataError, match=r"broken\.png.*cannot read"):
+def test_corrupt_image_names_the_file_and_skip_leaves_it_out(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (tmp_path / ("a" if i < 3 else "b")).mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(
+            tmp_path / ("a" if i < 3 else "b") / f"good{i}.png")
+    whole = (tmp_path / "a" / "good0.png").read_bytes()
+    (tmp_path / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "b" / "cut.png").write_bytes(whole[: len(whole) // 2])  # a truncated PNG
+    with pytest.raises(DataError, match=r"a/broken\.png.*cannot read.*data\.bad_files=skip"):
         load_data(cfg(str(tmp_path)))
+    ds = load_data(cfg(str(tmp_path), bad_files="skip", holdout=0))
+    assert len(ds.train) == 6 and sorted(s.split(":")[0] for s in ds.skipped) == ["a/broken.png", "b/cut.png"]
+    assert ds.train_labels.tolist() == [0, 0, 0, 1, 1, 1]  # the classes of the images kept
+    assert "left out 2 unreadable image file(s)" in " | ".join(ds.notes)
+    for f in (tmp_path / "a" / "broken.png", tmp_path / "b" / "cut.png"):
+        f.unlink()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="none of its 1 image files could be read"):
+        load_data(cfg(str(tmp_path / "c"), bad_files="skip"))
+
+
+def test_one_colour_image_among_grey_ones_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(tmp_path / f"g{i}.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "RGB").save(tmp_path / "odd.png")
+    ds = load_data(cfg(str(tmp_path), image_size=8, holdout=0))
+    assert ds.item_shape == (3, 8, 8)
+    notes = " | ".join(ds.notes)
+    assert "1 of 6 images have colour (odd.png); set data.channels=grey" in notes
 
 
 def test_csv_non_numeric_column(tmp_path):

@@ -67,6 +67,8 @@ def print_summary(s: dict) -> None:
         base = real.get("copy_fraction")
         print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples"
               + (f" (held-out real data: {100 * base:.1f}%)" if base is not None else ""))
+    if s.get("skipped_files"):
+        print(f"  {s['skipped_files']:,} unreadable data file(s) left out (data.bad_files=skip; see dataset.json)")
     st = s.get("stability")
     if st is not None:
         events = ", ".join(f"{k} {v}" for k, v in st["incidents"].items()) or "none"

@@ -60,6 +60,7 @@ class Dataset:
     modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
     mode_std: float | None = None
     notes: list[str] = field(default_factory=list)  # plain-language notes: conversions, resizes, ...
+    skipped: list[str] = field(default_factory=list)  # source files left out (data.bad_files=skip), "name: why"
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -172,6 +173,7 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         modes=raw.modes,
         mode_std=raw.mode_std,
         notes=list(raw.notes),
+        skipped=list(raw.skipped),
     )
     if ds.kind == "vector":
         ds.notes.extend(Normaliser.fit(ds.train, "vector", ds.columns).notes)

@@ -34,6 +34,9 @@ class DataConfig:
     # each distinct caption is embedded once and the run is conditional on the vectors. None: one is trained.
     text_encoder: str | None = None
     label_column: str | None = None  # a CSV column holding each row's class (numbers or text): the condition
+    # An image file that cannot be read: "error" stops with its name, "skip" leaves it out (listed in dataset.json
+    # and counted in the summary).
+    bad_files: Literal["error", "skip"] = "error"
 
     def resolved_augment(self, kind: str, fresh: bool) -> float:
         """data.augment, or its default: 0.12 for images in a new run, else 0 (see the field)."""

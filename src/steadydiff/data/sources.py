@@ -43,6 +43,7 @@ class Raw:
     modes: np.ndarray | None = None  # (K, D) known mode centres of toy mixtures
     mode_std: float | None = None
     lines: np.ndarray | None = None  # (N,) 1-based line of each item in a CSV file, for error messages
+    skipped: list[str] = field(default_factory=list)  # files left out (data.bad_files=skip), "name: why"
     notes: list[str] = field(default_factory=list)
 
 
@@ -373,6 +374,12 @@ def _image_files(folder: Path) -> tuple[list[Path], Counter]:
     return images, others
 
 
+class UnreadableImage(DataError):
+    def __init__(self, message: str, name: str, reason: str):
+        super().__init__(message)
+        self.name, self.reason = name, reason
+
+
 def _open_image(path: Path, folder: Path) -> tuple[Image.Image, str, bool]:
     """Open and decode one image fully; returns (image in L or RGB mode, original mode, had alpha)."""
     name = path.relative_to(folder).as_posix()
@@ -382,8 +389,8 @@ def _open_image(path: Path, folder: Path) -> tuple[Image.Image, str, bool]:
             mode = img.mode
             img = ImageOps.exif_transpose(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{name} (in {folder}): cannot read this image ({e}). Replace or delete the file.") \
-            from None
+        raise UnreadableImage(f"{name} (in {folder}): cannot read this image ({e}). Replace or delete the file, or "
+                              "set data.bad_files=skip to leave unreadable images out.", name, str(e)) from None
     alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if mode in _HIGH_DEPTH_GREY:
         # 16-bit and float grey: map 0..65535 onto 0..255 (integer modes) so every image shares 8-bit units.
@@ -401,11 +408,13 @@ def _open_image(path: Path, folder: Path) -> tuple[Image.Image, str, bool]:
     return img.convert("RGB"), mode, False
 
 
-def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
+def read_folder(folder: Path, image_size: int, channels: str, bad_files: str = "error") -> Raw:
     """Read every PNG/JPEG under `folder` (recursively, sorted by path) as (N, C, S, S) uint8 images.
 
     Non-square images are centre-cropped to a square, then resized to S × S with Lanczos resampling.
-    channels="auto" gives RGB if any image has colour (some pixel with R, G, B not all equal), else grey.
+    channels="auto" gives RGB if any image has colour (some pixel with R, G, B not all equal), else grey;
+    the images with colour are named in the notes. bad_files="skip" leaves unreadable images out (listed in
+    `Raw.skipped`) instead of stopping at the first.
     """
     images, others = _image_files(folder)
     if not images:
@@ -418,9 +427,18 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
     loaded: list[Image.Image] = []
     modes: Counter = Counter()
     n_resized = n_cropped = n_alpha = 0
-    any_colour = False
+    colour: list[str] = []
+    kept: list[Path] = []
+    skipped: list[str] = []
     for path in images:
-        img, mode, alpha = _open_image(path, folder)
+        try:
+            img, mode, alpha = _open_image(path, folder)
+        except UnreadableImage as exc:
+            if bad_files != "skip":
+                raise
+            skipped.append(f"{exc.name}: {exc.reason}")
+            continue
+        kept.append(path)
         modes[mode] += 1
         n_alpha += alpha
         w, h = img.size
@@ -433,10 +451,14 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
         if (w, h) != size:
             img = img.resize(size, Image.Resampling.LANCZOS, box=box)
             n_resized += 1
-        if img.mode == "RGB" and not any_colour:
+        if img.mode == "RGB":
             a = np.asarray(img)
-            any_colour = bool((a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any())
+            if (a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any():
+                colour.append(path.relative_to(folder).as_posix())
         loaded.append(img)
+    if not loaded:
+        raise DataError(f"{folder}: none of its {len(images):,} image files could be read (first: {skipped[0]})")
+    images, any_colour = kept, bool(colour)
     if channels == "auto":
         target = "RGB" if any_colour else "L"
     elif channels == "grey":
@@ -449,9 +471,18 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
     x = x[:, None] if target == "L" else x.transpose(0, 3, 1, 2)
     n = len(images)
     target_word = "RGB" if target == "RGB" else "grey"
-    notes = [f"{folder}: read {n:,} images as {target_word} "
-             + (f"(channels=auto: {'some images have' if any_colour else 'no image has'} colour)"
-                if channels == "auto" else f"(channels={channels})")]
+    if channels != "auto":
+        how = f"channels={channels}"
+    elif not any_colour:
+        how = "channels=auto: no image has colour"
+    else:
+        named = ", ".join(colour[:3]) + (f" and {len(colour) - 3:,} more" if len(colour) > 3 else "")
+        how = (f"channels=auto: {len(colour):,} of {n:,} images have colour ({named})"
+               + ("; set data.channels=grey to read the set as grey" if len(colour) < n / 2 else ""))
+    notes = [f"{folder}: read {n:,} images as {target_word} ({how})"]
+    if skipped:
+        notes.append(f"left out {len(skipped):,} unreadable image file(s) (data.bad_files=skip): "
+                     + "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5:,} more" if len(skipped) > 5 else ""))
     if n_resized:
         crop = f"; {n_cropped:,} non-square images were centre-cropped to a square first" if n_cropped else ""
         notes.append(f"resized {n_resized:,} of {n:,} images to {image_size}×{image_size} (Lanczos){crop}")
@@ -463,7 +494,7 @@ def read_folder(folder: Path, image_size: int, channels: str) -> Raw:
         notes.append(f"{n_alpha:,} of {n:,} images had transparency: composited onto a white background")
     if others:
         notes.append(f"ignored {sum(others.values()):,} non-image files in {folder}")
-    raw = Raw(x=x, kind="image", notes=notes)
+    raw = Raw(x=x, kind="image", notes=notes, skipped=skipped)
     raw.captions = read_captions(folder, images)
     if raw.captions is not None:
         raw.notes.append(f"{folder}: a caption per image from {_caption_file(folder).name}")
@@ -545,7 +576,7 @@ def read_source(cfg: DataConfig) -> Raw:
         return BUILTINS[source](cfg)
     path = Path(source).expanduser()
     if path.is_dir():
-        return read_folder(path, cfg.image_size, cfg.channels)
+        return read_folder(path, cfg.image_size, cfg.channels, cfg.bad_files)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".npy", ".npz"):

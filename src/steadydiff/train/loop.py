@@ -313,7 +313,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
         "fingerprint": fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
-        "condition": None if cond is None else cond.to_dict(),
+        "condition": None if cond is None else cond.to_dict(), "skipped_files": ds.skipped,
     }, indent=2))
     if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
         np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
@@ -795,6 +795,8 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
                     "nfe": nfe(cfg.sample.sampler, cfg.sample.steps)},
         "quality": quality,
     }
+    if ds.skipped:
+        summary["skipped_files"] = len(ds.skipped)  # unreadable files left out (dataset.json lists them)
     if p.guard is not None:
         summary["stability"] = p.guard.summary()
     if p.probe is not None:
