@@ -75,8 +75,37 @@ def test_summary_records_the_best_evaluation(grid_run):
     best = s["best_sample_metric"]
     assert best["metric"] == "high_quality" and best["value"] == max(values.values())
     assert values[best["step"]] == best["value"]
-    kept = (grid_run.dir / "checkpoints" / f"step-{best['step']}").is_dir()
-    assert best["checkpoint"] == (f"step-{best['step']}" if kept else None)
+    # train.keep_best (the default): the best evaluation's checkpoint survives rotation and loads as "best"
+    assert best["checkpoint"] == f"step-{best['step']}"
+    assert (grid_run.dir / "checkpoints" / best["checkpoint"]).is_dir()
+    assert steadydiff.load(grid_run.dir, checkpoint="best").step == best["step"]
+
+
+def test_keep_best_survives_rotation_and_a_resume_recomputes_it(tmp_path):
+    # One checkpoint kept: without keep_best the best evaluation's would be rotated out at once.
+    run = tmp_path / "run"
+    steadydiff.train(ring_config(40, keep_checkpoints=1, checkpoint_every=10), out=run, progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    best = summary["best_sample_metric"]
+    names = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert names == sorted({"step-40", best["checkpoint"]})
+    assert steadydiff.load(run, checkpoint="best").step == best["step"]
+    # Resumed from step 20 (as if the later checkpoints were lost), a best recorded beyond it is forgotten
+    # and found again: the run ends with the same best, kept, as the unbroken one.
+    many = tmp_path / "many"
+    steadydiff.train(ring_config(40, checkpoint_every=10), out=many, progress=False)
+    unbroken = json.loads((many / "summary.json").read_text())["best_sample_metric"]
+    assert unbroken["step"] > 20  # so the resume has a best to forget
+    for name in ("step-30", "step-40"):
+        shutil.rmtree(many / "checkpoints" / name)
+    steadydiff.train(ring_config(40, checkpoint_every=10), out=many, progress=False)
+    again = json.loads((many / "summary.json").read_text())["best_sample_metric"]
+    assert again == unbroken and (many / "checkpoints" / again["checkpoint"]).is_dir()
+    off = tmp_path / "off"
+    steadydiff.train(ring_config(40, keep_checkpoints=1, checkpoint_every=10, keep_best=False), out=off,
+                     progress=False)
+    assert [p.name for p in (off / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-40"]
+    assert not (off / "checkpoints" / "best.json").exists()
 
 
 def test_budget_skips_evaluations_and_holds_the_share(tmp_path):

@@ -99,9 +99,33 @@ def save_checkpoint(ckpt_root: Path, step: int, *, model: dict[str, torch.Tensor
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
+    protected = best_step(ckpt_root)
     for old in list_checkpoints(ckpt_root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != f"step-{protected}":
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+BEST_FILE = "best.json"  # in checkpoints/: the best in-training evaluation (train.keep_best), kept through rotation
+
+
+def best_step(ckpt_root: Path) -> int | None:
+    """The step of checkpoints/best.json, or None."""
+    try:
+        return int(json.loads((ckpt_root / BEST_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def mark_best(ckpt_root: Path, best: dict[str, Any] | None) -> None:
+    """Record (or, with None, forget) the best in-training evaluation {"metric", "value", "step", ...}."""
+    path = ckpt_root / BEST_FILE
+    if best is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(best, indent=2))
+    os.replace(tmp, path)
 
 
 def remove_after(ckpt_root: Path, step: int) -> list[Path]:
@@ -176,8 +200,12 @@ def resolve_checkpoint(run_dir: Path, which: str = "last") -> Path:
         try:
             which = json.loads((run_dir / "eval.json").read_text())["best"]["checkpoint"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise SteadydiffError(f"{run_dir} has no best checkpoint recorded (in {run_dir / 'eval.json'}); "
-                                  f"run `steadydiff eval {run_dir} --best` first") from None
+            step = best_step(run_dir / "checkpoints")
+            if step is None:
+                raise SteadydiffError(f"{run_dir} has no best checkpoint recorded (eval.json's, or the in-training "
+                                      f"evaluations' with train.keep_best); run `steadydiff eval {run_dir} --best` "
+                                      "first") from None
+            which = f"step-{step}"
     for p in ckpts:
         if p.name == which:
             return p

@@ -48,6 +48,9 @@ class TrainConfig:
     val_every: int = 250  # steps between fixed-noise validation losses
     val_items: int = 128  # held-out items in the fixed validation set
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    # The checkpoint of the best in-training sample-metric evaluation is written and kept through rotation
+    # (checkpoint="best" loads it); it needs train.sample_metrics_every.
+    keep_best: bool = True
     device: str = "auto"  # auto: cuda when available, else cpu
     # Sample metrics during training (train/sample_metrics.py): fixed-seed samples of the EMA weights scored
     # against the held-out data, at the first validation at or after each multiple of this many steps; 0: off.

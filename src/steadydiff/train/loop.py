@@ -38,7 +38,7 @@ from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
-from ..metrics.reference import Reference, default_metric
+from ..metrics.reference import RANKED, Reference, default_metric
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
@@ -202,6 +202,7 @@ class RunState:
     anchor: Snapshot | None = None
     initial: Snapshot | None = None
     ema_print: float = 0.0  # the EMA weights' fingerprint at the last validation (the EMA must move)
+    best_written: int | None = None  # the step whose checkpoint train.keep_best has just written
 
 
 def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True,
@@ -338,6 +339,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     step, samples_seen, wall_before = resume(p, saved_cfg)
     remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
     p.metrics_log.truncate_after(step)
+    forget_best_after(run_dir, step)
     (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
     p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
     p.probe = SampleMetrics(cfg, ds, norm, device, cond, sample_extras(p, tc.sample_metrics_n)) \
@@ -596,6 +598,8 @@ def log_and_validate(p: Parts, st: RunState) -> Rollback | None:
         record["guard"] = {"skipped": len(guard.state.skip_steps), "rollbacks": len(guard.state.rollbacks),
                            "lr_scale": guard.state.lr_scale}
     p.metrics_log.write(record)
+    if "sample_metrics" in record and tc.keep_best:
+        keep_best(p, st)
     if p.board is not None:
         p.board.write(record)
     postfix = {"loss": f"{st.last_loss:.4f}", "samples_s": f"{rate:,.0f}", "lr": f"{lr:.2g}"}
@@ -683,6 +687,7 @@ def roll_back(p: Parts, st: RunState, decision: Rollback) -> None:
     if p.board is not None:
         p.board.truncate_after(st.step)
     ckpt.remove_after(run_dir / "checkpoints", st.step)  # written after the snapshot: possibly damaged
+    forget_best_after(run_dir, st.step)
     st.bar.n = st.step
     st.bar.refresh()
     st.window = new_window(p.device)
@@ -701,12 +706,45 @@ def roll_back(p: Parts, st: RunState, decision: Rollback) -> None:
                               f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
 
 
+def metric_records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def keep_best(p: Parts, st: RunState) -> None:
+    """train.keep_best: when this step's sample metrics are the best so far, checkpoint it and record it in
+    checkpoints/best.json, which rotation spares (the previous best is then rotated out like any other)."""
+    ref = p.probe.reference if p.probe is not None else None
+    if ref is None:
+        return
+    metric = default_metric(ref)
+    best = best_evaluation(metric_records(p.run_dir), metric, RANKED[metric])
+    if best is None or best["step"] != st.step:
+        return
+    root = p.run_dir / "checkpoints"
+    if not (root / f"step-{st.step}").is_dir():
+        checkpoint(p, st)  # first, so best.json never names a checkpoint that is not there
+        st.best_written = st.step
+    ckpt.mark_best(root, best)
+
+
+def forget_best_after(run_dir: Path, step: int) -> None:
+    """After a resume or rollback to `step`: a best recorded beyond it belongs to training that is redone, so the
+    best is found again among the evaluations that remain (and kept if its checkpoint is)."""
+    root = run_dir / "checkpoints"
+    info = ckpt.best_step(root)
+    if info is None or info <= step:
+        return
+    old = json.loads((root / ckpt.BEST_FILE).read_text())
+    best = best_evaluation(metric_records(run_dir), old["metric"], old["higher_is_better"])
+    ckpt.mark_best(root, best if best is not None and (root / f"step-{best['step']}").is_dir() else None)
+
+
 def write_outputs(p: Parts, st: RunState) -> None:
     """What is due at this step: a post-hoc EMA snapshot, a checkpoint, a sample grid."""
     tc, step = p.cfg.train, st.step
     if p.phema is not None and (step % tc.phema_every == 0 or step == tc.steps) and p.phema.step > 0:
         write_snapshot(p.run_dir / "phema", p.phema.snapshot(torch.float16))
-    if step % tc.checkpoint_every == 0 and step < tc.steps:
+    if step % tc.checkpoint_every == 0 and step < tc.steps and st.best_written != step:
         checkpoint(p, st)
     if tc.sample_every and step % tc.sample_every == 0 and step < tc.steps:
         t_eval = time.perf_counter()
