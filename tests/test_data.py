@@ -221,6 +221,39 @@ def test_csv_ragged(tmp_path):
         load_data(cfg(str(tmp_path / "t.csv")))
 
 
+def test_csv_short_row_names_its_line_and_the_header(tmp_path):
+    (tmp_path / "t.csv").write_text("a;b;c\n1;2;3\n\n4;5\n")
+    with pytest.raises(DataError, match=r"line 4 has 2 fields but the header \(line 1\) has 3"):
+        load_data(cfg(str(tmp_path / "t.csv")))
+
+
+@pytest.mark.parametrize("name,sep", [("t.csv", ";"), ("t.tsv", "\t"), ("t.csv.gz", ","), ("t.csv.zip", "|"),
+                                      ("t.csv.xz", ",")])
+def test_csv_separators_sniffed_and_compressed_tables_read(tmp_path, name, sep):
+    import gzip
+    import lzma
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(30, 3)).round(4)
+    text = "\n".join([sep.join(["height", "width", "depth"])] + [sep.join(map(str, row)) for row in values]) + "\n"
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    elif name.endswith(".xz"):
+        path.write_bytes(lzma.compress(text.encode()))
+    elif name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("table.csv", text)
+    else:
+        path.write_text(text)
+    ds = load_data(cfg(str(path), holdout=0))
+    assert ds.columns == ["height", "width", "depth"]
+    assert np.allclose(np.sort(ds.train, 0), np.sort(values.astype(np.float32), 0))
+    shown = {";": "semicolon", "\t": "tab", ",": "comma", "|": "bar"}[sep]
+    assert f"{shown}-separated, first line is the header" in " | ".join(ds.notes)
+
+
 def test_csv_empty(tmp_path):
     (tmp_path / "t.csv").write_text("\n")
     with pytest.raises(DataError, match="empty"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -266,56 +267,114 @@ def _object_array_message(where: str) -> str:
 # CSV tables of numbers.
 
 
-def _is_number(text: str) -> bool:
+CSV_SUFFIXES = (".csv", ".tsv")
+COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
+DELIMITERS = ",;\t|"
+
+
+def is_csv(path: Path) -> bool:
+    """A .csv or .tsv file, possibly compressed (.csv.gz, .csv.zip, .csv.bz2, .csv.xz)."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    return bool(suffixes) and (suffixes[-1] in CSV_SUFFIXES or
+                               (len(suffixes) == 2 and suffixes[-1] in COMPRESSED and suffixes[0] in CSV_SUFFIXES))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped), decompressed by its suffix."""
+    import bz2
+    import gzip
+    import io
+    import lzma
+    import zipfile
+
+    suffix = path.suffix.lower()
     try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise DataError(f"{path.name}: a .zip with a table must hold exactly one file; it holds "
+                                    f"{len(names)} ({', '.join(names[:5])})")
+                with zf.open(names[0]) as fh:
+                    return io.TextIOWrapper(fh, encoding="utf-8-sig").read()
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
+        with opener(path, "rt", encoding="utf-8-sig") as fh:
+            return fh.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path.name}: not a UTF-8 text file ({e}); save the table as UTF-8 CSV") from None
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path.name}: cannot read the file ({type(e).__name__}: {e})") from None
+
+
+def _delimiter(text: str) -> str:
+    """The separator of a table: csv.Sniffer over its first lines, among , ; tab |; else the most frequent of
+    them on the first non-blank line; else a comma (one column)."""
+    sample = "\n".join(line for line in text.splitlines()[:50] if line.strip())
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        first = sample.splitlines()[0] if sample else ""
+        counts = {d: first.count(d) for d in DELIMITERS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
 
 
 def read_csv(path: Path, label_column: str | None = None) -> Raw:
-    """Read a CSV table of numbers (comma, semicolon or tab separated).
+    """Read a table of numbers with pandas: .csv or .tsv, possibly .gz/.zip/.bz2/.xz compressed; the separator
+    sniffed (comma, semicolon, tab or bar).
 
-    The first row is a header when none of its cells is a number. Blank lines are skipped. Every cell
-    must parse as a float ("nan" and "inf" parse, and are then refused by the finite check with their
-    line and column). `label_column` names a column of class labels (numbers or text), read as the condition.
+    The first non-blank row is a header when none of its cells is a number. Blank lines are skipped; a row with
+    more or fewer fields than the first is refused with its line. Every cell must parse as a number ("nan" and
+    "inf" parse, and are then refused by the finite check with their line and column). `label_column` names a
+    column of class labels (numbers or text), read as the condition.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path.name}: not a UTF-8 text file ({e}); save the table as UTF-8 CSV") from None
+    import io
+
+    import pandas as pd
+
+    text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path.name}: the CSV file is empty; it needs rows of numbers (and optionally a "
                         "header row)")
-    first_line = next(line for line in text.splitlines() if line.strip())
-    delimiter = max([",", ";", "\t"], key=first_line.count) if any(d in first_line for d in ",;\t") else ","
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    width = 0
-    for row in reader:
-        if not row or all(not cell.strip() for cell in row):
-            continue  # blank line
-        cells = [cell.strip() for cell in row]
-        if header is None and not rows and not any(_is_number(c) for c in cells):
-            header = cells
-            width = len(cells)
-            header_line = reader.line_num
-            continue
-        if width == 0:
-            width = len(cells)
-        if len(cells) != width:
-            first = f"the header (line {header_line})" if header is not None else f"line {lines[0]}"
-            raise DataError(
-                f"{path.name}: line {reader.line_num} has {len(cells)} fields but {first} has {width}. "
-                "Every row needs the same number of columns (check for missing or extra separators)."
-            )
-        rows.append(cells)
-        lines.append(reader.line_num)
-    if not rows:
+    delimiter = _delimiter(text)
+    first_no, first_line = next((i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip())
+    has_header = not any(_is_number(c.strip()) for c in next(csv.reader([first_line], delimiter=delimiter)))
+    first_row = f"the header (line {first_no})" if has_header else f"line {first_no}"
+    try:  # every line a row (blank ones too), so row i is line i + 1 in the messages
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, na_filter=False,
+                            skip_blank_lines=False, engine="c")
+    except pd.errors.ParserError as e:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if found is None:
+            raise DataError(f"{path.name}: cannot parse the table ({e})") from None
+        width, line, got = (int(v) for v in found.groups())
+        raise DataError(f"{path.name}: line {line} has {got} fields but {first_row} has {width}. Every row needs "
+                        "the same number of columns (check for missing or extra separators).") from None
+    cells = table.to_numpy(dtype=object)
+    blank = np.array([all(c is None or (isinstance(c, float) and c != c) or not str(c).strip() for c in row)
+                      for row in cells], dtype=bool)
+    rows_at = np.flatnonzero(~blank)
+    first = [str(c).strip() for c in cells[rows_at[0]]]
+    header = first if not any(_is_number(c) for c in first) else None
+    if header is not None:
+        rows_at = rows_at[1:]
+    if len(rows_at) == 0:
         raise DataError(f"{path.name}: the CSV file has a header but no rows of data")
+    body = table.iloc[rows_at]
+    lines = rows_at + 1
+    # A row with fewer fields than the first is padded by the parser: found by its separators (a quoted separator
+    # only adds to the count, so a short row is never hidden by one).
+    text_lines = text.splitlines()
+    fields = np.array([text_lines[n - 1].count(delimiter) + 1 if n - 1 < len(text_lines) else body.shape[1]
+                       for n in lines])
+    short = (fields < body.shape[1]) | body.isna().any(axis=1).to_numpy()
+    if short.any():
+        i = int(np.argmax(short))
+        got = int(min(fields[i], body.iloc[i].notna().sum()))
+        raise DataError(f"{path.name}: line {lines[i]} has {got} fields but {first_row} has {body.shape[1]}. "
+                        "Every row needs the same number of columns (check for missing or extra separators).")
+    body = body.apply(lambda col: col.str.strip())
+    width = body.shape[1]
     columns = header if header is not None else [f"column {j + 1}" for j in range(width)]
     labels = names = None
     if label_column is not None:
@@ -325,31 +384,43 @@ def read_csv(path: Path, label_column: str | None = None) -> Raw:
             raise DataError(f"{path.name}: no column {label_column!r} for data.label_column; the columns are "
                             f"{listing}" + (f". Did you mean {close[0]!r}?" if close else ""))
         j = columns.index(label_column)
-        labels, names = classes_from_values([row[j] for row in rows], f"{path.name}, column {label_column!r}")
-        rows = [row[:j] + row[j + 1:] for row in rows]
+        labels, names = classes_from_values(body.iloc[:, j].tolist(), f"{path.name}, column {label_column!r}")
+        body = body.drop(columns=body.columns[j])
         columns = columns[:j] + columns[j + 1:]
         width -= 1
         if width == 0:
             raise DataError(f"{path.name}: data.label_column={label_column!r} is the only column; nothing is left "
                             "to train on")
-    x = np.empty((len(rows), width), dtype=np.float64)
+    x = np.empty((len(body), width), dtype=np.float64)
     for j in range(width):
-        for i, row in enumerate(rows):
-            try:
-                x[i, j] = float(row[j])
-            except ValueError:
-                shown = repr(row[j]) if row[j] else "an empty cell"
-                raise DataError(
-                    f"{path.name}: column '{columns[j]}' is not numeric: line {lines[i]} holds {shown}. "
-                    "Every column must hold numbers; drop the column or encode it as numbers (e.g. "
-                    "categories as 0, 1, 2), and fill in empty cells."
-                ) from None
-    notes = [f"{path.name}: read {len(rows):,} rows × {width} columns"
-             + (" (first line is the header)" if header is not None else " (no header row found)")]
+        raw_col = body.iloc[:, j]
+        values = pd.to_numeric(raw_col, errors="coerce").to_numpy(dtype=np.float64)
+        said_nan = raw_col.str.lower().str.lstrip("+-").eq("nan").to_numpy()
+        bad = np.isnan(values) & ~said_nan
+        if bad.any():
+            i = int(np.argmax(bad))
+            shown = repr(raw_col.iloc[i]) if raw_col.iloc[i] else "an empty cell"
+            raise DataError(
+                f"{path.name}: column '{columns[j]}' is not numeric: line {lines[i]} holds {shown}. "
+                "Every column must hold numbers; drop the column or encode it as numbers (e.g. "
+                "categories as 0, 1, 2), and fill in empty cells."
+            )
+        x[:, j] = values
+    shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[delimiter]
+    notes = [f"{path.name}: read {len(body):,} rows × {width} columns ({shown_sep}-separated"
+             + (", first line is the header)" if header is not None else ", no header row found)")]
     if names is not None:
         notes.append(f"{path.name}: column {label_column!r} holds the class of each row ({len(names)} classes)")
     return Raw(x=x, kind="vector", columns=columns, lines=np.asarray(lines), notes=notes, labels=labels,
                class_names=names)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,7 +637,7 @@ def read_captions(folder: Path, images: list[Path]) -> list[str] | None:
 # --------------------------------------------------------------------------------------------------
 # Dispatch.
 
-SUFFIXES = (".npy", ".npz", ".csv")
+SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".csv.gz", ".csv.zip")
 
 
 def read_source(cfg: DataConfig) -> Raw:
@@ -581,7 +652,7 @@ def read_source(cfg: DataConfig) -> Raw:
         suffix = path.suffix.lower()
         if suffix in (".npy", ".npz"):
             return read_array_file(path, cfg.npz_key)
-        if suffix == ".csv":
+        if is_csv(path):
             return read_csv(path, cfg.label_column)
         if suffix in IMAGE_SUFFIXES:
             raise DataError(f"{source}: a single image; put the training images in a folder and give the "
