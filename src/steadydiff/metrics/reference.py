@@ -5,8 +5,11 @@ The metrics and feature spaces are described in evaluate.py's docstring (the fac
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,28 +21,41 @@ from ..errors import SteadydiffError
 from ..imports import check_callable, import_callable
 from . import copy_fraction, frechet_terms, kid, mmd, mode_stats, prdc
 from .features import (
+    RESIZE_TOLERANCE,
     SHIPPED_PIXEL_RANGE,
     DigitsFeatureNet,
     class_balance,
     class_shares,
     extract_features,
+    load_feature_net,
     load_shipped_feature_net,
     predict,
+    save_feature_net,
+    self_supervised_labels,
+    shipped_for,
     to_net_input,
+    train_feature_net,
 )
 from .inception import inception_features, load_inception
+
+log = logging.getLogger("steadydiff")
 
 PRDC_K = 5  # neighbours for precision/recall/density/coverage (Naeem et al. 2020 use k = 5)
 MAX_TRAIN_ITEMS = 5000  # memorisation is judged against at most this many training items (a seeded subset)
 MAX_FD_DIM = 4096  # FD needs a D × D covariance: skipped beyond this many features per item
-FLOOR_DRAWS = 3  # draws of training items the floor is averaged over; their spread is the floor's noise
+FLOOR_DRAWS = 8  # draws of training items the FD floor is averaged over; their spread is the floor's noise
 FEATURE_BATCH = 500  # items per call of a user's feature function
 # The named feature spaces (`features=`), and the Fréchet-distance key of each space and of the user's own.
-FEATURE_SPACES = ("classifier", "inception", "data")
-FD_KEYS = {"classifier": "fd_classifier", "inception": "fd_inception", "data": "fd_data", "user": "fd_user"}
+FEATURE_SPACES = ("classifier", "trained", "inception", "data")
+FD_KEYS = {"classifier": "fd_classifier", "trained": "fd_trained", "inception": "fd_inception", "data": "fd_data",
+           "user": "fd_user"}
+FEATURE_NET_FILE = "feature-net.safetensors"  # in a run directory: the feature net trained on its data (+ .json)
+FEATURE_NET_ITEMS = 5000  # training items a run's own feature net learns from at most
+FEATURE_NET_PASSES = 40_000  # image passes it trains for (epochs = this / items, 2–20): ~1 min on one core
 # Metric name → True where larger is better: the metrics `best_checkpoint` and `ema_sweep` can rank by.
 RANKED: dict[str, bool] = {
-    "fd_classifier": False, "fd_inception": False, "fd_user": False, "fd_data": False, "mmd": False,
+    "fd_classifier": False, "fd_trained": False, "fd_inception": False, "fd_user": False, "fd_data": False,
+    "mmd": False,
     "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
     "copy_fraction": False, "class_tv": False, "class_accuracy": True, "kid": False,
 }
@@ -185,26 +201,41 @@ class Reference:
     """
 
     def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", cache: Path | None = None):
         if len(ds.holdout) < PRDC_K + 1:
             raise SteadydiffError(f"evaluation compares samples with held-out data, and {ds.name} holds out "
                                   f"{len(ds.holdout)} item(s); it needs at least {PRDC_K + 1} (set data.holdout, "
                                   "e.g. 0.1, and train a new run)")
         self.dataset, self.normaliser, self.n = ds, normaliser, int(n)
         self.notes: list[str] = []
-        self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: class balance, its space
-        net = load_shipped_feature_net(ds.name) if ds.kind == "image" else None
+        self.cache = cache  # where a feature net trained on this data is kept (features "trained")
+        self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: its space (and class balance)
+        self.classifier: str | None = None  # the built-in set it was trained on
+        self._balance = False  # class balance and agreement: only on the set the classifier was trained on
+        name = ds.name if ds.name in SHIPPED_PIXEL_RANGE else shipped_for(ds.item_shape) if ds.kind == "image" \
+            else None
+        net = load_shipped_feature_net(name) if name is not None else None
         if net is not None:
-            want = (net.config["in_channels"], net.config["image_size"], net.config["image_size"])
-            if ds.item_shape == want:
-                self.feature_net = net
-                labels = ds.train_labels
-                if labels is None:  # the classifier's view of the training items stands in for labels
-                    labels = predict(net, to_net_input(ds.train, ds.name))
-                self._train_shares = class_shares(labels, net.config["classes"])
-            else:
+            size = net.config["image_size"]
+            want = (net.config["in_channels"], size, size)
+            if ds.name == name and ds.item_shape != want:
                 self.notes.append(f"the shipped {ds.name} classifier takes images shaped {want}, this data is "
                                   f"{ds.item_shape}: no classifier features or class balance")
+            else:
+                self.feature_net, self.classifier = net, name
+                self._net_range = SHIPPED_PIXEL_RANGE[name] if ds.name == name else self._pixel_range()
+                self._balance = ds.name == name
+                if self._balance:
+                    labels = ds.train_labels
+                    if labels is None:  # the classifier's view of the training items stands in for labels
+                        labels = predict(net, self._net_input(ds.train))
+                    self._train_shares = class_shares(labels, net.config["classes"])
+                else:
+                    self.notes.append(f"grey {ds.item_shape[1]}×{ds.item_shape[2]} images are scored in the features "
+                                      f"of the classifier shipped for {name} ({size}×{size}, resized within the "
+                                      f"{RESIZE_TOLERANCE:g}× it serves; pixels {self._net_range[0]:g}.."
+                                      f"{self._net_range[1]:g} as black..white); its class balance is for {name} "
+                                      "alone")
         self.requested = features is not None
         self.features, self._features, self.space = self._resolve(features, device)
         self.fd_key = FD_KEYS[self.features]
@@ -226,44 +257,100 @@ class Reference:
 
     def floor(self, n: int) -> dict[str, Any]:
         """What real data scores at `n` items (FD is biased by set size, so a sample set of n items is read
-        against this): training items in place of samples, against the same held-out items, averaged over
-        FLOOR_DRAWS draws of training items, with the spread of FD over them (`{fd}_sd`) and KID's standard
-        error; and the held-out items' own near-copy share of the training items. Cached per n."""
+        against this): n training items in place of samples, against the same held-out items, with KID's
+        standard error; the FD averaged over FLOOR_DRAWS draws of training items, with its spread over them
+        (`{fd}_sd`); and the held-out items' own near-copy share of the training items. Cached per n."""
         if n not in self._floors:
             ds = self.dataset
-            draws = [self.score(ds.train[idx], memorisation=False)
-                     for idx in _floor_draws(len(ds.train), n, FLOOR_DRAWS)]
-            floor: dict[str, Any] = {k: v for k, v in draws[0].items() if not isinstance(v, int | float)}
-            for key, v0 in draws[0].items():
-                if isinstance(v0, int | float) and not isinstance(v0, bool):
-                    floor[key] = float(np.mean([d[key] for d in draws]))
+            draws = _floor_draws(len(ds.train), n, FLOOR_DRAWS)
+            floor = self.score(ds.train[draws[0]], memorisation=False)
             if len(draws) > 1 and self.fd_key in floor:
-                floor[f"{self.fd_key}_sd"] = float(np.std([d[self.fd_key] for d in draws], ddof=1))
+                fds = [floor[self.fd_key]] + [self._fd(ds.train[idx]) for idx in draws[1:]]
+                # Draws that share items (too few training items for disjoint ones) spread less than fresh real
+                # data would, by the finite-population factor √(1 − n/N): divided out.
+                shared = 1.0 if FLOOR_DRAWS * n <= len(ds.train) else math.sqrt(max(1 - n / len(ds.train), 0.1))
+                floor[self.fd_key] = float(np.mean(fds))
+                floor[f"{self.fd_key}_sd"] = float(np.std(fds, ddof=1)) / shared
             floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
             self._floors[n] = {"n_train_items": min(n, len(ds.train)), "n_holdout": len(ds.holdout),
                                "floor_draws": len(draws), **floor}
         return self._floors[n]
 
+    def _pixel_range(self) -> tuple[float, float]:
+        """Black..white of images that are not a built-in set: the range their training pixels span."""
+        lo, hi = float(self.dataset.train.min()), float(self.dataset.train.max())
+        return (lo, hi) if lo < hi else (lo, lo + 1.0)
+
+    def _net_input(self, x: np.ndarray) -> np.ndarray:
+        net = self.feature_net
+        return to_net_input(x, self.classifier or "", self._net_range, net.config["image_size"] if net else None)
+
+    def _trained_space(self) -> tuple[FeatureFn, str]:
+        """Features of a small CNN trained on this data's training split (classes where the data has them, else
+        which turn or flip each image had), loaded from `cache` when one was trained for the same data."""
+        ds = self.dataset
+        if ds.kind != "image" or len(ds.item_shape) != 3:
+            raise SteadydiffError(f"a trained feature net needs images; {ds.name} holds {ds.kind} items shaped "
+                                  f"{ds.item_shape}: choose features 'data' or your own (MODULE:ATTR)")
+        self._net_range = self._pixel_range()
+        net = None
+        if self.cache is not None and self.cache.is_file():
+            try:
+                meta = json.loads(self.cache.with_suffix(".json").read_text())
+                if meta.get("info", {}).get("train_fingerprint") == ds.fingerprint:
+                    net = load_feature_net(self.cache)
+                    how = meta["info"]["objective"]
+            except (OSError, ValueError, KeyError):
+                net = None
+        if net is None:
+            x = to_net_input(ds.train[_subset(len(ds.train), FEATURE_NET_ITEMS)], "", self._net_range)
+            if ds.class_names is not None and ds.train_labels is not None:
+                y = ds.train_labels[_subset(len(ds.train), FEATURE_NET_ITEMS)]
+                how, classes = f"the class of each image ({len(ds.class_names)} classes)", len(ds.class_names)
+            else:
+                x, y, how = self_supervised_labels(x)
+                classes = 4
+            epochs = int(np.clip(FEATURE_NET_PASSES // len(x), 2, 20))
+            log.info("training a feature net on %s's %d training images (%d epochs) to score samples in: it learns "
+                     "%s", ds.name, len(x), epochs, how)
+            net = train_feature_net(x, y, seed=0, epochs=epochs, classes=classes)
+            if self.cache is not None:
+                save_feature_net(net, self.cache, info={"train_fingerprint": ds.fingerprint, "objective": how,
+                                                         "epochs": epochs, "items": len(x)})
+
+        def apply(items: np.ndarray) -> np.ndarray:
+            return extract_features(net, to_net_input(items, "", self._net_range))
+
+        where = f", kept in {self.cache.name}" if self.cache is not None else ""
+        return apply, f"features of a CNN trained on this data's training split to tell {how}{where}"
+
     def _resolve(self, features: Features, device: str | torch.device) -> tuple[str, FeatureFn | None, str]:
         """(space name, item → features function or None for normalised data space, description)."""
         name = self.dataset.name
         if features is None:
-            features = "classifier" if self.feature_net is not None else "data"
+            features = "classifier" if self.feature_net is not None else \
+                "trained" if self.dataset.kind == "image" and len(self.dataset.item_shape) == 3 else "data"
         if isinstance(features, str) and ":" in features:
             return "user", _user_space(import_features(features), features), f"features from {features}"
         if isinstance(features, str):
             if features == "data":
+                if self.dataset.kind == "image":
+                    self.notes.append("distances in pixel space reward blur (a blurred image is close to many "
+                                      "others): prefer features 'classifier', 'trained' or 'inception' for images")
                 return "data", None, "normalised data"
+            if features == "trained":
+                return ("trained", *self._trained_space())
             if features == "inception":
                 return ("inception", *_inception_space(self.dataset, device))
             if features == "classifier":
                 if self.feature_net is None:
                     raise SteadydiffError(f"no classifier fits {name} (one is shipped for "
-                                          f"{', '.join(SHIPPED_PIXEL_RANGE)} at their own image size); choose "
-                                          "features 'inception', 'data' or your own (MODULE:ATTR)")
-                net, ds_name = self.feature_net, name
-                return ("classifier", lambda x: extract_features(net, to_net_input(x, ds_name)),
-                        f"features of the shipped {name} classifier")
+                                          f"{', '.join(SHIPPED_PIXEL_RANGE)}: grey images within "
+                                          f"{RESIZE_TOLERANCE:g}× of their size); choose features 'trained', "
+                                          "'inception', 'data' or your own (MODULE:ATTR)")
+                net = self.feature_net
+                return ("classifier", lambda x: extract_features(net, self._net_input(x)),
+                        f"features of the classifier shipped for {self.classifier}")
             close = difflib.get_close_matches(features, FEATURE_SPACES, n=1)
             raise SteadydiffError(f"unknown features {features!r}; choose one of {', '.join(FEATURE_SPACES)} or "
                                   "MODULE:ATTR naming your own function" + (f" (did you mean {close[0]!r}?)"
@@ -271,6 +358,10 @@ class Reference:
         fn = _check_callable(features, f"{type(features).__name__} object")
         label = getattr(fn, "__qualname__", None) or type(fn).__name__
         return "user", _user_space(fn, label), f"features from {label}"
+
+    def _fd(self, x: np.ndarray) -> float:
+        """The Fréchet distance of items `x` (user units) to the held-out items, in the comparison space."""
+        return sum(frechet_terms(self._space(x, self._data(x)), self._held))
 
     def _data(self, x: np.ndarray) -> np.ndarray:
         return _flat(self.normaliser.forward(np.asarray(x, dtype=np.float32)))
@@ -302,8 +393,8 @@ class Reference:
         out["mmd"] = mmd(feats, self._held)
         out.update(kid((feats - self._kid_shift) / self._kid_scale, (self._held - self._kid_shift) / self._kid_scale))
         out.update(prdc(self._held, feats, k=PRDC_K))
-        if self.feature_net is not None:
-            predicted = predict(self.feature_net, to_net_input(x, self.dataset.name))
+        if self._balance:
+            predicted = predict(self.feature_net, self._net_input(x))
             balance = class_balance(predicted, self._train_shares)
             out["class_balance"], out["class_tv"] = balance, balance["tv_distance"]
             if labels is not None:
@@ -335,7 +426,7 @@ class Reference:
         return {"name": self.dataset.name, "n_train": len(self.dataset.train), "n_holdout": len(self.dataset.holdout),
                 "features": self.features, "space": self.space, "fd_metric": self.fd_key,
                 "class_balance": f"predictions of the shipped {self.dataset.name} classifier"
-                if self.feature_net is not None else None, "notes": list(self.notes)}
+                if self._balance else None, "notes": list(self.notes)}
 
 
 def default_metric(ref: Reference) -> str:

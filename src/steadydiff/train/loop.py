@@ -38,7 +38,7 @@ from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
-from ..metrics.reference import RANKED, Reference, default_metric
+from ..metrics.reference import FEATURE_NET_FILE, RANKED, Reference, default_metric
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
@@ -121,14 +121,14 @@ class TrainResult:
 
 
 def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray,
-                    labels: np.ndarray | None = None) -> dict[str, Any]:
+                    labels: np.ndarray | None = None, run_dir: Path | None = None) -> dict[str, Any]:
     """How well, by the one definition `steadydiff eval` and the in-training sample metrics use too
     (metrics.reference.Reference in its default feature space): every metric of the samples, what as many real
     training items score (`real_data`, the floor), and `metric`, the one to read first. Data with too few
     held-out items gets mode statistics only (where modes are known) and the reason in `unscored`."""
     q: dict[str, Any] = {"n_samples": int(len(samples_user))}
     try:
-        ref = Reference(ds, norm, len(samples_user))
+        ref = Reference(ds, norm, len(samples_user), cache=None if run_dir is None else run_dir / FEATURE_NET_FILE)
     except SteadydiffError as exc:
         q["unscored"] = str(exc)
         if ds.modes is not None and ds.mode_std is not None and np.isfinite(samples_user).all():
@@ -342,7 +342,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     forget_best_after(run_dir, step)
     (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
     p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
-    p.probe = SampleMetrics(cfg, ds, norm, device, cond, sample_extras(p, tc.sample_metrics_n)) \
+    p.probe = SampleMetrics(cfg, ds, norm, device, cond, sample_extras(p, tc.sample_metrics_n),
+                            cache=run_dir / FEATURE_NET_FILE) \
         if tc.sample_metrics_every else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
@@ -816,7 +817,8 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     x = generate(p.ema_net, ds.item_shape, n_eval, seed=seed, **cfg.sampling(p.sigma_data), device=p.device,
                  cond=cond, extra=sample_extras(p, n_eval))
     labels = values if p.cond is not None and p.cond.kind == "class" else None
-    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32), labels)
+    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32), labels,
+                              run_dir)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     if p.probe is not None and any("sample_metrics" in r for r in records):
         p.probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,10 +84,11 @@ class SampleMetrics:
     and what the last evaluation cost. `evaluate(ema_net)` returns metrics.jsonl's `sample_metrics`."""
 
     def __init__(self, cfg: RunConfig, ds: Dataset, normaliser: Normaliser, device: torch.device,
-                 cond: CondSpec | None = None, extra: torch.Tensor | None = None):
+                 cond: CondSpec | None = None, extra: torch.Tensor | None = None, cache: Path | None = None):
         tc = cfg.train
         self.cfg, self.ds, self.normaliser, self.device, self.cond = cfg, ds, normaliser, device, cond
         self.extra = extra  # a super-resolution run's low-resolution inputs, one per sample
+        self.cache = cache  # where the run keeps a feature net trained on its data (Reference)
         self.n, self.sampler, self.steps = tc.sample_metrics_n, tc.sample_metrics_sampler, tc.sample_metrics_steps
         self.nfe = count_nfe(self.sampler, self.steps)
         self.seed = derive_seed(tc.seed, Stream.SAMPLE_METRICS)
@@ -110,7 +112,7 @@ class SampleMetrics:
         """The run's reference, built once; None (with one info line) when the data cannot have one."""
         if self.reference is None and self.unavailable is None:
             try:
-                self.reference = Reference(self.ds, self.normaliser, self.n)
+                self.reference = Reference(self.ds, self.normaliser, self.n, cache=self.cache)
             except SteadydiffError as exc:
                 self.unavailable = str(exc)
                 log.info("sample metrics during training are off for this data: %s", exc)
