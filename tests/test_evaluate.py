@@ -244,7 +244,7 @@ def test_ring_modes_floor_and_collapse():
 
 def test_digits_run_is_scored_in_classifier_space(digits_run):
     result = evaluate(digits_run, samplers=("euler",), nfe=(4,), n=N)
-    assert result["data"]["space"] == "features of the shipped digits classifier"
+    assert result["data"]["space"] == "features of the classifier shipped for digits"
     (row,) = result["table"]
     assert row["steps"] == 4 and np.isfinite(row["metrics"]["fd_classifier"])
     assert "fd_data" not in row["metrics"] and result["real_data"]["fd_classifier"] > 0

@@ -61,7 +61,7 @@ def digits_run(tmp_path_factory):
                      "net": {"unet": {"channels": 8, "channel_mult": [1, 2], "groups": 4}},
                      "train": {"steps": 10, "batch_size": 32, "log_every": 2, "val_every": 2, "checkpoint_every": 5,
                                "sample_every": 5, "val_items": 16},
-                     "sample": {"steps": 4, "grid_n": 16}})
+                     "sample": {"steps": 5, "grid_n": 16}})  # heun 5 = 9 NFE: a setting eval draws
     run = tmp_path_factory.mktemp("digits") / "run"
     steadydiff.train(cfg, out=run, progress=False)
     return run
@@ -121,6 +121,19 @@ def test_report_of_an_image_run(digits_run, tmp_path):
     assert "<img" in section(html, "trajectory") and "<img" in section(html, "quality-nfe")
     # eval.json's figures, with the definition the sample metrics and summary.json use: the shipped classifier
     assert "fd_classifier" in section(html, "quality-nfe") and "Floor:" in section(html, "quality-nfe")
+    # the memorisation check reuses the samples eval drew with the run's own sampler instead of drawing them again
+    from steadydiff.report.files import read_run
+    from steadydiff.report.live import compute
+
+    model = steadydiff.load(digits_run)
+    drawn = np.load(digits_run / "eval-samples.npy")
+    assert drawn.shape == (60, 1, 8, 8)
+    again = model.sample(60, seed=0, cond=model.conditions(60, seed=0))
+    assert np.allclose(drawn, again, atol=1e-5)  # the same setting: the run's sampler, seed 0
+    np.save(digits_run / "eval-samples.npy", drawn * 0.5)  # marked, to see that they are read, not redrawn
+    live = compute(read_run(digits_run), n=60)
+    assert np.allclose(model.normaliser.inverse(live.memo["samples"]), drawn * 0.5, atol=1e-4)
+    np.save(digits_run / "eval-samples.npy", drawn)
 
 
 def test_report_while_the_run_is_going(ring_run, tmp_path):

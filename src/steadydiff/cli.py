@@ -15,6 +15,7 @@ from .config import RunConfig, apply_overrides, load_toml, set_value, to_dict, t
 from .data.config import DataConfig
 from .errors import SteadydiffError, TrainingStopped
 from .metrics.reference import against_floor
+from .report.live import N_EVAL
 from .typed_config import diff
 
 
@@ -542,8 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = parser("report", help="write a self-contained HTML report of a run (also while it trains)")
     r.add_argument("run", help="run directory")
     r.add_argument("--out", help="HTML file to write (default RUN/report.html)")
-    r.add_argument("--samples", type=int, default=500,
-                   help="samples per setting of the quality-vs-NFE table and the memorisation check")
+    r.add_argument("--samples", type=int, default=N_EVAL,
+                   help="samples per setting of the quality-vs-NFE table and the memorisation check (each distance "
+                        "is read against real data's floor at the same number of items)")
     r.set_defaults(func=cmd_report)
     return p
 

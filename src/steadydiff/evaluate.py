@@ -51,7 +51,7 @@ import torch
 from tqdm import tqdm
 
 from .api import Model, load
-from .atomic import write_text_atomic
+from .atomic import atomic_path, write_text_atomic
 from .config import RunConfig, load_toml
 from .data import DataConfig, Dataset, load_data
 from .errors import SteadydiffError
@@ -61,6 +61,7 @@ from .metrics.reference import (
     FEATURE_SPACES,
     PRDC_K,
     RANKED,
+    SAMPLES_FILE,
     Features,
     Reference,
     default_metric,
@@ -178,11 +179,21 @@ def _record(run_dir: Path, key: str, value: dict[str, Any]) -> dict[str, Any]:
     return doc[key]
 
 
-def _sample_and_score(model: Model, ref: Reference, *, sampler: str, steps: int, seed: int) -> tuple[dict, float]:
+def _sample_and_score(model: Model, ref: Reference, *, sampler: str, steps: int, seed: int,
+                      keep: dict[str, Any] | None = None) -> tuple[dict, float]:
+    """Draw ref.n samples (a conditional run's conditions drawn like the training items') and score them;
+    with `keep` (the run directory and what to record), the samples are written to RUN/eval-samples.npy
+    with a JSON sidecar naming the setting, so the report reuses them instead of drawing them again."""
     t0 = time.perf_counter()
-    cond = model.conditions(ref.n, seed=seed)  # a conditional run's: drawn like the training items'
+    cond = model.conditions(ref.n, seed=seed)
     x = model.sample(ref.n, steps=steps, sampler=sampler, seed=seed, cond=cond)
     seconds = time.perf_counter() - t0
+    if keep is not None:
+        path = Path(keep.pop("run_dir")) / SAMPLES_FILE
+        with atomic_path(path) as tmp:
+            np.save(tmp, np.asarray(x, dtype=np.float32))
+        write_text_atomic(path.with_suffix(".json"), json.dumps({**keep, "sampler": sampler, "steps": steps,
+                                                                 "seed": seed, "n": ref.n}, indent=2))
     labels = cond if model.classes is not None else None  # scored as class agreement where a classifier fits
     return ref.score(x, labels=labels), seconds
 
@@ -233,9 +244,12 @@ def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequenc
     model = load(run.dir, ema=ema, checkpoint=which, device=device, backbone=backbone)
     ref = _reference(run, model, data, n, features)
     rows, done = [], {}
+    own = (run.config.sample.sampler, run.config.sample.steps)
     for sampler, target, steps in tqdm(plan, disable=not progress, desc="eval", unit="setting"):
         if (sampler, steps) not in done:  # two targets may round to the same steps: sample once
-            done[sampler, steps] = _sample_and_score(model, ref, sampler=sampler, steps=steps, seed=seed)
+            keep = {"run_dir": run.dir, "checkpoint": which, "weights": "ema" if ema else "model"} \
+                if (sampler, steps) == own else None
+            done[sampler, steps] = _sample_and_score(model, ref, sampler=sampler, steps=steps, seed=seed, keep=keep)
         metrics, seconds = done[sampler, steps]
         rows.append({"solver": sampler, "nfe_target": int(target), "steps": steps, "nfe": count_nfe(sampler, steps),
                      "sample_s": round(seconds, 3), "metrics": metrics})

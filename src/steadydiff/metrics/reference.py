@@ -50,6 +50,7 @@ FEATURE_SPACES = ("classifier", "trained", "inception", "data")
 FD_KEYS = {"classifier": "fd_classifier", "trained": "fd_trained", "inception": "fd_inception", "data": "fd_data",
            "user": "fd_user"}
 FEATURE_NET_FILE = "feature-net.safetensors"  # in a run directory: the feature net trained on its data (+ .json)
+SAMPLES_FILE = "eval-samples.npy"  # in a run directory: `evaluate`'s samples of the run's own sampler (+ .json)
 FEATURE_NET_ITEMS = 5000  # training items a run's own feature net learns from at most
 FEATURE_NET_PASSES = 40_000  # image passes it trains for (epochs = this / items, 2–20): ~1 min on one core
 # Metric name → True where larger is better: the metrics `best_checkpoint` and `ema_sweep` can rank by.
