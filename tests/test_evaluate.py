@@ -346,7 +346,7 @@ def test_cli_features_from_a_user_module(ring_run, tmp_path):
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "steadydiff", "eval", str(run), *args, "--n", str(N), "--quiet"],
-                              capture_output=True, text=True, env=env, timeout=600)
+                              capture_output=True, text=True, env=env, timeout=3600)
 
     r = cli("--features", "ringfeat:polar", "--samplers", "euler", "--nfe", "4")
     assert r.returncode == 0, r.stderr

@@ -230,6 +230,15 @@ def test_memorisation_figures_flag_copied_samples():
     assert copies["worst_distances"].max() < 0.01 and (copies["worst_nearest"] < 200).all()
 
 
+def test_nearest_distances_are_read_against_held_out_items():
+    from steadydiff.report.verdict import nearest_reading
+
+    assert "copying" in nearest_reading(2.0, 4.5) and "0.44×" in nearest_reading(2.0, 4.5)
+    assert "off the data" in nearest_reading(7.41, 4.51)  # the figures: further than fresh data
+    assert "no sign of copying" in nearest_reading(4.6, 4.5)
+    assert "No held-out" in nearest_reading(4.6, None)
+
+
 def test_mode_collapse_rules():
     assert v.mode_collapse(modes_covered=5, modes_total=8, high_quality=0.9).answer == "yes"
     assert v.mode_collapse(modes_covered=8, modes_total=8, high_quality=0.9, smallest_share=0.1).answer == "no"
@@ -261,7 +270,7 @@ def chromium() -> str:
 def run_browser(binary: str, profile, *args: str) -> subprocess.CompletedProcess:
     cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
            f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)  # a hang guard only
 
 
 def test_report_renders_in_headless_chromium(ring_report, tmp_path):

@@ -18,7 +18,7 @@ def test_stress_benchmark_small_version(tmp_path):
     for name in ("stress.py", "_common.py"):
         shutil.copy(ROOT / "benchmarks" / name, tmp_path / "benchmarks" / name)
     done = subprocess.run([sys.executable, str(tmp_path / "benchmarks" / "stress.py"), "--quick"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=3600)  # a hang guard only
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {(r["case"], r["guard"]): r for r in map(json.loads, (ln for ln in done.stdout.splitlines()
                                                                   if ln.startswith('{"data"')))}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_dict, to_toml, validate
 from .data.config import DataConfig
@@ -145,8 +147,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         n = len(low)
         x = model.upscale(low, steps=steps, sampler=sampler, seed=args.seed, cond=cond, guidance=args.guidance)
     else:
-        x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
-                         guidance=args.guidance, guide=guide)
+        seconds = model.seconds_for(n, steps=steps, sampler=sampler)
+        if seconds > 60:
+            print(f"{n} samples × {model.nfe(steps, sampler)} network evaluations: about {seconds / 60:.0f} min "
+                  "here (Ctrl-C stops; fewer --n or --steps is quicker)", flush=True)
+        batches = math.ceil(n / 500)
+        with tqdm(total=batches * steps, disable=args.quiet or seconds < 3, unit="step",
+                  desc="sampling") as bar:
+            x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
+                             guidance=args.guidance, guide=guide, callback=lambda info: bar.update(1))
     what = "" if model.cond is None else (
         f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
         + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
@@ -316,7 +325,7 @@ def ensure_evaluated(run: Path, n: int) -> None:
         return
     print(f"scoring {latest[-1].name} at 10, 20 and 35 network evaluations first (steadydiff eval, eval.json)")
     try:
-        ev.evaluate(run, n=n)
+        ev.evaluate(run, n=n, progress=True)
     except SteadydiffError as exc:
         print(f"  not scored: {exc}")
 
@@ -476,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight (1: plain conditional, 0: unconditional; default: the "
                         "run's sample.guidance)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sample)
 
     i = parser("info", help="describe a run directory")

@@ -555,6 +555,7 @@ def memorisation_section(files: RunFiles, live: Live) -> str:
                   "also lands near a training item now and then (often, in 2-D): the held-out share is the "
                   "baseline to read the samples' share against.")
     body += h.table(["figure", "value"], rows)
+    body += h.para(verdict.nearest_reading(memo["median_sample_nn"], memo["median_heldout_nn"]))
     body += h.figure(plots.nn_histogram(memo["sample_nn"], memo["heldout_nn"], memo["threshold"]),
                      "Distance to the nearest training item: samples against held-out real items.")
     worst, nearest, dist = memo["worst"], memo["worst_nearest"], memo["worst_distances"]

@@ -262,3 +262,23 @@ def close_to_real(quality: dict[str, Any]) -> Verdict:
         far = floor is not None and floor > 0 and value > FAR_FROM_FLOOR * floor
         return Verdict(q, "no", f"{metric} {text}" + (": far from real data" if far else ""), far)
     return Verdict(q, "unclear", f"{metric} {text}", where == "below")
+
+
+NN_CLOSE, NN_FAR = 0.7, 1.3  # samples' median distance to the training set against held-out items': the band "alike"
+
+
+def nearest_reading(sample_median: float | None, heldout_median: float | None) -> str:
+    """What the samples' median distance to their nearest training item says, read against held-out real
+    items' (fresh data from the same distribution): closer is copying, further is being off the data."""
+    if sample_median is None or heldout_median is None or not heldout_median > 0:
+        return "No held-out items to read the samples' distances against."
+    r = sample_median / heldout_median
+    if r < NN_CLOSE:
+        return (f"Samples sit closer to a training item than fresh real data does ({r:.2f}× the held-out median): "
+                "a sign of copying; the near-copy share above says how many.")
+    if r > NN_FAR:
+        return (f"Samples sit further from every training item than fresh real data does ({r:.2f}× the held-out "
+                "median): not copies, but off the data — blurred, noisy or unlike any training item; the quality "
+                "figures say how far.")
+    return (f"Samples sit as close to the training items as fresh real data does ({r:.2f}× the held-out median, "
+            f"within {NN_CLOSE:g}–{NN_FAR:g}×): no sign of copying, nor of drifting off the data.")
