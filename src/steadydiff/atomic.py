@@ -25,3 +25,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_npy_atomic(path: str | Path, array: object) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.asarray(array))

@@ -307,27 +307,44 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_evaluated(run: Path, n: int) -> None:
+REPORT_EVAL_S = 40  # the longest `report` spends drawing eval.json's table itself (more: it says how to get it)
+
+
+def ensure_evaluated(run: Path, n: int, force: bool = False) -> str | None:
     """Quality against NFE for the newest checkpoint, by `steadydiff eval`, unless eval.json has it already:
     the report shows eval.json's figures and computes none of its own. When it cannot be scored (no checkpoint
-    yet, data not reloadable, too few held-out items) the report says so instead."""
+    yet, data not reloadable, too few held-out items), or drawing the samples would take longer than
+    REPORT_EVAL_S here (unless `force`), returns why, for the report to say."""
     from . import evaluate as ev
+    from .api import load
     from .train.checkpoint import list_checkpoints
 
     latest = list_checkpoints(run / "checkpoints")
     if not latest:
-        return
+        return None
     try:
         done = json.loads((run / "eval.json").read_text()).get("quality_vs_nfe", {}).get("checkpoint")
     except (OSError, ValueError, AttributeError):
         done = None
     if done == latest[-1].name:
-        return
-    print(f"scoring {latest[-1].name} at 10, 20 and 35 network evaluations first (steadydiff eval, eval.json)")
+        return None
     try:
+        if not force:
+            model = load(run)
+            nfes = {(s, ev.steps_for_nfe(s, t)) for s in ("heun", "dpmpp-2m", "euler") for t in (10, 20, 35)}
+            seconds = model.seconds_for(n, steps=1, sampler="euler") * sum(model.nfe(k, s) for s, k in nfes)
+            if seconds > REPORT_EVAL_S:
+                about = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+                note = (f"drawing its {len(nfes)} settings × {n} samples would take about {about} here: "
+                        f"`steadydiff eval {run}` (or `steadydiff report {run} --eval`) adds the table")
+                print(f"not scoring {latest[-1].name} first: {note}")
+                return note
+        print(f"scoring {latest[-1].name} at 10, 20 and 35 network evaluations first (steadydiff eval, eval.json)")
         ev.evaluate(run, n=n, progress=True)
     except SteadydiffError as exc:
         print(f"  not scored: {exc}")
+        return f"it could not be scored ({exc})"
+    return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -338,8 +355,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.samples < 10:
         raise SteadydiffError(f"--samples must be ≥ 10, got {args.samples}")
     t = time.perf_counter()
-    ensure_evaluated(Path(args.run), args.samples)
-    path = write_report(args.run, args.out, n_eval=args.samples)
+    note = ensure_evaluated(Path(args.run), args.samples, force=args.eval)
+    path = write_report(args.run, args.out, n_eval=args.samples, eval_note=note)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t:.1f} s); "
           "open it in any browser, no network needed")
     return 0
@@ -556,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--samples", type=int, default=N_EVAL,
                    help="samples per setting of the quality-vs-NFE table and the memorisation check (each distance "
                         "is read against real data's floor at the same number of items)")
+    r.add_argument("--eval", action="store_true",
+                   help=f"draw eval.json's quality-vs-NFE table first even when it takes longer than "
+                        f"{REPORT_EVAL_S} s here")
     r.set_defaults(func=cmd_report)
     return p
 

@@ -51,7 +51,7 @@ import torch
 from tqdm import tqdm
 
 from .api import Model, load
-from .atomic import atomic_path, write_text_atomic
+from .atomic import write_npy_atomic, write_text_atomic
 from .config import RunConfig, load_toml
 from .data import DataConfig, Dataset, load_data
 from .errors import SteadydiffError
@@ -190,8 +190,7 @@ def _sample_and_score(model: Model, ref: Reference, *, sampler: str, steps: int,
     seconds = time.perf_counter() - t0
     if keep is not None:
         path = Path(keep.pop("run_dir")) / SAMPLES_FILE
-        with atomic_path(path) as tmp:
-            np.save(tmp, np.asarray(x, dtype=np.float32))
+        write_npy_atomic(path, np.asarray(x, dtype=np.float32))
         write_text_atomic(path.with_suffix(".json"), json.dumps({**keep, "sampler": sampler, "steps": steps,
                                                                  "seed": seed, "n": ref.n}, indent=2))
     labels = cond if model.classes is not None else None  # scored as class agreement where a classifier fits

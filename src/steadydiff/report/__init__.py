@@ -28,10 +28,11 @@ from .verdict import Verdict
 SECTION_IDS = build.SECTION_IDS
 
 
-def render(files: RunFiles, *, n_eval: int = N_EVAL) -> str:
-    """The report of `files` as one HTML document."""
+def render(files: RunFiles, *, n_eval: int = N_EVAL, eval_note: str | None = None) -> str:
+    """The report of `files` as one HTML document; `eval_note` says why eval.json was not made first."""
     t = time.perf_counter()
     live = compute(files, n=n_eval)
+    live.eval_note = eval_note
     label, kind = build.status(files)
     sections = [
         build.overview(files, live),
@@ -50,14 +51,15 @@ def render(files: RunFiles, *, n_eval: int = N_EVAL) -> str:
     return h.page(f"steadydiff run {files.dir.name}", subtitle, sections, badge=h.status_badge(label, kind))
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_eval: int = N_EVAL) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, n_eval: int = N_EVAL,
+                 eval_note: str | None = None) -> Path:
     """Write the report of the run in `run_dir` to `out` (default RUN/report.html), atomically; return its path.
 
     Raises SteadydiffError when `run_dir` holds no steadydiff run.
     """
     files = read_run(run_dir)
     path = Path(out) if out is not None else files.dir / "report.html"
-    text = render(files, n_eval=n_eval)
+    text = render(files, n_eval=n_eval, eval_note=eval_note)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text)
     return path

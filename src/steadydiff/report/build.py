@@ -488,7 +488,8 @@ def quality_section(files: RunFiles, live: Live) -> str:
     if not isinstance(ev, Mapping) or not ev.get("table"):
         return h.section("quality-nfe", title, h.note(
             "no eval.json yet: `steadydiff eval RUN` scores samples of every solver at 10, 20 and 35 network "
-            "evaluations (`steadydiff report` runs it first when it can)"))
+            "evaluations (`steadydiff report` runs it first when it can)"
+            + (f"; {live.eval_note}" if live.eval_note else "")))
     data = ev.get("data") or {}
     metric = data.get("fd_metric") or "mmd"
     rows_in = list(ev["table"])

@@ -65,6 +65,7 @@ class Live:
     diversity_ratio: float | None = None
     modes: dict[str, Any] | None = None  # mode statistics of the memorisation samples
     trajectory: dict[str, Any] | None = None
+    eval_note: str | None = None  # why eval.json was not made before this report
     n_eval: int = N_EVAL
     seconds: float = 0.0
 
@@ -158,9 +159,9 @@ def trajectory(model: Model, *, n: int, seed: int = 0) -> dict[str, Any]:
             "states": np.stack([np.asarray(inv(s)) for s in states])}
 
 
-def evaluated_samples(files: RunFiles, model: Model, n: int) -> np.ndarray | None:
-    """The samples `steadydiff eval` drew (RUN/eval-samples.npy) with the run's own sampler from the checkpoint
-    shown, seed 0 and n of them, in normalised units; None when it drew none for this setting."""
+def evaluated_samples(files: RunFiles, model: Model) -> np.ndarray | None:
+    """Samples already drawn with the run's own sampler from the checkpoint shown (RUN/eval-samples.npy: by the
+    end of training, or by `steadydiff eval`), in normalised units; None when there are none for it."""
     path = files.dir / SAMPLES_FILE
     try:
         meta = json.loads(path.with_suffix(".json").read_text())
@@ -168,11 +169,13 @@ def evaluated_samples(files: RunFiles, model: Model, n: int) -> np.ndarray | Non
         return None
     cfg = model.config.sample
     want = {"checkpoint": files.checkpoints[-1][1].name, "weights": "ema", "sampler": cfg.sampler,
-            "steps": cfg.steps, "seed": 0, "n": n}
+            "steps": cfg.steps}
     if any(meta.get(k) != v for k, v in want.items()):
         return None
     x = np.load(path, allow_pickle=False)
-    return np.asarray(model.normaliser.forward(x), dtype=np.float32) if len(x) == n else None
+    if x.shape[1:] != model.item_shape or len(x) < 10:
+        return None
+    return np.asarray(model.normaliser.forward(x), dtype=np.float32)
 
 
 def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
@@ -192,7 +195,7 @@ def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
     with torch.no_grad():
         live.trajectory = trajectory(model, n=1 if model.kind == "image" else 8)
         if ref is not None:
-            best = evaluated_samples(files, model, n)
+            best = evaluated_samples(files, model)
             if best is None:
                 best = model.sample(n, seed=0, normalised=True, cond=model.conditions(n, seed=0))
             live.memo = memorisation(best, ref)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..atomic import write_text_atomic
+from ..atomic import write_npy_atomic, write_text_atomic
 from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
@@ -38,7 +38,7 @@ from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
-from ..metrics.reference import FEATURE_NET_FILE, RANKED, Reference, default_metric
+from ..metrics.reference import FEATURE_NET_FILE, RANKED, SAMPLES_FILE, Reference, default_metric
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
@@ -817,8 +817,13 @@ def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:
     x = generate(p.ema_net, ds.item_shape, n_eval, seed=seed, **cfg.sampling(p.sigma_data), device=p.device,
                  cond=cond, extra=sample_extras(p, n_eval))
     labels = values if p.cond is not None and p.cond.kind == "class" else None
-    quality = summary_quality(ds, p.norm, np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32), labels,
-                              run_dir)
+    x_user = np.asarray(p.norm.inverse(x.numpy()), dtype=np.float32)
+    # kept for the report's memorisation check, which reads rather than draws them again
+    write_npy_atomic(run_dir / SAMPLES_FILE, x_user)
+    write_text_atomic((run_dir / SAMPLES_FILE).with_suffix(".json"), json.dumps({
+        "checkpoint": f"step-{st.step}", "weights": "ema", "sampler": cfg.sample.sampler, "steps": cfg.sample.steps,
+        "seed": seed, "n": n_eval}, indent=2))
+    quality = summary_quality(ds, p.norm, x_user, labels, run_dir)
     records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     if p.probe is not None and any("sample_metrics" in r for r in records):
         p.probe.ensure_reference()  # a resumed call that evaluated nothing itself still names the metric
