@@ -116,7 +116,7 @@ def test_dropout_rate_and_scaling(layout):
 
 def test_attention_levels_configurable():
     def n_attn(net):
-        return sum(type(m).__name__ == "SelfAttention2d" for m in net.modules())
+        return sum(type(m).__name__ == "SelfAttention" for m in net.modules())
 
     none = build_backbone(small_cfg(attn_levels=()), (1, 8, 8))
     low = build_backbone(small_cfg(attn_levels=(1,)), (1, 8, 8))
@@ -128,12 +128,14 @@ def test_attention_levels_configurable():
 
 
 def test_mismatched_kinds_raise_config_error_naming_the_shape():
-    with pytest.raises(ConfigError, match=r"net.kind='unet2d'.*\(2,\).*mlp or auto"):
+    with pytest.raises(ConfigError, match=r"net.kind='unet2d'.*\(2,\).*net.kind=auto"):
         build_backbone(NetConfig(kind="unet2d"), (2,))
     with pytest.raises(ConfigError, match=r"net.kind='mlp'.*\(1, 8, 8\)"):
         build_backbone(NetConfig(kind="mlp"), (1, 8, 8))
-    with pytest.raises(ConfigError, match=r"\(4, 4\)"):
-        build_backbone(NetConfig(), (4, 4))
+    with pytest.raises(ConfigError, match=r"net.kind='unet1d'.*\(2,\)"):
+        build_backbone(NetConfig(kind="unet1d"), (2,))
+    with pytest.raises(ConfigError, match=r"\(1, 2, 4, 4\)"):
+        build_backbone(NetConfig(), (1, 2, 4, 4))
 
 
 def test_an_unconditional_network_refuses_a_condition_and_a_conditional_one_reads_it():

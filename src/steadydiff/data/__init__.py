@@ -45,7 +45,7 @@ class Dataset:
     """One data set, split once into training and held-out items, in the user's units."""
 
     name: str  # e.g. "digits" or the path
-    kind: Literal["vector", "image"]
+    kind: Literal["vector", "image", "series"]
     train: np.ndarray  # float32, raw user units, (N, D) or (N, C, H, W)
     holdout: np.ndarray  # float32, same layout, may have 0 items
     train_labels: np.ndarray | None = None  # int64 class labels where the source has them
@@ -128,15 +128,18 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         name = os.fspath(data)
         raw = read_source(dataclasses.replace(cfg, source=name))
     elif isinstance(data, np.ndarray):
-        name, raw = "numpy array", from_array(data, "the numpy array")
+        name, raw = "numpy array", from_array(data, "the numpy array", cfg.kind)
     elif isinstance(data, torch.Tensor):
-        name, raw = "torch tensor", from_array(data.detach().cpu().numpy(), "the torch tensor")
+        name, raw = "torch tensor", from_array(data.detach().cpu().numpy(), "the torch tensor", cfg.kind)
     elif isinstance(data, torch.utils.data.Dataset):
         name = f"{type(data).__name__} (torch Dataset)"
         raw = _from_torch_dataset(data, name)
     else:
         raise DataError(f"cannot train on data of type {type(data).__name__}; give a built-in name, a path, "
                         "a numpy array, a torch tensor or a torch.utils.data.Dataset")
+    if cfg.kind != "auto" and raw.kind != cfg.kind:
+        raise DataError(f"data.kind={cfg.kind} does not fit {name}, which holds {raw.kind} data; leave data.kind at "
+                        "auto (or give an array that can be read so)")
     if raw.kind == "image":
         _apply_channels(raw, cfg.channels, name)
 
@@ -175,8 +178,8 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         notes=list(raw.notes),
         skipped=list(raw.skipped),
     )
-    if ds.kind == "vector":
-        ds.notes.extend(Normaliser.fit(ds.train, "vector", ds.columns).notes)
+    if ds.kind in ("vector", "series"):
+        ds.notes.extend(Normaliser.fit(ds.train, ds.kind, ds.columns).notes)
     return ds
 
 
@@ -187,6 +190,9 @@ def describe(ds: Dataset) -> str:
     values = f"{lo:.4g}–{hi:.4g}" if lo >= 0 else f"{lo:.4g} to {hi:.4g}"
     if ds.kind == "image":
         what = "images " + "×".join(str(s) for s in ds.item_shape)
+    elif ds.kind == "series":
+        c, length = ds.item_shape
+        what = f"series of {c} channel{'s' if c != 1 else ''} × {length} steps"
     else:
         what = f"vectors of {ds.item_shape[0]} feature{'s' if ds.item_shape[0] != 1 else ''}"
     return f"{ds.name}: {len(ds.train):,} train + {len(ds.holdout):,} held-out {what}, values {values}"

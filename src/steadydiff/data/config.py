@@ -19,6 +19,10 @@ class DataConfig:
     """
 
     source: str = "digits"
+    # How an array's shape is read: auto takes (N, D) as vectors, (N, C, L) with C ≤ 16 and L ≥ 16 as series
+    # (channels × time steps), other 3-D and 4-D arrays as images; series, image or vector say so explicitly
+    # ((N, L) with series: one channel).
+    kind: Literal["auto", "vector", "series", "image"] = "auto"
     image_size: int = 32  # folders of images are resized to image_size × image_size
     channels: Literal["auto", "grey", "rgb"] = "auto"  # auto: RGB if any image has colour
     hflip: bool = False  # random horizontal flips of training images (never of held-out data)

@@ -1,4 +1,4 @@
-"""Write samples in the user's units: PNG (image grid or 2-D scatter), .npy or .csv."""
+"""Write samples in the user's units: PNG (image grid, series line plots or 2-D scatter), .npy or .csv."""
 
 from __future__ import annotations
 
@@ -53,6 +53,40 @@ def _scatter_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title:
     plt.close(fig)
 
 
+def _series_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title: str, *, panels: int = 16) -> None:
+    """A grid of line plots: one panel per sample (the first `panels`), one line per channel; with `reference`,
+    real series drawn the same way in grey underneath, so shapes can be compared at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(x), panels)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.7 * rows), dpi=100, sharex=True, squeeze=False)
+    lo, hi = float(np.min(x[:n])), float(np.max(x[:n]))
+    if reference is not None and len(reference):
+        lo, hi = min(lo, float(reference[:n].min())), max(hi, float(reference[:n].max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    colours = plt.get_cmap("tab10").colors
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        if reference is not None and i < len(reference):
+            for c in range(reference.shape[1]):
+                ax.plot(reference[i, c], color="#cccccc", lw=0.8)
+        for c in range(x.shape[1]):
+            ax.plot(x[i, c], color=colours[c % len(colours)], lw=1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tuple[float, float] | None = None,
                  columns: list[str] | None = None, reference: np.ndarray | None = None, title: str = "") -> Path:
     """Write `x` (user units) to `path`, choosing the format by its suffix; written atomically."""
@@ -76,6 +110,8 @@ def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tup
 
             lo_hi = value_range if value_range is not None else (float(x.min()), float(x.max()))
             Image.fromarray(image_grid(x, lo_hi)).save(tmp, format="PNG")
+        elif kind == "series":
+            _series_png(tmp, x, reference, title or f"{len(x)} samples (one line per channel)")
         elif x.ndim == 2 and x.shape[1] >= 2:
             default_title = f"{len(x)} samples" + (", first two features" if x.shape[1] > 2 else "")
             _scatter_png(tmp, x, reference, title or default_title)

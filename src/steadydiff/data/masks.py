@@ -25,6 +25,9 @@ from ..errors import ConfigError
 
 IMAGE_MASKS = ("boxes", "strokes", "scattered", "half")
 VECTOR_MASKS = ("scattered",)
+# Series (C, L): time steps unknown in every channel — scattered, a suffix (a forecast: the last 1…L/2 steps) or a
+# gap (a block of 1…L/2 steps anywhere).
+SERIES_MASKS = ("scattered", "suffix", "gap")
 
 
 def lowres_of(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -40,7 +43,7 @@ def upsample_to(small: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 def parse_masks(spec: str, kind: str) -> tuple[str, ...]:
     """train.masks ("boxes,half", "all", "" for off) as a tuple of kinds this data takes."""
-    allowed = IMAGE_MASKS if kind == "image" else VECTOR_MASKS
+    allowed = {"image": IMAGE_MASKS, "series": SERIES_MASKS}.get(kind, VECTOR_MASKS)
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
     if names == ("all",):
         return allowed
@@ -110,6 +113,11 @@ def draw_masks(n: int, item_shape: Sequence[int], kinds: Sequence[str], none_sha
             p = 0.1 + 0.8 * torch.rand(1, generator=generator)
             m = (torch.rand(shape if len(shape) == 1 else shape[1:], generator=generator) >= p).float()
             out[i] = m if len(shape) == 1 else m.expand(shape)
+        elif kind in ("suffix", "gap"):
+            steps = shape[-1]
+            k = 1 + int(torch.randint(max(steps // 2, 1), (1,), generator=generator))
+            start = steps - k if kind == "suffix" else int(torch.randint(steps - k + 1, (1,), generator=generator))
+            out[i, :, start:start + k] = 0
         else:
             h, w = shape[1], shape[2]
             m = {"boxes": _box, "strokes": _strokes, "half": _half}[kind](h, w, generator)

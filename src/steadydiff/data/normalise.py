@@ -7,6 +7,8 @@ and invert it when sampling so samples come back in the user's units.
   channels, so colours keep their relation); `inverse` clips to [lo, hi].
 - Vectors: per-feature standardisation (x − mean) / std. A constant feature (std ≤ 1e-12 · (1 + |mean|))
   gets std 1, so it maps to 0 and back to its value exactly.
+- Series (N, C, L): per-channel standardisation, the mean and std of each channel over all items and time
+  steps — never per time step, which would erase the trends and levels a series is made of.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from ..errors import DataError
 
-Kind = Literal["vector", "image"]
+Kind = Literal["vector", "image", "series"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -36,8 +38,8 @@ class Normaliser:
         std: Sequence[float] = (),
         notes: Sequence[str] = (),
     ) -> None:
-        if kind not in ("vector", "image"):
-            raise DataError(f"normaliser kind must be 'vector' or 'image', got {kind!r}")
+        if kind not in ("vector", "image", "series"):
+            raise DataError(f"normaliser kind must be 'vector', 'image' or 'series', got {kind!r}")
         self.kind: Kind = kind
         self.lo, self.hi = float(lo), float(hi)
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -57,6 +59,8 @@ class Normaliser:
                 raise DataError("vector normaliser needs every std > 0")
             self._shift = self.mean
             self._scale = 1.0 / self.std
+            if kind == "series":  # per channel, broadcast over the time steps
+                self._shift, self._scale = self._shift[:, None], self._scale[:, None]
 
     @classmethod
     def fit(
@@ -70,19 +74,22 @@ class Normaliser:
                             "items")
         if kind == "image":
             return cls("image", lo=float(a.min()), hi=float(a.max()))
-        if kind != "vector":
-            raise DataError(f"normaliser kind must be 'vector' or 'image', got {kind!r}")
-        if a.ndim != 2:
-            raise DataError(f"vector normaliser needs (N, D) items, got shape {a.shape}")
-        mean, std = a.mean(axis=0), a.std(axis=0)
+        if kind not in ("vector", "series"):
+            raise DataError(f"normaliser kind must be 'vector', 'image' or 'series', got {kind!r}")
+        if a.ndim != (2 if kind == "vector" else 3):
+            raise DataError(f"{kind} normaliser needs {'(N, D)' if kind == 'vector' else '(N, C, L)'} items, got "
+                            f"shape {a.shape}")
+        axes = 0 if kind == "vector" else (0, 2)
+        mean, std = a.mean(axis=axes), a.std(axis=axes)
         constant = std <= 1e-12 * (1 + np.abs(mean))
         notes = []
         if constant.any():
-            names = [columns[j] if columns is not None else f"feature {j}" for j in np.flatnonzero(constant)]
+            what = "feature" if kind == "vector" else "channel"
+            names = [columns[j] if columns is not None else f"{what} {j}" for j in np.flatnonzero(constant)]
             notes.append(f"{len(names)} constant feature(s) ({', '.join(names)}): std set to 1, so they "
                          "stay at their single value")
             std = np.where(constant, 1.0, std)
-        return cls("vector", mean=mean, std=std, notes=notes)
+        return cls(kind, mean=mean, std=std, notes=notes)
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -92,6 +99,9 @@ class Normaliser:
     def _apply(self, x: Array, inverse: bool) -> Array:
         if self.kind == "vector" and x.shape[-1] != self.mean.size:
             raise DataError(f"normaliser fitted on {self.mean.size} features got an array of shape "
+                            f"{tuple(x.shape)}")
+        if self.kind == "series" and (x.ndim < 2 or x.shape[-2] != self.mean.size):
+            raise DataError(f"normaliser fitted on series of {self.mean.size} channels got an array of shape "
                             f"{tuple(x.shape)}")
         if isinstance(x, torch.Tensor):
             dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -131,7 +141,7 @@ class Normaliser:
         """JSON-safe parameters; `from_dict(to_dict())` reproduces them exactly."""
         if self.kind == "image":
             return {"kind": "image", "lo": self.lo, "hi": self.hi, "notes": list(self.notes)}
-        return {"kind": "vector", "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
+        return {"kind": self.kind, "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
                 "notes": list(self.notes)}
 
     @classmethod
@@ -139,15 +149,16 @@ class Normaliser:
         kind = d.get("kind")
         if kind == "image":
             return cls("image", lo=d["lo"], hi=d["hi"], notes=d.get("notes", ()))
-        if kind == "vector":
-            return cls("vector", mean=d["mean"], std=d["std"], notes=d.get("notes", ()))
+        if kind in ("vector", "series"):
+            return cls(kind, mean=d["mean"], std=d["std"], notes=d.get("notes", ()))
         raise DataError(f"saved normaliser has unknown kind {kind!r}; expected 'vector' or 'image' (is the "
                         "run directory from another program or version?)")
 
     def __repr__(self) -> str:
         if self.kind == "image":
             return f"Normaliser(image, range [{self.lo:g}, {self.hi:g}] → [-1, 1])"
-        return f"Normaliser(vector, {self.mean.size} features standardised)"
+        what = "features" if self.kind == "vector" else "channels"
+        return f"Normaliser({self.kind}, {self.mean.size} {what} standardised)"
 
 
 MAX_LEVELS = 65_536  # more distinct values than 16-bit images hold: treat the data as continuous

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Kind = Literal["vector", "image"]
+Kind = Literal["vector", "image", "series"]
 
 STD_RANGE = (0.2, 5.0)  # acceptable overall std of the normalised data
 OUTLIER_STD = 20.0  # a value this many (normalised) std from the centre is an outlier
@@ -53,13 +53,13 @@ def scan(
     `train` and `normalised` are (N, D) vectors or (N, C, H, W) images of one shape; `columns` names the
     features of vectors. Returns the findings in the order of the module docstring (empty when all is well).
     """
-    if kind not in ("vector", "image"):
-        raise ValueError(f"kind must be 'vector' or 'image', got {kind!r}")
+    if kind not in ("vector", "image", "series"):
+        raise ValueError(f"kind must be 'vector', 'image' or 'series', got {kind!r}")
     train, normalised = np.asarray(train), np.asarray(normalised)
-    want = 2 if kind == "vector" else 4
+    want = {"vector": 2, "series": 3, "image": 4}[kind]
     if train.ndim != want:
-        raise ValueError(f"{kind} data must have {want} dimensions ((N, D) vectors or (N, C, H, W) images), "
-                         f"got shape {train.shape}")
+        raise ValueError(f"{kind} data must have {want} dimensions ((N, D) vectors, (N, C, L) series or (N, C, H, W) "
+                         f"images), got shape {train.shape}")
     if normalised.shape != train.shape:
         raise ValueError(f"normalised data has shape {normalised.shape} but the training data {train.shape}")
     if columns is not None and (kind != "vector" or len(columns) != train.shape[1]):
@@ -246,7 +246,7 @@ def _scale_and_outliers(
     out: list[Finding] = []
     lo_ok, hi_ok = STD_RANGE
     if not lo_ok <= std <= hi_ok:
-        target = "std 1 per feature" if kind == "vector" else "values spread over [-1, 1]"
+        target = {"vector": "std 1 per feature", "series": "std 1 per channel"}.get(kind, "values spread over [-1, 1]")
         if std < lo_ok:
             why = ("most values sit at one level while a few extremes stretch the range (e.g. a few very bright "
                    "pixels in mostly dark images), so the network sees almost no signal. Clip the extremes "

@@ -25,7 +25,7 @@ from ..errors import DataError
 from .cond import classes_from_values, condition_from_array
 from .config import DataConfig
 
-Kind = Literal["vector", "image"]
+Kind = Literal["vector", "image", "series"]
 
 
 @dataclass
@@ -141,7 +141,24 @@ def _wine(cfg: DataConfig) -> Raw:
     return _table(load_wine)(cfg)
 
 
+# TimeGAN's sines (Yoon et al. 2019, and the protocol of Diffusion-TS, Yuan & Qiao 2024): per item and channel a
+# frequency and a phase drawn from U(0, 0.1), x_t = sin(f·t + φ) for t = 0…23, mapped from [−1, 1] onto [0, 1].
+SINES_CHANNELS, SINES_LENGTH = 5, 24
+
+
+def _sines(cfg: DataConfig) -> Raw:
+    rng = np.random.default_rng(cfg.split_seed)
+    n = cfg.toy_samples
+    freq = rng.uniform(0, 0.1, size=(n, SINES_CHANNELS, 1))
+    phase = rng.uniform(0, 0.1, size=(n, SINES_CHANNELS, 1))
+    x = (np.sin(freq * np.arange(SINES_LENGTH) + phase) + 1) / 2
+    return Raw(x=x, kind="series", notes=[f"toy:sines: {n:,} series of {SINES_CHANNELS} sines × {SINES_LENGTH} "
+                                          f"steps, frequency and phase ~ U(0, 0.1) (TimeGAN's; seed "
+                                          f"{cfg.split_seed})"])
+
+
 BUILTINS: dict[str, Callable[[DataConfig], Raw]] = {
+    "toy:sines": _sines,
     "toy:grid25": _grid25,
     "toy:ring8": _ring8,
     "toy:swissroll": _swissroll,
@@ -155,14 +172,18 @@ BUILTINS: dict[str, Callable[[DataConfig], Raw]] = {
 # --------------------------------------------------------------------------------------------------
 # Arrays: the shape rules shared by .npy/.npz files and arrays passed in memory.
 
+# A 3-D array (N, C, L) is read as series when it could be: few channels, enough steps (data.kind overrides).
+SERIES_MAX_CHANNELS, SERIES_MIN_LENGTH = 16, 16
 ACCEPTED_SHAPES = (
-    "(N, D) vectors, (N, H, W) grey images, (N, C, H, W) or (N, H, W, C) images with C = 1 (grey) or "
-    "3 (RGB)"
+    f"(N, D) vectors, (N, C, L) series (C ≤ {SERIES_MAX_CHANNELS}, L ≥ {SERIES_MIN_LENGTH}), (N, H, W) grey "
+    "images, (N, C, H, W) or (N, H, W, C) images with C = 1 (grey) or 3 (RGB); data.kind=series|image|vector "
+    "decides where the shape alone does not"
 )
 
 
-def from_array(arr: np.ndarray, where: str) -> Raw:
-    """Interpret an (N, ...) numeric array as vectors or images by its shape (see ACCEPTED_SHAPES)."""
+def from_array(arr: np.ndarray, where: str, kind: str = "auto") -> Raw:
+    """Interpret an (N, ...) numeric array as vectors, series or images by its shape (see ACCEPTED_SHAPES), or
+    as `kind` (data.kind) when that is not "auto"."""
     arr = np.asarray(arr)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise DataError(
@@ -174,10 +195,28 @@ def from_array(arr: np.ndarray, where: str) -> Raw:
                         "as separate features instead.")
     notes: list[str] = []
     shape = arr.shape
+    if kind not in ("auto", "vector", "series", "image"):
+        raise DataError(f"data.kind must be auto, vector, series or image, got {kind!r}")
+    if kind == "series":
+        if arr.ndim == 2:
+            return Raw(x=arr[:, None], kind="series",
+                       notes=[f"{where}: read {shape} as {shape[0]:,} series of one channel × {shape[1]} steps"])
+        if arr.ndim == 3:
+            return Raw(x=arr, kind="series", notes=[f"{where}: read {shape} as series (N, channels, steps)"])
+        raise DataError(f"{where}: data.kind=series needs (N, L) or (N, C, L) arrays, got shape {shape}")
+    if kind == "vector" and arr.ndim != 2:
+        raise DataError(f"{where}: data.kind=vector needs an (N, D) array, got shape {shape}")
+    if kind == "image" and arr.ndim not in (3, 4):
+        raise DataError(f"{where}: data.kind=image needs (N, H, W), (N, C, H, W) or (N, H, W, C), got shape {shape}")
     if arr.ndim == 2:
         return Raw(x=arr, kind="vector")
+    if arr.ndim == 3 and kind == "auto" and shape[1] <= SERIES_MAX_CHANNELS and shape[2] >= SERIES_MIN_LENGTH:
+        return Raw(x=arr, kind="series", notes=[f"{where}: read {shape} as series: {shape[1]} channel(s) × "
+                                                f"{shape[2]} steps (data.kind=image reads them as grey images)"])
     if arr.ndim == 3:
-        return Raw(x=arr[:, None], kind="image", notes=[f"{where}: read {shape} as grey images (N, H, W)"])
+        return Raw(x=arr[:, None], kind="image", notes=[f"{where}: read {shape} as grey images (N, H, W)"
+                                                        + (" (data.kind=series reads them as series)"
+                                                           if shape[1] <= SERIES_MAX_CHANNELS else "")])
     if arr.ndim == 4 and shape[1] in (1, 3):
         return Raw(x=arr, kind="image")
     if arr.ndim == 4 and shape[3] in (1, 3):
@@ -193,7 +232,7 @@ def from_array(arr: np.ndarray, where: str) -> Raw:
     raise DataError(f"{where}: unsupported array shape {shape}; accepted shapes are {ACCEPTED_SHAPES}.{hint}")
 
 
-def read_array_file(path: Path, npz_key: str | None) -> Raw:
+def read_array_file(path: Path, npz_key: str | None, kind: str = "auto") -> Raw:
     """Read a .npy or .npz file without ever unpickling it (allow_pickle=False)."""
     with open(path, "rb") as fh:
         magic = fh.read(6)
@@ -238,7 +277,7 @@ def read_array_file(path: Path, npz_key: str | None) -> Raw:
         where = path.name
         if npz_key is not None:
             notes.append(f"data.npz_key={npz_key!r} ignored: {path.name} is a .npy file, not .npz")
-    raw = from_array(arr, where)
+    raw = from_array(arr, where, kind)
     raw.notes = notes + raw.notes
     if y is not None:
         raw.labels, raw.class_names, raw.vectors = condition_from_array(y, len(arr), f"{path.name}['y']")
@@ -651,7 +690,7 @@ def read_source(cfg: DataConfig) -> Raw:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".npy", ".npz"):
-            return read_array_file(path, cfg.npz_key)
+            return read_array_file(path, cfg.npz_key, cfg.kind)
         if is_csv(path):
             return read_csv(path, cfg.label_column)
         if suffix in IMAGE_SUFFIXES:

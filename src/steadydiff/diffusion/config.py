@@ -52,11 +52,12 @@ class DiffusionConfig:
         EDM's −1.2 (Karras et al. 2022, Table 1) was tuned on images of thousands of pixels. Low-dimensional
         data (2-D mixtures, tables) keeps its fine structure at much smaller σ/σ_data: with −1.2 under 1% of
         training draws fall below σ = 0.018·σ_data, the width of the 25-mode grid's modes, and samples come
-        out blurred; with −3.0, 8% do (the figures: BENCHMARKS.md, toy:grid25).
+        out blurred; with −3.0, 8% do (the figures: BENCHMARKS.md, toy:grid25). Series, like images, are
+        high-dimensional items of correlated values and take EDM's value.
         """
         if self.p_mean is not None:
             return self.p_mean
-        return EDM_P_MEAN if kind == "image" else VECTOR_P_MEAN
+        return VECTOR_P_MEAN if kind == "vector" else EDM_P_MEAN
 
     def resolved_sigma_min(self, value_step: float | None, sigma_data: float) -> float:
         """sigma_min (units of 2 σ_data), or when unset the default for data on a grid of `value_step`.

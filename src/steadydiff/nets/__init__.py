@@ -1,7 +1,8 @@
 """Denoiser backbones F(x, c_noise, cond=None) -> tensor of x's shape (see DESIGN.md, `nets/`).
 
 `build_backbone(cfg, item_shape)` picks and builds one: the residual MLP for vector items (D,),
-the 2-D U-Net for image items (C, H, W). Both output exactly 0 at initialisation. Stability options:
+the 1-D U-Net for series (C, L), the 2-D U-Net for image items (C, H, W). All output exactly 0 at
+initialisation. Stability options:
 `net.unet.norm` / `net.mlp.norm` pick the normalisation, and `net.unet.mp` / `net.mlp.mp` build the
 same networks from EDM2's magnitude-preserving layers with forced weight normalisation (`mp.py`).
 """
@@ -13,16 +14,18 @@ from torch import nn
 from ..errors import ConfigError
 from .config import MLPConfig, NetConfig, UNetConfig
 from .mlp import MLPBackbone
-from .unet import UNet2D
+from .unet import UNet1D, UNet2D
 
 __all__ = [
-    "MLPBackbone", "MLPConfig", "NetConfig", "UNet2D", "UNetConfig", "build_backbone", "count_parameters",
+    "MLPBackbone", "MLPConfig", "NetConfig", "UNet1D", "UNet2D", "UNetConfig", "build_backbone",
+    "count_parameters",
 ]
 
 
 def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0, cond_classes: int = 0,
                    cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0), extra: int = 0) -> nn.Module:
-    """The backbone for data items of shape `item_shape`: (D,) for vectors, (C, H, W) for images.
+    """The backbone for data items of shape `item_shape`: (D,) for vectors, (C, L) for series, (C, H, W) for
+    images.
     `aug_dim` > 0 gives the U-Net inputs for augmentation labels (data.augment); `cond_classes` > 0 makes it
     class-conditional, `cond_dim` > 0 conditional on vectors of that size, `cond_tokens` = (vocabulary size, caption
     length) on captions (layers.CondEmbedding); `extra` input channels (features for vectors) go beside x.
@@ -36,13 +39,10 @@ def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0
         raise ConfigError(f"data items shaped {shape} have an empty dimension")
     kind = cfg.kind
     if kind == "auto":
-        if len(shape) == 1:
-            kind = "mlp"
-        elif len(shape) == 3:
-            kind = "unet2d"
-        else:
+        kind = {1: "mlp", 2: "unet1d", 3: "unet2d"}.get(len(shape))
+        if kind is None:
             raise ConfigError(f"net.kind='auto' has no backbone for items shaped {shape}: it needs vectors "
-                              f"(D,) or images (C, H, W)")
+                              f"(D,), series (C, L) or images (C, H, W)")
     if kind == "mlp":
         if len(shape) != 1:
             raise ConfigError(f"net.kind='mlp' needs vector items shaped (D,); this data has items shaped "
@@ -52,10 +52,16 @@ def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0
     if kind == "unet2d":
         if len(shape) != 3:
             raise ConfigError(f"net.kind='unet2d' needs image items shaped (C, H, W); this data has items "
-                              f"shaped {shape}. Use net.kind=mlp or auto.")
+                              f"shaped {shape}. Use net.kind=auto.")
         return UNet2D(shape[0], (shape[1], shape[2]), cfg.unet, aug_dim=aug_dim, cond_classes=cond_classes,
                       cond_dim=cond_dim, cond_tokens=cond_tokens, extra_channels=extra)
-    raise ConfigError(f"unknown net.kind {kind!r}: use 'auto', 'mlp' or 'unet2d'")
+    if kind == "unet1d":
+        if len(shape) != 2:
+            raise ConfigError(f"net.kind='unet1d' needs series items shaped (C, L); this data has items shaped "
+                              f"{shape}. Use net.kind=auto.")
+        return UNet1D(shape[0], shape[1], cfg.unet, aug_dim=aug_dim, cond_classes=cond_classes, cond_dim=cond_dim,
+                      cond_tokens=cond_tokens, extra_channels=extra)
+    raise ConfigError(f"unknown net.kind {kind!r}: use 'auto', 'mlp', 'unet1d' or 'unet2d'")
 
 
 def count_parameters(module: nn.Module) -> int:

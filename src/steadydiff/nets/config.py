@@ -22,7 +22,7 @@ class MLPConfig:
 
 @dataclass
 class UNetConfig:
-    """2-D U-Net for images."""
+    """U-Net for images (2-D) and series (1-D)."""
 
     channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2)  # one entry per resolution level
@@ -44,9 +44,10 @@ class UNetConfig:
 
 @dataclass
 class NetConfig:
-    """Which backbone to build; `auto` picks the MLP for vectors and the U-Net for images."""
+    """Which backbone to build; `auto` picks the MLP for vectors, the 1-D U-Net for series and the 2-D U-Net for
+    images."""
 
-    kind: Literal["auto", "mlp", "unet2d"] = "auto"
+    kind: Literal["auto", "mlp", "unet1d", "unet2d"] = "auto"
     mlp: MLPConfig = field(default_factory=MLPConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
 

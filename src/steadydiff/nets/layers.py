@@ -223,14 +223,14 @@ BATCH_NORM_WARNING = (
 )
 
 
-def norm_factory(kind: NormKind, groups: int) -> NormFactory:
+def norm_factory(kind: NormKind, groups: int, dims: int = 2) -> NormFactory:
     """`(channels, affine=...) -> layer` for the U-Net's normalisation `kind`; call once per network.
 
-    "batch" (BatchNorm2d) is offered for comparison experiments only: it logs BATCH_NORM_WARNING.
+    "batch" (BatchNorm1d/2d) is offered for comparison experiments only: it logs BATCH_NORM_WARNING.
     """
     if kind == "batch":
         log.warning(BATCH_NORM_WARNING)
-        return nn.BatchNorm2d
+        return nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
     if kind not in ("group", "layer", "none"):
         raise ConfigError(f"unknown norm {kind!r}: use 'group', 'layer', 'batch' or 'none'")
     return partial(make_norm, kind, groups=groups)
@@ -306,14 +306,15 @@ class Layers:
 
     fourier_gain = 1.0  # factor on the Fourier features of the noise embedding
 
-    def __init__(self, norm: NormFactory):
+    def __init__(self, norm: NormFactory, dims: int = 2):
         self.norm_factory = norm
+        self.dims = dims  # spatial dimensions of the convolutions: 2 for images, 1 for series
 
-    # Learned maps: fully connected when kernel is None, else a kernel×kernel "same" convolution.
+    # Learned maps: fully connected when kernel is None, else a "same" convolution of width kernel per dim.
     def layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
         if kernel is None:
             return nn.Linear(cin, cout)
-        return nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+        return (nn.Conv1d if self.dims == 1 else nn.Conv2d)(cin, cout, kernel, padding=kernel // 2)
 
     def input_layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
         """The network's first layer, reading the data."""

@@ -87,10 +87,11 @@ class MPConv(nn.Module):
     start at 0 (EDM2's output gain and embedding gains); otherwise g = 1.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int | None = None, *, learned_gain: bool = False):
+    def __init__(self, cin: int, cout: int, kernel: int | None = None, *, learned_gain: bool = False,
+                 dims: int = 2):
         super().__init__()
         self.kernel = kernel
-        shape = (cout, cin) if kernel is None else (cout, cin, kernel, kernel)
+        shape = (cout, cin) if kernel is None else (cout, cin, *([kernel] * dims))
         self.rows = tuple(range(1, len(shape)))  # the dims of one output row
         self.weight = nn.Parameter(normalize(torch.randn(shape), dim=self.rows))
         self.gain = nn.Parameter(torch.zeros(())) if learned_gain else None
@@ -106,7 +107,7 @@ class MPConv(nn.Module):
         w = w.to(x.dtype)
         if self.kernel is None:
             return F.linear(x, w)
-        return F.conv2d(x, w, padding=self.kernel // 2)
+        return (F.conv1d if w.dim() == 3 else F.conv2d)(x, w, padding=self.kernel // 2)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, kernel={self.kernel}, " \
@@ -118,8 +119,8 @@ class MPInput(MPConv):
     biases anywhere, that channel gives the network an offset to work with, and through the
     convolutions' zero padding it marks the image border."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | None = None):
-        super().__init__(cin + 1, cout, kernel)
+    def __init__(self, cin: int, cout: int, kernel: int | None = None, dims: int = 2):
+        super().__init__(cin + 1, cout, kernel, dims=dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(torch.cat([x, torch.ones_like(x[:, :1])], dim=1))
@@ -147,20 +148,20 @@ class MPLayers(Layers):
     concat_balance = 0.5  # t of mp_cat for the decoder's skips (EDM2's default)
     fourier_gain = math.sqrt(2.0)  # [cos, sin] pairs have magnitude 1/√2; EDM2 scales by √2 too (Eq. 75)
 
-    def __init__(self) -> None:
-        super().__init__(norm=nn.Identity)  # no normalisation layers; nn.Identity ignores its arguments
+    def __init__(self, dims: int = 2) -> None:
+        super().__init__(norm=nn.Identity, dims=dims)  # no normalisation layers; nn.Identity ignores its arguments
 
     def layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
-        return MPConv(cin, cout, kernel)
+        return MPConv(cin, cout, kernel, dims=self.dims)
 
     def input_layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
-        return MPInput(cin, cout, kernel)
+        return MPInput(cin, cout, kernel, dims=self.dims)
 
     def branch_end(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
-        return MPConv(cin, cout, kernel)  # the branch's share is set by mp_sum, not by a zero start
+        return MPConv(cin, cout, kernel, dims=self.dims)  # the branch's share is set by mp_sum, not by a zero start
 
     def output_layer(self, cin: int, cout: int, kernel: int | None = None) -> nn.Module:
-        return MPConv(cin, cout, kernel, learned_gain=True)
+        return MPConv(cin, cout, kernel, learned_gain=True, dims=self.dims)
 
     def emb_proj(self, emb_dim: int, channels: int) -> nn.Module:
         return MPConv(emb_dim, channels, learned_gain=True)

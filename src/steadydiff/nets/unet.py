@@ -1,4 +1,4 @@
-"""2-D U-Net backbone F(x, c_noise) for images (N, C, H, W).
+"""U-Net backbones F(x, c_noise): 2-D for images (N, C, H, W), 1-D for series (N, C, L).
 
 The layout follows the ADM U-Net (Dhariwal & Nichol 2021, "improved DDPM" blocks): residual blocks
 with the noise embedding injected by scale-shift after the second normalisation, self-attention at
@@ -7,7 +7,10 @@ zero-initialised last layers so F ≡ 0 at initialisation. Resampling has no wei
 down, nearest up; as in EDM2, Karras et al. 2024), which works for any size: odd sizes are pooled
 with ceil (7 → 4) and upsampled back to the exact size of the matching skip (4 → 7).
 
-On a CPU the activations run in channels_last memory order, which oneDNN convolutions prefer (a
+The 1-D U-Net for series is the same network with 1-D convolutions, pooling and attention over the time
+steps (as the 1-D U-Nets of Diffusion-TS and CSDI's convolutional variants): one definition serves both.
+
+On a CPU the 2-D activations run in channels_last memory order, which oneDNN convolutions prefer (a
 64-channel 3×3 conv at 8×8 trained 2.7× faster here); the attention reads that layout as (N, H·W, C)
 without a copy. The weights stay in the default layout so that checkpoints (safetensors needs
 contiguous tensors) are unchanged.
@@ -52,8 +55,9 @@ class ResBlock(nn.Module):
         return ops.add(self.skip(x), h)
 
 
-class SelfAttention2d(nn.Module):
-    """Multi-head self-attention over the H·W positions, pre-norm and residual (ADM's AttentionBlock)."""
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the positions (H·W pixels or L time steps), pre-norm and residual (ADM's
+    AttentionBlock)."""
 
     def __init__(self, channels: int, cfg: UNetConfig, ops: Layers):
         super().__init__()
@@ -67,14 +71,15 @@ class SelfAttention2d(nn.Module):
         self.proj = ops.branch_end(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        # (N, C, H, W) → (N, H·W, C): a free view when x is channels_last, one copy otherwise.
-        t = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
-        qkv = self.ops.head_norm(self.qkv(t).view(n, h * w, 3, self.heads, c // self.heads))
+        n, c, *where = x.shape
+        p = x[0, 0].numel()  # positions
+        # (N, C, *S) → (N, positions, C): a free view when an image is channels_last, one copy otherwise.
+        t = self.norm(x).movedim(1, -1).reshape(n, p, c)
+        qkv = self.ops.head_norm(self.qkv(t).view(n, p, 3, self.heads, c // self.heads))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, H·W, head_channels), 1/√d scaling
-        o = self.proj(o.transpose(1, 2).reshape(n, h * w, c))
-        return self.ops.add(x, o.view(n, h, w, c).permute(0, 3, 1, 2))
+        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, positions, head_channels), 1/√d scaling
+        o = self.proj(o.transpose(1, 2).reshape(n, p, c))
+        return self.ops.add(x, o.view(n, *where, c).movedim(-1, 1))
 
 
 class Level(nn.Module):
@@ -83,7 +88,7 @@ class Level(nn.Module):
     def __init__(self, cin: int, cout: int, emb_dim: int, attn: bool, cfg: UNetConfig, ops: Layers):
         super().__init__()
         self.res = ResBlock(cin, cout, emb_dim, cfg, ops)
-        self.attn = SelfAttention2d(cout, cfg, ops) if attn else None
+        self.attn = SelfAttention(cout, cfg, ops) if attn else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         x = self.res(x, emb)
@@ -91,9 +96,9 @@ class Level(nn.Module):
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
-    """2×2 average pool; ceil_mode gives odd sizes a last, partial window (7 → 4), averaged over
+    """2×2 (series: 2) average pool; ceil_mode gives odd sizes a last, partial window (7 → 4), averaged over
     its in-bounds pixels only (padding=0), so no fake zeros enter at the border."""
-    return F.avg_pool2d(x, 2, ceil_mode=True)
+    return (F.avg_pool1d if x.dim() == 3 else F.avg_pool2d)(x, 2, ceil_mode=True)
 
 
 def upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -102,22 +107,24 @@ def upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="nearest")
 
 
-class UNet2D(nn.Module):
-    """F(x, c_noise) for images x of shape (N, in_channels, H, W); returns a tensor of x's shape.
+class UNet(nn.Module):
+    """F(x, c_noise) for items x of shape (N, in_channels, *size): images (H, W) or series (L,); returns a tensor
+    of x's shape. Use `UNet2D` or `UNet1D`.
 
     Built from the standard layers with normalisation `cfg.norm`, or from the magnitude-preserving
     ones (`mp.MPLayers`, EDM2) when `cfg.mp` is true; the layout is the same.
     """
 
     # Layout of the activations (see the module docstring); the output is returned contiguous.
-    memory_format = torch.channels_last
+    memory_format = torch.contiguous_format
 
-    def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, aug_dim: int = 0,
+    def __init__(self, in_channels: int, size: tuple[int, ...], cfg: UNetConfig, aug_dim: int = 0,
                  cond_classes: int = 0, cond_dim: int = 0, cond_tokens: tuple[int, int] = (0, 0),
                  extra_channels: int = 0):
         super().__init__()
-        self.item_shape = (in_channels, *image_size)
-        self.ops = ops = MPLayers() if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups))
+        self.item_shape = (in_channels, *size)
+        dims = len(size)
+        self.ops = ops = MPLayers(dims) if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups, dims), dims)
         ch = [cfg.channels * m for m in cfg.channel_mult]
         emb_dim = cfg.emb_mult * cfg.channels
         self.embed = NoiseEmbedding(emb_dim, fourier_dim=cfg.channels, ops=ops, aug_dim=aug_dim,
@@ -163,7 +170,8 @@ class UNet2D(nn.Module):
         """`aug`: augmentation labels (N, data.augment.AUG_DIM) of the training images; None (sampling) is
         the untransformed image."""
         if tuple(x.shape[1:]) != self.item_shape:
-            raise ValueError(f"UNet2D built for items {self.item_shape}, got a batch shaped {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} built for items {self.item_shape}, got a batch shaped "
+                             f"{tuple(x.shape)}")
         emb = self.embed(flat_noise(c_noise, x.shape[0]).to(x.device), aug, cond)
         h = self.conv_in(with_extra(x, extra, self.extra_channels).contiguous(memory_format=self.memory_format))
 
@@ -184,7 +192,23 @@ class UNet2D(nn.Module):
             for _ in range(self.blocks_per_level + 1):
                 h = next(blocks)(self.ops.cat(h, skips.pop()), emb)
             if lvl > 0:
-                h = upsample(h, skips[-1].shape[-2:])
+                h = upsample(h, skips[-1].shape[2:])
 
         out = self.conv_out(self.ops.act(self.norm_out(h)))
         return out.contiguous()
+
+
+class UNet2D(UNet):
+    """The U-Net for images (N, C, H, W), its activations channels_last on a CPU (module docstring)."""
+
+    memory_format = torch.channels_last
+
+    def __init__(self, in_channels: int, image_size: tuple[int, int], cfg: UNetConfig, **kw: object):
+        super().__init__(in_channels, tuple(image_size), cfg, **kw)
+
+
+class UNet1D(UNet):
+    """The U-Net for series (N, C, L): 1-D convolutions, pooling and attention over the time steps."""
+
+    def __init__(self, in_channels: int, length: int, cfg: UNetConfig, **kw: object):
+        super().__init__(in_channels, (int(length),), cfg, **kw)

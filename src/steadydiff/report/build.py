@@ -572,13 +572,20 @@ def memorisation_section(files: RunFiles, live: Live) -> str:
                              cls="pixelated")
     else:
         samples_user = np.asarray(inv(memo["samples"][worst]))
-        cols = files.dataset.get("columns")
-        png = plots.vector_pairs(ref.train_user, samples_user, ref.train_user[nearest], columns=cols)
+        if files.kind == "series":
+            png = plots.series_pairs(samples_user, ref.train_user[nearest], list(dist), memo["threshold"])
+            caption = "Each closest sample (coloured, one line per channel) over its nearest training item (grey)."
+        else:
+            png = plots.vector_pairs(ref.train_user, samples_user, ref.train_user[nearest],
+                                     columns=files.dataset.get("columns"))
+            caption = "The closest samples (×) and their nearest training items (○), first two features."
         if png:
-            body += h.figure(png, "The closest samples (×) and their nearest training items (○), first two features.")
+            body += h.figure(png, caption)
+        flat = samples_user.reshape(len(samples_user), -1)
+        near = ref.train_user[nearest].reshape(len(nearest), -1)
         rows = [(int(i), ", ".join(f"{v:.4g}" for v in s[:6]), ", ".join(f"{v:.4g}" for v in t[:6]), float(d),
                  "yes" if d < memo["threshold"] else "no")
-                for i, s, t, d in zip(worst, samples_user, ref.train_user[nearest], dist, strict=True)]
+                for i, s, t, d in zip(worst, flat, near, dist, strict=True)]
         body += h.table(["sample", "sample (user units)", "nearest training item", "distance", "near-copy"], rows)
     return h.section("memorisation", title, body)
 
@@ -601,6 +608,12 @@ def trajectory_section(files: RunFiles, live: Live) -> str:
         if png:
             body += h.figure(png, "One sample (seed 0)" + (f", {len(idx)} of {n_steps} steps" if len(idx) < n_steps
                                                            else "") + ".", cls="pixelated")
+    elif files.kind == "series":
+        idx = thin(list(range(n_steps)), 8)
+        png = plots.trajectory_series(tr["denoised"][idx, 0], [tr["sigmas"][i] for i in idx])
+        if png:
+            body += h.figure(png, "One sample (seed 0), one line per channel, at " + (
+                f"{len(idx)} of {n_steps} steps." if len(idx) < n_steps else "every step."))
     else:
         ref = live.reference.train_user if live.reference is not None else None
         png = plots.trajectory_paths(tr["denoised"], tr["sigmas"], ref, columns=files.dataset.get("columns"))

@@ -193,7 +193,7 @@ def compute(files: RunFiles, *, n: int = N_EVAL) -> Live:
         live.seconds = time.perf_counter() - t
         return live
     with torch.no_grad():
-        live.trajectory = trajectory(model, n=1 if model.kind == "image" else 8)
+        live.trajectory = trajectory(model, n=8 if model.kind == "vector" else 1)
         if ref is not None:
             best = evaluated_samples(files, model)
             if best is None:

@@ -366,6 +366,46 @@ def vector_pairs(train: np.ndarray, samples: np.ndarray, nearest: np.ndarray, *,
     return _png(fig)
 
 
+def series_pairs(samples: np.ndarray, nearest: np.ndarray, distances: Sequence[float], threshold: float
+                 ) -> bytes | None:
+    """Series (N, C, L): one panel per sample, its channels as coloured lines over its nearest training item's
+    (grey, dashed); the title gives the distance (red: a near-copy)."""
+    if samples.ndim != 3 or len(samples) == 0:
+        return None
+    n = len(samples)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig = _figure(2.6 * cols, 1.8 * rows)
+    colours = colormaps["tab10"].colors
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for c in range(samples.shape[1]):
+            ax.plot(nearest[i, c], color=GREY, lw=1.2, ls="--")
+            ax.plot(samples[i, c], color=colours[c % len(colours)], lw=1.0)
+        d = float(distances[i])
+        ax.set_title(f"d={d:.3g}", fontsize=8, color=RED if d < threshold else "black")
+        ax.tick_params(labelsize=6)
+    return _png(fig)
+
+
+def trajectory_series(denoised: np.ndarray, sigmas: Sequence[float]) -> bytes | None:
+    """Series: the x0 prediction of one sample at a few steps, one panel per step (channels as lines)."""
+    if denoised.ndim != 3 or len(denoised) == 0:
+        return None
+    steps = len(denoised)
+    fig = _figure(1.9 * steps, 1.9)
+    lo, hi = float(denoised.min()), float(denoised.max())
+    colours = colormaps["tab10"].colors
+    for k in range(steps):
+        ax = fig.add_subplot(1, steps, k + 1)
+        for c in range(denoised.shape[1]):
+            ax.plot(denoised[k, c], color=colours[c % len(colours)], lw=0.9)
+        ax.set_ylim(lo, hi)
+        ax.set_title(f"σ={sigmas[k]:.3g}", fontsize=7)
+        ax.tick_params(labelsize=5)
+    return _png(fig)
+
+
 def trajectory_images(denoised: np.ndarray, states: np.ndarray, sigmas: Sequence[float],
                       value_range: tuple[float, float]) -> bytes | None:
     """Top row: the x0 prediction D(x; σ) at each step; bottom: the noisy state after the step."""

@@ -798,9 +798,11 @@ def write_grid(p: Parts, tag: str) -> None:
                  **cfg.sampling(p.sigma_data), device=p.device, cond=cond, extra=sample_extras(p, cfg.sample.grid_n))
     user = np.asarray(p.norm.inverse(x.numpy()))
     np.save(p.run_dir / "samples" / f"{tag}.npy", user.astype(np.float32))
-    if ds.kind == "image" or user.shape[1] >= 2:
+    if ds.kind in ("image", "series") or user.shape[1] >= 2:
+        reference = ds.train[:2000] if ds.kind == "vector" else ds.holdout if ds.kind == "series" else None
         save_samples(p.run_dir / "samples" / f"{tag}.png", user, kind=ds.kind, value_range=p.norm.value_range,
-                     reference=ds.train[:2000] if ds.kind == "vector" else None, title=f"{ds.name}, {tag}")
+                     reference=reference, title=f"{ds.name}, {tag}" + (" (grey: held-out series)"
+                                                                      if ds.kind == "series" else ""))
 
 
 def summarise(p: Parts, st: RunState, loop_share: float) -> dict[str, Any]:

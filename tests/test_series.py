@@ -1,0 +1,104 @@
+"""Time series as a kind of data of their own: read by shape (or data.kind), normalised per channel, never
+flipped, denoised by the 1-D U-Net, drawn as line plots."""
+
+import numpy as np
+import pytest
+import torch
+
+import steadydiff
+from steadydiff.config import from_dict
+from steadydiff.data import DataConfig, Normaliser, describe, load_data
+from steadydiff.data.masks import draw_masks, parse_masks
+from steadydiff.errors import ConfigError, DataError
+from steadydiff.nets import NetConfig, UNet1D, build_backbone
+
+
+def test_sines_are_series_of_five_channels_normalised_per_channel():
+    ds = load_data(DataConfig(source="toy:sines", toy_samples=600))
+    assert ds.kind == "series" and ds.item_shape == (5, 24)
+    assert "series of 5 channels × 24 steps" in describe(ds)
+    # TimeGAN's sines: every value in [0, 1], each series smooth (no step jumps by more than 0.1·(f + …))
+    assert 0 <= ds.train.min() and ds.train.max() <= 1
+    assert np.abs(np.diff(ds.train, axis=-1)).max() < 0.06
+    norm = Normaliser.fit(ds.train, "series")
+    z = norm.forward(ds.train)
+    assert np.allclose(z.mean(axis=(0, 2)), 0, atol=1e-5) and np.allclose(z.std(axis=(0, 2)), 1, atol=1e-4)
+    # per channel, never per time step: the rise of a sine over its 24 steps survives normalisation
+    assert z[:, :, -1].mean() - z[:, :, 0].mean() > 1
+    assert np.allclose(norm.inverse(z), ds.train, atol=1e-5)
+    assert Normaliser.from_dict(norm.to_dict()).to_dict() == norm.to_dict()
+
+
+def test_array_shapes_are_read_as_series_or_images_and_data_kind_decides_where_they_could_be_either(tmp_path):
+    rng = np.random.default_rng(0)
+    series = rng.normal(size=(50, 3, 32)).astype(np.float32)
+    np.save(tmp_path / "s.npy", series)
+    ds = load_data(DataConfig(source=str(tmp_path / "s.npy"), holdout=0))
+    assert ds.kind == "series" and ds.item_shape == (3, 32)
+    assert any("data.kind=image" in n for n in ds.notes)  # the reading is named, with how to change it
+    assert load_data(DataConfig(source=str(tmp_path / "s.npy"), holdout=0, kind="image")).item_shape == (1, 3, 32)
+    grey = rng.integers(0, 255, size=(50, 8, 8)).astype(np.float32)  # too short to be a series: images
+    np.save(tmp_path / "g.npy", grey)
+    assert load_data(DataConfig(source=str(tmp_path / "g.npy"), holdout=0)).kind == "image"
+    one = rng.normal(size=(50, 40)).astype(np.float32)  # (N, L) is read as vectors unless data.kind says series
+    np.save(tmp_path / "one.npy", one)
+    assert load_data(DataConfig(source=str(tmp_path / "one.npy"), holdout=0)).kind == "vector"
+    as_series = load_data(DataConfig(source=str(tmp_path / "one.npy"), holdout=0, kind="series"))
+    assert as_series.item_shape == (1, 40)
+    with pytest.raises(DataError, match="data.kind=series needs"):
+        load_data(DataConfig(source=str(tmp_path / "one.npy"), holdout=0, kind="series"),
+                  rng.normal(size=(5, 1, 4, 4)))
+    with pytest.raises(DataError, match="data.kind=series does not fit digits"):
+        load_data(DataConfig(source="digits", kind="series"))
+
+
+def test_the_1d_unet_starts_at_zero_and_keeps_the_series_shape():
+    net = build_backbone(NetConfig(), (5, 23))  # odd length: pooled with ceil, upsampled back exactly
+    assert isinstance(net, UNet1D)
+    x = torch.randn(4, 5, 23)
+    assert torch.equal(net(x, torch.rand(4)), torch.zeros_like(x))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    y = net(x, torch.rand(4))
+    assert y.shape == x.shape and y.abs().max() > 0
+    # each output step depends on the whole series (convolutions plus attention in the middle)
+    x2 = x.clone()
+    x2[:, :, 0] += 1
+    assert (net(x2, torch.zeros(4)) - net(x, torch.zeros(4)))[:, :, -1].abs().max() > 0
+    with pytest.raises(ConfigError, match="unet1d"):
+        build_backbone(NetConfig(kind="unet1d"), (1, 8, 8))
+
+
+def test_series_masks_hide_time_steps_in_every_channel():
+    assert parse_masks("all", "series") == ("scattered", "suffix", "gap")
+    g = torch.Generator().manual_seed(0)
+    m = draw_masks(200, (3, 24), ("suffix",), 0.0, g)
+    known = m[:, 0]
+    assert torch.equal(m[:, 0], m[:, 2])  # a time step is known or unknown in all channels
+    last_known = 24 - (known == 0).sum(1)
+    assert (known[:, :1] == 1).all() and all(known[i, last_known[i]:].sum() == 0 for i in range(200))
+    with pytest.raises(ConfigError, match="boxes.*not available for series"):
+        parse_masks("boxes", "series")
+
+
+def test_a_series_run_trains_never_flips_and_draws_line_plots(tmp_path):
+    cfg = from_dict({"data": {"source": "toy:sines", "toy_samples": 800},
+                     "net": {"unet": {"channels": 16, "groups": 4}},
+                     "train": {"steps": 120, "batch_size": 64, "log_every": 20, "val_every": 40, "sample_every": 60,
+                               "warmup_samples": 1280, "sample_metrics_every": 0},
+                     "sample": {"steps": 8, "grid_n": 8}})
+    run = steadydiff.train(cfg, out=tmp_path / "run", progress=False)
+    assert run.config.data.augment == 0  # series are never flipped, turned or shifted
+    assert run.summary["backbone"] == "UNet1D"
+    losses = [r["loss"] for r in map(__import__("json").loads, (run.dir / "metrics.jsonl").read_text().splitlines())]
+    assert losses[-1] < 0.7 * losses[0]
+    assert (run.dir / "samples" / "step-60.png").stat().st_size > 10_000  # line plots, not a one-pixel strip
+    model = steadydiff.load(run.dir)
+    a, b = model.sample(6, seed=3), model.sample(6, seed=3, batch_size=2)
+    assert a.shape == (6, 5, 24)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the same series whatever the batch (up to float rounding)
+    assert not np.allclose(a, model.sample(6, seed=4), atol=1e-3)
+    with pytest.raises(ConfigError, match="images only"):
+        cfg.data.augment = 0.12
+        steadydiff.train(cfg, out=tmp_path / "flipped", progress=False)
