@@ -102,3 +102,27 @@ def test_a_series_run_trains_never_flips_and_draws_line_plots(tmp_path):
     with pytest.raises(ConfigError, match="images only"):
         cfg.data.augment = 0.12
         steadydiff.train(cfg, out=tmp_path / "flipped", progress=False)
+
+
+def test_one_long_series_is_cut_into_windows_split_by_time(tmp_path):
+    t = np.arange(600)
+    table = np.stack([np.sin(t / 10), np.cos(t / 25) + t / 300], axis=1)
+    (tmp_path / "long.csv").write_text("a,b\n" + "\n".join(f"{u:.6f},{v:.6f}" for u, v in table) + "\n")
+    ds = load_data(DataConfig(source=str(tmp_path / "long.csv"), window=48, stride=4, holdout=0.2))
+    assert ds.kind == "series" and ds.item_shape == (2, 48) and ds.columns == ["a", "b"]
+    split = 600 - 120
+    assert len(ds.train) == (split - 48) // 4 + 1 and len(ds.holdout) == (120 - 48) // 4 + 1
+    # every training window lies before the split, every held-out one after it: they never overlap
+    first_held = ds.holdout[0]
+    assert np.allclose(first_held[:, 0], table[split], atol=1e-5)
+    last_train = ds.train[-1]
+    start = int(np.flatnonzero(np.isclose(table[:, 0], last_train[0, 0], atol=1e-6) &
+                               np.isclose(table[:, 1], last_train[1, 0], atol=1e-6))[0])
+    assert start + 48 <= split
+    assert any("split by time" in n for n in ds.notes)
+    with pytest.raises(DataError, match="shorter than data.window=700"):
+        load_data(DataConfig(source=str(tmp_path / "long.csv"), window=700))
+    with pytest.raises(DataError, match="fewer than one window"):
+        load_data(DataConfig(source=str(tmp_path / "long.csv"), window=48, holdout=0.95))
+    with pytest.raises(ConfigError, match="data.kind=image is not a series"):
+        DataConfig(source="x.csv", window=48, kind="image").check()

@@ -137,7 +137,7 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     else:
         raise DataError(f"cannot train on data of type {type(data).__name__}; give a built-in name, a path, "
                         "a numpy array, a torch tensor or a torch.utils.data.Dataset")
-    if cfg.kind != "auto" and raw.kind != cfg.kind:
+    if cfg.kind != "auto" and raw.kind != cfg.kind and not (cfg.window and raw.kind == "vector"):
         raise DataError(f"data.kind={cfg.kind} does not fit {name}, which holds {raw.kind} data; leave data.kind at "
                         "auto (or give an array that can be read so)")
     if raw.kind == "image":
@@ -157,6 +157,8 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     if cfg.label_column is not None and raw.lines is None:  # only CSV files have lines
         raise DataError(f"data.label_column={cfg.label_column!r} applies to CSV files only; {name} is not one "
                         "(image sub-folders, an .npz 'y' or a Dataset's (x, y) give conditions there)")
+    if cfg.window:
+        return _windows(cfg, name, raw, x)
     train_idx, hold_idx = split_indices(len(x), cfg.holdout, cfg.split_seed)
     labels, vectors = raw.labels, raw.vectors
     ds = Dataset(
@@ -180,6 +182,48 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     )
     if ds.kind in ("vector", "series"):
         ds.notes.extend(Normaliser.fit(ds.train, ds.kind, ds.columns).notes)
+    return ds
+
+
+def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
+    """One long series x (T steps, C channels) cut into windows (N, C, window), split by time: training windows
+    lie in the first T − k steps, held-out ones in the last k (k from data.holdout), so none of them overlaps
+    a training window and the held-out part is the series' future."""
+    if raw.kind != "vector" or x.ndim != 2:
+        raise DataError(f"data.window={cfg.window} cuts one long series (rows or the first axis are time steps, "
+                        f"columns channels); {name} holds {raw.kind} items shaped {x.shape[1:]}: leave data.window "
+                        "at 0 for data that is already cut into series")
+    if raw.labels is not None or raw.vectors is not None or raw.captions is not None:
+        raise DataError(f"{name}: data.window cuts one series into windows, which then have no class or condition; "
+                        "drop data.label_column")
+    steps, channels = x.shape
+    w, stride = cfg.window, cfg.stride or 1
+    if w > steps:
+        raise DataError(f"{name} holds a series of {steps:,} steps, shorter than data.window={w}; use a shorter "
+                        "window")
+    k = math.floor(cfg.holdout * steps + 0.5) if cfg.holdout < 1 else int(cfg.holdout)
+    split = steps - k
+    if split < w:
+        raise DataError(f"data.holdout={cfg.holdout:g} keeps the last {k:,} of {steps:,} steps for held-out windows, "
+                        f"leaving {split:,} for training, fewer than one window of {w}; lower data.holdout or "
+                        "data.window")
+
+    def cut(start: int, end: int) -> np.ndarray:
+        starts = np.arange(start, end - w + 1, stride)
+        return np.stack([x[s:s + w].T for s in starts]) if len(starts) else np.zeros((0, channels, w), np.float32)
+
+    train, held = cut(0, split), cut(split, steps)
+    notes = list(raw.notes) + [
+        f"{name}: one series of {steps:,} steps × {channels} channel(s) cut into windows of {w} steps (stride "
+        f"{stride}): {len(train):,} for training from steps 0–{split - 1:,}, {len(held):,} held out from the last "
+        f"{k:,} steps (split by time: no held-out window overlaps a training one)"]
+    if k and not len(held):
+        notes.append(f"the held-out tail ({k} steps) is shorter than one window: no held-out windows; raise "
+                     f"data.holdout to at least {w / steps:.2g} for some")
+    ds = Dataset(name=name, kind="series", train=np.ascontiguousarray(train, dtype=np.float32),
+                 holdout=np.ascontiguousarray(held, dtype=np.float32), columns=raw.columns, notes=notes,
+                 skipped=list(raw.skipped))
+    ds.notes.extend(Normaliser.fit(ds.train, "series", ds.columns).notes)
     return ds
 
 

@@ -23,6 +23,11 @@ class DataConfig:
     # (channels × time steps), other 3-D and 4-D arrays as images; series, image or vector say so explicitly
     # ((N, L) with series: one channel).
     kind: Literal["auto", "vector", "series", "image"] = "auto"
+    # One long series (a CSV's rows or an array's first axis are the time steps, its columns the channels) is cut
+    # into windows of `window` steps, `stride` apart (0: 1); the held-out windows come from the last `holdout`
+    # of the time steps, so none overlaps a training window. 0: the items are series already.
+    window: int = 0
+    stride: int = 0
     image_size: int = 32  # folders of images are resized to image_size × image_size
     channels: Literal["auto", "grey", "rgb"] = "auto"  # auto: RGB if any image has colour
     hflip: bool = False  # random horizontal flips of training images (never of held-out data)
@@ -55,6 +60,11 @@ class DataConfig:
             raise ConfigError(f"data.image_size must be at least 4, got {self.image_size}")
         if self.holdout < 0:
             raise ConfigError(f"data.holdout must be ≥ 0, got {self.holdout}")
+        if self.window < 0 or self.window == 1 or self.stride < 0:
+            raise ConfigError(f"data.window must be 0 (off) or at least 2 steps and data.stride ≥ 0, got window "
+                              f"{self.window}, stride {self.stride}")
+        if self.window and self.kind not in ("auto", "series"):
+            raise ConfigError(f"data.window cuts a long series into windows; data.kind={self.kind} is not a series")
         if self.augment is not None and not 0 <= self.augment <= 1:
             raise ConfigError(f"data.augment is a probability in [0, 1], got {self.augment}")
         if self.toy_samples < 2:

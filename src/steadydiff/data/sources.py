@@ -198,6 +198,8 @@ def from_array(arr: np.ndarray, where: str, kind: str = "auto") -> Raw:
     if kind not in ("auto", "vector", "series", "image"):
         raise DataError(f"data.kind must be auto, vector, series or image, got {kind!r}")
     if kind == "series":
+        if arr.ndim == 1:  # one long series of one channel, for data.window to cut
+            return Raw(x=arr[:, None], kind="vector", columns=["value"])
         if arr.ndim == 2:
             return Raw(x=arr[:, None], kind="series",
                        notes=[f"{where}: read {shape} as {shape[0]:,} series of one channel × {shape[1]} steps"])
