@@ -82,13 +82,21 @@ def test_series_masks_hide_time_steps_in_every_channel():
         parse_masks("boxes", "series")
 
 
-def test_a_series_run_trains_never_flips_and_draws_line_plots(tmp_path):
-    cfg = from_dict({"data": {"source": "toy:sines", "toy_samples": 800},
-                     "net": {"unet": {"channels": 16, "groups": 4}},
-                     "train": {"steps": 120, "batch_size": 64, "log_every": 20, "val_every": 40, "sample_every": 60,
-                               "warmup_samples": 1280, "sample_metrics_every": 0},
-                     "sample": {"steps": 8, "grid_n": 8}})
-    run = steadydiff.train(cfg, out=tmp_path / "run", progress=False)
+def sines_config():
+    return from_dict({"data": {"source": "toy:sines", "toy_samples": 800},
+                      "net": {"unet": {"channels": 16, "groups": 4}},
+                      "train": {"steps": 120, "batch_size": 64, "log_every": 20, "val_every": 40, "sample_every": 60,
+                                "warmup_samples": 1280, "sample_metrics_every": 0},
+                      "sample": {"steps": 8, "grid_n": 8}})
+
+
+@pytest.fixture(scope="module")
+def sines_run(tmp_path_factory):
+    return steadydiff.train(sines_config(), out=tmp_path_factory.mktemp("sines") / "run", progress=False)
+
+
+def test_a_series_run_trains_never_flips_and_draws_line_plots(sines_run, tmp_path):
+    cfg, run = sines_config(), sines_run
     assert run.config.data.augment == 0  # series are never flipped, turned or shifted
     assert run.summary["backbone"] == "UNet1D"
     losses = [r["loss"] for r in map(__import__("json").loads, (run.dir / "metrics.jsonl").read_text().splitlines())]
@@ -126,3 +134,31 @@ def test_one_long_series_is_cut_into_windows_split_by_time(tmp_path):
         load_data(DataConfig(source=str(tmp_path / "long.csv"), window=48, holdout=0.95))
     with pytest.raises(ConfigError, match="data.kind=image is not a series"):
         DataConfig(source="x.csv", window=48, kind="image").check()
+
+
+def test_forecasts_continue_the_history_and_refuse_what_they_cannot_do(sines_run, tmp_path):
+    import subprocess
+    import sys
+
+    model = steadydiff.load(sines_run.dir)
+    t = np.arange(60)
+    history = (np.sin(0.04 * t[:, None] * np.array([1.0, 1.2, 0.8, 1.1, 0.9]) + 0.05) + 1) / 2
+    paths = model.forecast(history, 6, draws=16, seed=1)
+    assert paths.shape == (16, 5, 6) and np.isfinite(paths).all()
+    assert np.array_equal(paths, model.forecast(history, 6, draws=16, seed=1))  # a path depends on its seed alone
+    assert paths.std(axis=0).mean() > 0  # a spread of paths, not one
+    for bad, message in [((history, 24), "between 1 and 23"), ((history[:5], 6), "last 18 steps"),
+                         ((history[:, :2], 6), r"shaped \(steps, 5\)")]:
+        with pytest.raises(steadydiff.errors.SteadydiffError, match=message):
+            model.forecast(*bad)
+    (tmp_path / "h.csv").write_text("a,b,c,d,e\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in history))
+    out = tmp_path / "fc.csv"
+    r = subprocess.run([sys.executable, "-m", "steadydiff", "forecast", str(sines_run.dir), "--in",
+                        str(tmp_path / "h.csv"), "--horizon", "6", "--draws", "16", "--seed", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("step,channel0_q05,channel0_q50,channel0_q95")
+    median = np.array([[float(v) for v in ln.split(",")[2::3]] for ln in lines[1:]])  # q50 per step and channel
+    assert np.allclose(median.T, np.quantile(paths, 0.5, axis=0), atol=1e-4)
+    assert np.array_equal(np.load(tmp_path / "fc-draws.npy"), paths)

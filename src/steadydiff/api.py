@@ -106,6 +106,34 @@ class Model:
             timings.append(time.perf_counter() - t0)
         return timings[-1] * nfe * math.ceil(n / b)
 
+    def forecast(self, history: Any, horizon: int, *, draws: int = 100, seed: int = 0, steps: int | None = None,
+                 resample: int = 5, method: str = "auto") -> np.ndarray:
+        """`draws` sample paths of the next `horizon` steps of a series run, shaped (draws, channels, horizon), in
+        user units: imputation of a window whose last `horizon` steps are unknown, the steps before them being
+        the end of `history` ((T, channels) or (T,) for one channel; at least window − horizon steps). Draw k
+        depends on (seed, k) alone. A run trained with suffix masks (train.masks) forecasts with its mask-
+        conditioned network; any other with training-free replacement (`impute`)."""
+        if self.kind != "series":
+            raise SteadydiffError(f"forecasting needs a series run; this one holds {self.kind} items")
+        channels, length = self.item_shape
+        h = np.asarray(history, dtype=np.float64)
+        h = h[:, None] if h.ndim == 1 else h
+        if h.ndim != 2 or h.shape[1] != channels:
+            raise SteadydiffError(f"the history must be shaped (steps, {channels}) — one column per channel of the "
+                                  f"run — got {h.shape}")
+        if not (isinstance(horizon, int | np.integer) and 1 <= horizon < length):
+            raise SteadydiffError(f"the horizon must be between 1 and {length - 1} steps (the run's windows are "
+                                  f"{length} steps and need some history), got {horizon!r}")
+        context = length - int(horizon)
+        if len(h) < context or not np.isfinite(h[-context:]).all():
+            raise SteadydiffError(f"the forecast reads the last {context} steps of the history (window {length} − "
+                                  f"horizon {horizon}), which must be complete numbers; the history has {len(h)} "
+                                  "steps" + ("" if len(h) < context else ", some of them missing"))
+        x = np.full((1, channels, length), np.nan, dtype=np.float32)
+        x[0, :, :context] = h[-context:].T
+        done = self.impute(x, draws=max(int(draws), 2), seed=seed, steps=steps, resample=resample, method=method)
+        return np.asarray(done[:int(draws), 0, :, context:], dtype=np.float32)
+
     def impute(self, x: Any, *, draws: int = 1, seed: int = 0, steps: int | None = None, sampler: str | None = None,
                resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500,
                method: str = "auto") -> np.ndarray:

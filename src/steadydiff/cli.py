@@ -1,4 +1,5 @@
-"""The command line: `steadydiff train | sample | info | report`, a thin layer over the Python API."""
+"""The command line: `steadydiff train | sample | impute | forecast | edit | eval | report | info`, a thin layer over
+the Python API."""
 
 from __future__ import annotations
 
@@ -233,6 +234,40 @@ def cmd_impute(args: argparse.Namespace) -> int:
         np.save(draws_path, done)
         extra = f"; the per-value median of {args.draws} draws (all of them in {draws_path}, shaped {done.shape})"
     print(f"filled {unknown:,} unknown values of {len(x):,} items into {out}{extra}; known values unchanged")
+    return 0
+
+
+FORECAST_QUANTILES = (0.05, 0.5, 0.95)
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from .api import load
+    from .atomic import atomic_path, write_npy_atomic
+    from .data.sources import is_csv, read_csv
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv" or not out.parent.is_dir():
+        raise SteadydiffError(f"--out {args.out!r}: give a .csv file in an existing folder")
+    model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    path = Path(args.input)
+    if not path.is_file():
+        raise SteadydiffError(f"--in {args.input!r}: no such file; give the history as a CSV (rows = time steps, a "
+                              "column per channel) or a .npy of shape (steps,) or (steps, channels)")
+    history = read_csv(path).x if is_csv(path) else np.load(path, allow_pickle=False)
+    paths = model.forecast(history, args.horizon, draws=args.draws, seed=args.seed, steps=args.steps,
+                           resample=args.resample)
+    names = model.columns or [f"channel{c}" for c in range(paths.shape[1])]
+    q = np.quantile(paths, FORECAST_QUANTILES, axis=0)  # (quantiles, channels, horizon)
+    header = ["step"] + [f"{n}_q{round(100 * p):02d}" for n in names for p in FORECAST_QUANTILES]
+    rows = [[str(t + 1)] + [f"{q[k, c, t]:.6g}" for c in range(len(names)) for k in range(len(FORECAST_QUANTILES))]
+            for t in range(args.horizon)]
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    draws_path = out.with_name(out.stem + "-draws.npy")
+    write_npy_atomic(draws_path, paths)
+    print(f"forecast {args.horizon} steps of {len(names)} channel(s), {args.draws} sample paths: quantiles "
+          f"{', '.join(f'{p:g}' for p in FORECAST_QUANTILES)} in {out}, every path in {draws_path} "
+          f"(shaped {paths.shape})")
     return 0
 
 
@@ -525,6 +560,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--checkpoint", default="last", help="last or step-N")
     m.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     m.set_defaults(func=cmd_impute)
+
+    f = parser("forecast", help="sample paths of a series run's next steps, and their quantiles")
+    f.add_argument("run", help="run directory")
+    f.add_argument("--in", dest="input", required=True,
+                   help="the history: a CSV (rows = time steps, a column per channel) or .npy (steps[, channels])")
+    f.add_argument("--horizon", type=int, required=True, help="steps to forecast (fewer than the run's window)")
+    f.add_argument("--draws", type=int, default=100, help="sample paths")
+    f.add_argument("--out", required=True, help="FILE.csv of the quantiles per step and channel (and FILE-draws.npy)")
+    f.add_argument("--resample", type=int, default=5,
+                   help="RePaint resampling for runs trained without masks (1: plain replacement)")
+    f.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
+    f.add_argument("--seed", type=int, default=0, help="path k depends on (seed, k) alone")
+    f.add_argument("--checkpoint", default="last", help="last, best or step-N")
+    f.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    f.set_defaults(func=cmd_forecast)
 
     d = parser("edit", help="SDEdit: noise items part of the way and denoise them (optionally to a class)")
     d.add_argument("run", help="run directory")
