@@ -62,6 +62,7 @@ FAULT_AT = 500
 GOAL_RATIO = 1.5
 GRID_LR5E2_GOAL = 0.80  # toy:grid25, LR 5e-2, 3,000 × 256: share of samples within 3 std of a mode
 ALARM_BUDGET = 1e-4  # skipped steps per clean step
+SAME_METRIC = {"FD data space": "fd_data"}  # the name summaries gave data-space FD before it had one definition
 ROOT_OUT = OUT / "guard_alarms"
 # Kept in the repository (one small JSON object per run), so the matrix can be completed over several sessions
 # and the BENCHMARKS.md section rebuilt from every run measured so far.
@@ -260,8 +261,11 @@ def clean_report(results: dict) -> tuple[str, bool]:
                 if seed0["digest"] == off["digest"]:
                     identical += 1
                     same = "bit-identical"
-                else:
-                    same = f"differs (off: {fmt_q(off)})"
+                else:  # judged against the guarded runs' spread over seeds
+                    qs = [r["quality"] for r in on if r.get("quality") is not None
+                          and SAME_METRIC.get(r["metric"], r["metric"]) == off["metric"]]
+                    near = len(qs) >= 2 and abs(off["quality"] - statistics.mean(qs)) <= 2 * statistics.stdev(qs)
+                    same = f"{fmt_q(off)}: {'within' if near else 'outside'} 2 std of the guarded seeds"
             rows.append([d, b, steps, len(on), skips, rb, stops, *quality_spread(on), same,
                          f"{statistics.mean(r['wall_s'] for r in on):.0f} s"])
     head = ["data", "batch", "steps", "seeds", "skipped steps", "rollbacks", "stops", "quality", "mean ± std (seeds)",
@@ -271,7 +275,10 @@ def clean_report(results: dict) -> tuple[str, bool]:
     verdict = (f"**False-alarm budget {'met' if met else 'NOT met'}: {total_skips} skipped steps in {total_steps:,} "
                f"clean steps ({1e4 * rate:.2f} per 10,000; budget ≤ {1e4 * ALARM_BUDGET:.0f}), {total_rb} rollbacks, "
                f"{total_stops} stops (budget 0 each); guard on and off ended bit-identical in {identical} of "
-               f"{compared} compared configurations.**")
+               f"{compared} compared configurations.**\n\nWhere they differ, the guarded rows were trained by an "
+               "earlier version (iris, wine, digits and mnist unconditional, before their labels became conditions "
+               "by default) and the guard-off run by the current one (conditional): the two cannot be bit-identical, "
+               "so the guard-off quality is read against the guarded seeds' spread instead.")
     return "\n".join([verdict, "", table(head, rows)]), met
 
 
@@ -311,9 +318,11 @@ def fault_report(results: dict) -> tuple[str, bool]:
             issue_rows.append([spec["data"], spec["batch"], spec["seed"], spec["steps"], spec["case"], spec["guard"],
                                r["skipped"], r["rollbacks"], "stopped" if r["stopped"] else "", fmt_q(r),
                                events or "—"])
-    off = results.get("toy:grid25/b256/s0/n3000/lr5e-2/off")
+    off = results.get("toy:grid25@100k/b256/s0/n3000/lr5e-2/off")
+    on = results.get("toy:grid25@100k/b256/s0/n3000/lr5e-2/on")
     missing = [f"{d} {b} × {n:,}" for d, b, n in FAULT_CONFIGS
                if any(f"{d}/b{b}/s0/n{n}/{c}/on" not in results for c in ["clean", *FAULTS])]
+    caught_all = True
     lines = ["A fault is caught when the guard acted on it (bf16 and LR 1e-2 may need no action), the weights are "
              "finite, the run did not stop, and its quality is within 1.5× of the clean run of the same seed or within "
              "2 std of the clean runs over seeds 0–2 (a run far from converged varies more than 1.5× from seed to "
@@ -321,15 +330,19 @@ def fault_report(results: dict) -> tuple[str, bool]:
              + (f" Not (fully) measured yet: {', '.join(missing)}." if missing else ""), "",
              table(["data", "batch", "steps", "fault", "quality", "clean run", "ratio", "guard events",
                     "final LR scale", "", "caught"], rows)]
-    if off is not None:
-        lines += ["", f"toy:grid25, LR 5e-2, 3,000 × 256 with the guard off: {fmt_q(off)} within 3 std "
-                      f"(goal for the guarded run: ≥ {100 * GRID_LR5E2_GOAL:.0f} %)."]
+    if on is not None:
+        met = (on.get("quality") or 0) >= GRID_LR5E2_GOAL and on["finite"] and not on["stopped"]
+        lines += ["", f"**The issue's grid25 case (100,000 points, LR 5e-2, 3,000 × 256): {fmt_q(on)} within 3 std "
+                      f"with the guard (goal ≥ {100 * GRID_LR5E2_GOAL:.0f} %: {'met' if met else 'NOT met'}); "
+                      f"{fmt_q(off)} with it off.** The matrix's grid25 (20,000 points) at 3,000 × 256 is judged "
+                      "like every other cell: its clean runs themselves average below 80 % over seeds 0–2."]
+        caught_all = met
     if issue_rows:
         lines += ["", "The issue's own cases (ring8.npy: its 100,000-point array file; toy:grid25@100k: 100,000 "
                       "points):",
                   "", table(["data", "batch", "seed", "steps", "case", "guard", "skipped", "rollbacks", "", "quality",
                              "guard events"], issue_rows)]
-    return "\n".join(lines), caught == planted_n
+    return "\n".join(lines), caught == planted_n and caught_all
 
 
 def gate_cost_ms(batch: int, steps: int = 3000) -> float:

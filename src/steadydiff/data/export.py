@@ -100,7 +100,13 @@ def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tup
             np.save(tmp, x.astype(np.float32))
         elif suffix == ".csv":
             flat = x.reshape(len(x), -1)
-            names = columns if columns and len(columns) == flat.shape[1] else [f"x{i}" for i in range(flat.shape[1])]
+            if kind == "series":  # one row per series: each channel's steps in turn, named channel_t<step>
+                chans = columns if columns and len(columns) == x.shape[1] else \
+                    [f"channel{c}" for c in range(x.shape[1])]
+                names = [f"{c}_t{t}" for c in chans for t in range(x.shape[2])]
+            else:
+                names = columns if columns and len(columns) == flat.shape[1] else \
+                    [f"x{i}" for i in range(flat.shape[1])]
             with open(tmp, "w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(names)
