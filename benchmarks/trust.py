@@ -113,8 +113,9 @@ def floor_rows(run: Path, quick: bool) -> tuple[list[list], int, str]:
 
 
 def time_report(run: Path, quick: bool) -> float:
-    """`steadydiff report` from scratch: eval.json and the report's samples removed first."""
-    for name in ("eval.json", "eval-samples.npy", "eval-samples.json", "report.html"):
+    """`steadydiff report` as after training: eval.json and any report removed first; the samples the end of
+    training kept (RUN/eval-samples.npy) stay, as they do in every run directory."""
+    for name in ("eval.json", "report.html"):
         (run / name).unlink(missing_ok=True)
     t0 = time.perf_counter()
     args = [sys.executable, "-m", "steadydiff", "report", str(run)] + (["--samples", "20"] if quick else [])
@@ -169,8 +170,9 @@ def main() -> None:
             "\"below\": better than real "
             f"data beyond the noise, which no model can be. **Rows below the floor: {total_below}.**\n\n"
             + "\n\n".join(sections)
-            + "\n\n### `steadydiff report` from scratch\n\nWith eval.json and the report's samples removed first; the "
-            "report draws eval.json's table itself when that takes at most 40 s here, else says how to get it.\n\n"
+            + "\n\n### `steadydiff report` after training\n\nWith eval.json removed first (the samples training kept "
+            "stay); the report draws eval.json's table itself when that takes at most 40 s here, else says how to "
+            "get it.\n\n"
             + table(["run", "wall time"], times)
             + "\n\n### Quality against NFE on the MNIST folder (eval.json: 250 samples per setting, seed 0)\n\n"
             + table(["solver", "steps", "NFE", "FD", "KID"], mnist_rows))
