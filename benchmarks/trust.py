@@ -133,13 +133,11 @@ def nfe_rows(run: Path, quick: bool) -> list[list]:
     except (OSError, KeyError, ValueError):
         ev = ev_mod.evaluate(run, samplers=("heun", "euler"), nfe=(10, 20), n=20 if quick else 250)
     metric = ev["data"]["fd_metric"]
-    by = {(r["solver"], r["nfe"]): r["metrics"] for r in ev["table"]}
     rows = []
     for r in ev["table"]:
         m = r["metrics"]
         rows.append([r["solver"], r["steps"], r["nfe"], f"{m.get(metric, float('nan')):.4g}",
                      f"{m['kid']:.3g} ± {m['kid_se']:.2g}" if "kid" in m else "—"])
-    del by
     return rows
 
 

@@ -114,13 +114,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_path(name: str) -> Path:
-    """--out of sample, impute and edit: a .png, .npy or .csv file (checked before any work)."""
+def _output_path(name: str, formats: tuple[str, ...] | None = None) -> Path:
+    """--out of sample, impute, edit and forecast: a file of one of `formats` (default: .png, .npy or .csv),
+    checked before any work."""
     from .data.export import FORMATS
 
+    formats = formats or FORMATS
     out = Path(name)
-    if out.suffix.lower() not in FORMATS:
-        raise SteadydiffError(f"--out {name!r}: use a name ending in .png, .npy or .csv")
+    if out.suffix.lower() not in formats:
+        listed = ", ".join(formats[:-1]) + " or " + formats[-1] if len(formats) > 1 else formats[0]
+        raise SteadydiffError(f"--out {name!r}: use a name ending in {listed}")
     return out
 
 
@@ -245,9 +248,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     from .atomic import atomic_path, write_npy_atomic
     from .data.sources import is_csv, read_csv
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".csv" or not out.parent.is_dir():
-        raise SteadydiffError(f"--out {args.out!r}: give a .csv file in an existing folder")
+    out = _output_path(args.out, (".csv",))
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
     path = Path(args.input)
     if not path.is_file():
@@ -261,6 +262,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     header = ["step"] + [f"{n}_q{round(100 * p):02d}" for n in names for p in FORECAST_QUANTILES]
     rows = [[str(t + 1)] + [f"{q[k, c, t]:.6g}" for c in range(len(names)) for k in range(len(FORECAST_QUANTILES))]
             for t in range(args.horizon)]
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     draws_path = out.with_name(out.stem + "-draws.npy")
@@ -475,6 +477,12 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
+def _weights_args(p: argparse.ArgumentParser) -> None:
+    """--checkpoint and --raw: which weights of the run a verb reads."""
+    p.add_argument("--checkpoint", default="last", help="last (the newest intact one), best or step-N")
+    p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="steadydiff", description="Train diffusion models on your own data.",
                                 formatter_class=_Help)
@@ -517,8 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the run's sample.schedule)")
     s.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone, whatever --n")
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
-    s.add_argument("--checkpoint", default="last", help="last or step-N")
-    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    _weights_args(s)
     s.add_argument("--class", dest="cls", default=None, metavar="NAME|ID|all",
                    help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class "
                         "(default: classes drawn in the training data's proportions)")
@@ -557,8 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace: training-free; masked: a run trained with train.masks; auto: masked where possible")
     m.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     m.add_argument("--seed", type=int, default=0, help="draw k of item i depends on (seed, k, i) alone")
-    m.add_argument("--checkpoint", default="last", help="last or step-N")
-    m.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    _weights_args(m)
     m.set_defaults(func=cmd_impute)
 
     f = parser("forecast", help="sample paths of a series run's next steps, and their quantiles")
@@ -572,8 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RePaint resampling for runs trained without masks (1: plain replacement)")
     f.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     f.add_argument("--seed", type=int, default=0, help="path k depends on (seed, k) alone")
-    f.add_argument("--checkpoint", default="last", help="last, best or step-N")
-    f.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    _weights_args(f)
     f.set_defaults(func=cmd_forecast)
 
     d = parser("edit", help="SDEdit: noise items part of the way and denoise them (optionally to a class)")
@@ -589,8 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance weight (default: the run's sample.guidance)")
     d.add_argument("--steps", type=int, default=None, help="steps of the full step list (default: the run's)")
     d.add_argument("--seed", type=int, default=0, help="item i's noise depends on (seed, i) alone")
-    d.add_argument("--checkpoint", default="last", help="last or step-N")
-    d.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    _weights_args(d)
     d.set_defaults(func=cmd_edit)
     i.set_defaults(func=cmd_info)
 
