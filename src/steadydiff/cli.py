@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_dict, to_toml, validate
 from .data.config import DataConfig
 from .errors import SteadydiffError, TrainingStopped
-from .metrics.reference import against_floor
+from .metrics.reference import against_floor, own_error
 from .report.live import N_EVAL
 from .typed_config import diff
 
@@ -62,7 +62,7 @@ def print_summary(s: dict) -> None:
     if q.get("metric") in q and q["metric"] != "high_quality":
         m = q["metric"]
         print(f"  {q['n_samples']} samples against the held-out data in {q['space']}: {m} {q[m]:.4g}, "
-              f"{against_floor(m, q[m], real, q.get('kid_se'))[1]}")
+              f"{against_floor(m, q[m], real, own_error(q, m))[1]}")
         if m != "kid" and q.get("kid") is not None:
             print(f"  kid {q['kid']:.3g} ± {q['kid_se']:.2g}: {against_floor('kid', q['kid'], real, q['kid_se'])[1]}")
     if "unscored" in q:
@@ -410,8 +410,9 @@ def _metric_text(metrics: dict, real: dict | None = None) -> str:
     """The metrics of one sample set (or of real data) on one line, each distance with its noise (the floor's
     spread over draws, KID's standard error); against `real` (the floor at the same number of items), a
     distance at the floor within that noise, or below it beyond (which no model can do), says so."""
-    keys = [k for k in ("fd_classifier", "fd_inception", "fd_user", "fd_data", "kid", "modes_covered",
-                        "high_quality", "precision", "recall", "class_tv", "copy_fraction")
+    keys = [k for k in ("discriminative", "predictive", "fd_classifier", "fd_trained", "fd_inception", "fd_user",
+                        "fd_data", "kid", "acf_distance", "spectrum_distance", "modes_covered", "high_quality",
+                        "precision", "recall", "class_tv", "copy_fraction")
             if metrics.get(k) is not None]
 
     def text(k: str) -> str:
@@ -421,8 +422,8 @@ def _metric_text(metrics: dict, real: dict | None = None) -> str:
         out += f" ± {noise:.2g}" if isinstance(noise, float) else ""
         mean_term = metrics.get(f"{k}_mean_term")  # the FD's ||μ − μ_held||² part (evaluate's docstring)
         out += f" (mean term {mean_term:.3g})" if isinstance(mean_term, float) else ""
-        if real is not None and (k == "kid" or k.startswith("fd_")):
-            where, _ = against_floor(k, v, real, metrics.get("kid_se"))
+        if real is not None and (k == "kid" or k.startswith("fd_") or f"{k}_sd" in real):
+            where, _ = against_floor(k, v, real, own_error(metrics, k))
             out += {"at": " [at the floor]", "below": " [below the floor: misleading here]"}.get(where, "")
         return out
 
@@ -452,7 +453,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "--checkpoint best ...`")
     if not (args.best or args.ema_sweep) or args.table:
         res = ev.evaluate(args.run, checkpoint=args.checkpoint, samplers=samplers, nfe=nfe, n=args.n, seed=args.seed,
-                          ema=not args.raw, features=args.features, progress=not args.quiet)
+                          ema=not args.raw, features=args.features, gru_scores=args.gru_scores,
+                          progress=not args.quiet)
         print(f"quality against network evaluations: {res['checkpoint']}, {res['weights']} weights, "
               f"{res['n_samples']} samples, seed {res['seed']}; scored in {res['data']['space']}")
         for note in res["data"].get("notes") or []:
@@ -616,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "training split, else data). inception: FID's Inception-v3 (pip install "
                         "'steadydiff[fid]'; slow on a CPU); MODULE:ATTR: your function or nn.Module, "
                         "imported from the Python path (PYTHONPATH)")
+    e.add_argument("--gru-scores", action="store_true",
+                   help="series: also TimeGAN's discriminative and predictive scores (two small GRUs trained for each "
+                        "setting and for the floor, about two minutes each on a CPU core: pick one setting, e.g. "
+                        "--samplers heun --nfe 35)")
     e.add_argument("--ema-sweep", action="store_true", help="post-hoc EMA: quality against EMA length (σ_rel)")
     e.add_argument("--table", action="store_true", help="with --best or --ema-sweep, also the quality-vs-NFE table")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,7 +24,12 @@ would reach with sets of the same sizes:
 - for all: kernel MMD (Gretton et al. 2012) and precision / recall / density / coverage (Kynkäänniemi et al.
   2019; Naeem et al. 2020) against the held-out items in the chosen feature space, and memorisation: the
   share of samples that are near-copies of a training item (`metrics.copy_fraction`, in normalised data
-  space), beside the held-out items' own share.
+  space), beside the held-out items' own share;
+- series: the distances of the average autocorrelation function and power spectrum to the held-out windows'
+  (`acf_distance`, `spectrum_distance`), and with `gru_scores` (`--gru-scores`) TimeGAN's discriminative score
+  (|accuracy − ½| of a GRU telling samples from held-out windows) and predictive score (the held-out windows'
+  one-step-ahead error of a GRU trained on the samples), each with its spread over repeats
+  (`metrics/series.py`); the floor is real training windows scored alike.
 
 Results go to RUN/eval.json (rewritten atomically; each function replaces only its own key):
 
@@ -109,13 +114,14 @@ def _run_data(run: _Run, data: Any) -> Dataset:
     return ds
 
 
-def _reference(run: _Run, model: Model, data: Any, n: int | None, features: Features) -> Reference:
+def _reference(run: _Run, model: Model, data: Any, n: int | None, features: Features, gru_scores: bool = False
+               ) -> Reference:
     ds = _run_data(run, data)
     n = min(1500, max(500, len(ds.holdout))) if n is None else n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < PRDC_K + 1:
         raise SteadydiffError(f"n (samples per evaluation) must be an integer ≥ {PRDC_K + 1}, got {n!r}")
     ref = Reference(ds, model.normaliser, int(n), features=features, device=model.device,
-                    cache=run.dir / FEATURE_NET_FILE)
+                    cache=run.dir / FEATURE_NET_FILE, gru_scores=gru_scores)
     split = (run.config.data.holdout, run.config.data.split_seed)
     if ref.classifier == ds.name and split != (DataConfig.holdout, DataConfig.split_seed):
         ref.notes.append(f"the shipped {ds.name} classifier was trained on the default split (holdout "
@@ -225,7 +231,7 @@ def _choose_metric(ref: Reference, metric: str | None) -> str:
 def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequence[str] = ("heun", "dpmpp-2m", "euler"),
              nfe: Sequence[int] = (10, 20, 35), n: int | None = None, seed: int = 0, ema: bool = True,
              data: Any = None, device: str = "auto", backbone: torch.nn.Module | None = None,
-             features: Features = None, progress: bool = False) -> dict[str, Any]:
+             features: Features = None, gru_scores: bool = False, progress: bool = False) -> dict[str, Any]:
     """Quality against network evaluations: for each solver and NFE target, the most steps whose NFE ≤ the
     target, `n` samples (default min(1500, max(500, held-out items))) from `seed`, every metric of `Reference`.
 
@@ -233,6 +239,8 @@ def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequenc
     `features`: the space of FD, MMD and precision/recall: "classifier", "inception", "data", "MODULE:ATTR" or
     a callable / nn.Module mapping items in user units (float32, (N, *item shape)) to (N, D) features; the
     default is the shipped classifier where there is one, else data space (see the module docstring).
+    `gru_scores`: for a series run, also TimeGAN's discriminative and predictive scores (metrics/series.py; about
+    two minutes per setting on a CPU core).
     Writes RUN/eval.json["quality_vs_nfe"] and returns it (see the module docstring for its layout).
     """
     run = _open_run(run_dir)
@@ -241,7 +249,7 @@ def evaluate(run_dir: str | Path, *, checkpoint: str = "last", samplers: Sequenc
         raise SteadydiffError("give at least one sampler and one NFE target")
     which = ckpt.resolve_checkpoint(run.dir, checkpoint).name  # once: a running training may add newer ones
     model = load(run.dir, ema=ema, checkpoint=which, device=device, backbone=backbone)
-    ref = _reference(run, model, data, n, features)
+    ref = _reference(run, model, data, n, features, gru_scores)
     rows, done = [], {}
     own = (run.config.sample.sampler, run.config.sample.steps)
     for sampler, target, steps in tqdm(plan, disable=not progress, desc="eval", unit="setting"):

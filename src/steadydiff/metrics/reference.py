@@ -37,6 +37,14 @@ from .features import (
     train_feature_net,
 )
 from .inception import inception_features, load_inception
+from .series import (
+    DISC_ITERATIONS,
+    PRED_ITERATIONS,
+    acf_distance,
+    discriminative_score,
+    predictive_score,
+    spectrum_distance,
+)
 
 log = logging.getLogger("steadydiff")
 
@@ -59,7 +67,12 @@ RANKED: dict[str, bool] = {
     "mmd": False,
     "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
     "copy_fraction": False, "class_tv": False, "class_accuracy": True, "kid": False,
+    "discriminative": False, "predictive": False, "acf_distance": False, "spectrum_distance": False,
 }
+GRU_REPEATS = 3  # repeats of the discriminative and predictive scores in a Reference (metrics/series.py)
+GRU_ITERATIONS = (DISC_ITERATIONS, PRED_ITERATIONS)  # their training iterations: TimeGAN's protocol
+# Metrics whose value carries its own spread (`{metric}_sd` beside it), read against the floor with both noises.
+OWN_SPREAD = ("discriminative", "predictive")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,6 +114,9 @@ def against_floor(metric: str, value: float | None, real: dict[str, Any], error:
     if metric == "kid":
         noise = 2 * math.hypot(error or 0.0, real.get("kid_se") or 0.0)
         what = "2 standard errors"
+    elif metric in OWN_SPREAD:
+        noise = 2 * math.hypot(error or 0.0, real.get(f"{metric}_sd") or 0.0)
+        what = "2 × the spread over the classifier's repeats"
     else:
         noise = 2 * (real.get(f"{metric}_sd") or 0.0)
         what = f"2 × the spread over {real.get('floor_draws', 1)} draws of real items"
@@ -111,6 +127,12 @@ def against_floor(metric: str, value: float | None, real: dict[str, Any], error:
             "below": f"below real data's floor beyond its noise ({value:.4g} against {floor:.4g} ± {noise:.2g}, "
                      f"{what}): samples cannot beat real data, so this distance misleads here"}[where]
     return where, text
+
+
+def own_error(metrics: dict[str, Any], metric: str) -> float | None:
+    """The noise of one sample set's own value of `metric` that `against_floor` adds to the floor's: KID's standard
+    error, the spread over repeats of the discriminative and predictive scores; None for the others."""
+    return metrics.get("kid_se") if metric == "kid" else metrics.get(f"{metric}_sd") if metric in OWN_SPREAD else None
 
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # items in user units, float32 (N, *item_shape) → float64 (N, D)
@@ -199,15 +221,20 @@ class Reference:
     `features` picks the space of FD, MMD and precision/recall (see the module docstring): None (the
     classifier where one is shipped, else data), "classifier", "inception", "data", "MODULE:ATTR", or a
     callable / nn.Module mapping items in user units to (N, D) features. `device` runs Inception.
+
+    Series are also scored by their autocorrelation and spectrum distances to the held-out windows, and with
+    `gru_scores` by TimeGAN's discriminative and predictive scores (metrics/series.py: two small GRUs trained per
+    sample set, about two minutes on a CPU core for each set, and again for the floor).
     """
 
     def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
-                 device: str | torch.device = "cpu", cache: Path | None = None):
+                 device: str | torch.device = "cpu", cache: Path | None = None, gru_scores: bool = False):
         if len(ds.holdout) < PRDC_K + 1:
             raise SteadydiffError(f"evaluation compares samples with held-out data, and {ds.name} holds out "
                                   f"{len(ds.holdout)} item(s); it needs at least {PRDC_K + 1} (set data.holdout, "
                                   "e.g. 0.1, and train a new run)")
         self.dataset, self.normaliser, self.n = ds, normaliser, int(n)
+        self.gru_scores = bool(gru_scores) and ds.kind == "series"
         self.notes: list[str] = []
         self.cache = cache  # where a feature net trained on this data is kept (features "trained")
         self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: its space (and class balance)
@@ -265,13 +292,14 @@ class Reference:
             ds = self.dataset
             draws = _floor_draws(len(ds.train), n, FLOOR_DRAWS)
             floor = self.score(ds.train[draws[0]], memorisation=False)
-            if len(draws) > 1 and self.fd_key in floor:
-                fds = [floor[self.fd_key]] + [self._fd(ds.train[idx]) for idx in draws[1:]]
-                # Draws that share items (too few training items for disjoint ones) spread less than fresh real
-                # data would, by the finite-population factor √(1 − n/N): divided out.
-                shared = 1.0 if FLOOR_DRAWS * n <= len(ds.train) else math.sqrt(max(1 - n / len(ds.train), 0.1))
-                floor[self.fd_key] = float(np.mean(fds))
-                floor[f"{self.fd_key}_sd"] = float(np.std(fds, ddof=1)) / shared
+            # Draws that share items (too few training items for disjoint ones) spread less than fresh real
+            # data would, by the finite-population factor √(1 − n/N): divided out.
+            shared = 1.0 if FLOOR_DRAWS * n <= len(ds.train) else math.sqrt(max(1 - n / len(ds.train), 0.1))
+            for key, of in self._cheap_metrics().items():
+                if len(draws) > 1 and key in floor:
+                    values = [floor[key]] + [of(ds.train[idx]) for idx in draws[1:]]
+                    floor[key] = float(np.mean(values))
+                    floor[f"{key}_sd"] = float(np.std(values, ddof=1)) / shared
             floor["copy_fraction"] = copy_fraction(self._held_data, self._train_data)["copy_fraction"]
             self._floors[n] = {"n_train_items": min(n, len(ds.train)), "n_holdout": len(ds.holdout),
                                "floor_draws": len(draws), **floor}
@@ -364,6 +392,16 @@ class Reference:
         """The Fréchet distance of items `x` (user units) to the held-out items, in the comparison space."""
         return sum(frechet_terms(self._space(x, self._data(x)), self._held))
 
+    def _cheap_metrics(self) -> dict[str, Callable[[np.ndarray], float]]:
+        """The metrics whose floor is averaged over FLOOR_DRAWS draws of real items (each is cheap to compute
+        again), as functions of items in user units."""
+        out: dict[str, Callable[[np.ndarray], float]] = {self.fd_key: self._fd}
+        if self.dataset.kind == "series":
+            held = self.dataset.holdout
+            out["acf_distance"] = lambda x: acf_distance(held, x)
+            out["spectrum_distance"] = lambda x: spectrum_distance(held, x)
+        return out
+
     def _data(self, x: np.ndarray) -> np.ndarray:
         return _flat(self.normaliser.forward(np.asarray(x, dtype=np.float32)))
 
@@ -394,6 +432,13 @@ class Reference:
         out["mmd"] = mmd(feats, self._held)
         out.update(kid((feats - self._kid_shift) / self._kid_scale, (self._held - self._kid_shift) / self._kid_scale))
         out.update(prdc(self._held, feats, k=PRDC_K))
+        if self.dataset.kind == "series":
+            held = self.dataset.holdout
+            out["acf_distance"], out["spectrum_distance"] = acf_distance(held, x), spectrum_distance(held, x)
+            if self.gru_scores:
+                disc_iterations, pred_iterations = GRU_ITERATIONS
+                out.update(discriminative_score(held, x, repeats=GRU_REPEATS, iterations=disc_iterations))
+                out.update(predictive_score(x, held, repeats=GRU_REPEATS, iterations=pred_iterations))
         if self._balance:
             predicted = predict(self.feature_net, self._net_input(x))
             balance = class_balance(predicted, self._train_shares)
@@ -432,7 +477,10 @@ class Reference:
 
 def default_metric(ref: Reference) -> str:
     """The FD of the feature space asked for; with none asked: classifier FD where a classifier is shipped, the
-    high-quality fraction for known modes, else data FD (MMD where an item has too many values for FD)."""
+    high-quality fraction for known modes, the discriminative score for series scored with it, else data FD (MMD
+    where an item has too many values for FD)."""
+    if ref.gru_scores and not ref.requested:
+        return "discriminative"
     if not ref.requested and ref.features != "classifier" and ref.dataset.modes is not None:
         return "high_quality"
     return ref.fd_key if ref.real_data.get(ref.fd_key) is not None else "mmd"

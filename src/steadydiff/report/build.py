@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.reference import RANKED, against_floor
+from ..metrics.reference import RANKED, against_floor, own_error
 from . import html as h
 from . import plots, verdict
 from .files import RunFiles
@@ -504,7 +504,7 @@ def quality_section(files: RunFiles, live: Live) -> str:
         if modes:
             row += [f"{m.get('modes_covered', '—')}/{m.get('modes_total', '—')}",
                     f"{100 * m['high_quality']:.1f}%" if "high_quality" in m else "—"]
-        where, _ = against_floor(metric, m.get(metric), ev.get("real_data") or {}, m.get("kid_se"))
+        where, _ = against_floor(metric, m.get(metric), ev.get("real_data") or {}, own_error(m, metric))
         rows.append(row + [r.get("sample_s"), FLOOR_WORDS.get(where, "—")])
         points.append({"solver": r.get("solver"), "nfe": r.get("nfe"), metric: m.get(metric)})
     body = h.para(f"From eval.json (`steadydiff eval`), for the {ev.get('weights', 'ema')} weights of checkpoint "

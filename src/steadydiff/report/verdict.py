@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..metrics.reference import against_floor
+from ..metrics.reference import against_floor, own_error
 
 Answer = Literal["yes", "no", "unclear"]
 
@@ -254,7 +254,7 @@ def close_to_real(quality: dict[str, Any]) -> Verdict:
         return Verdict(q, "unclear", "no distance to real data in summary.json" +
                        (" (known modes: see mode collapse)" if metric == "high_quality" else ""), False)
     value = float(quality[metric])
-    where, text = against_floor(metric, value, real, quality.get("kid_se"))
+    where, text = against_floor(metric, value, real, own_error(quality, metric))
     floor = real.get(metric)
     if where == "at":
         return Verdict(q, "yes", f"{metric} {text}", False)
