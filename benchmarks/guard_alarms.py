@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import shutil
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -106,6 +107,15 @@ def config_of(spec: dict, quick: bool) -> dict:
     return cfg
 
 
+def code_version() -> str | None:
+    """The commit the run was trained by (rows of results.json come from several sessions' code)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def weights_digest(run: Path) -> str:
     import steadydiff
 
@@ -154,7 +164,7 @@ def run_one(spec: dict, quick: bool) -> dict:
     return {**spec, "wall_s": round(time.perf_counter() - t0, 1), "stopped": stopped, "metric": metric,
             "quality": value, "finite": finite, "skipped": st.get("skipped_steps", 0),
             "rollbacks": st.get("rollbacks", 0), "lr_scale": st.get("lr_scale", 1.0),
-            "incidents": st.get("incidents", {}), "digest": weights_digest(out),
+            "incidents": st.get("incidents", {}), "digest": weights_digest(out), "code": code_version(),
             "evidence": [{k: e.get(k) for k in ("step", "guard", "action", "detail", "damage", "val_ratio", "ratio")
                           if e.get(k) is not None} for e in events if e["guard"] != "data_scan"][:12]}
 
