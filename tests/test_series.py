@@ -128,6 +128,14 @@ def test_one_long_series_is_cut_into_windows_split_by_time(tmp_path):
                                np.isclose(table[:, 1], last_train[1, 0], atol=1e-6))[0])
     assert start + 48 <= split
     assert any("split by time" in n for n in ds.notes)
+    np.save(tmp_path / "long.npy", table.astype(np.float32))  # the same series as an array, read as a series outright
+    explicit = load_data(DataConfig(source=str(tmp_path / "long.npy"), kind="series", window=48, stride=4,
+                                    holdout=0.2))
+    np.testing.assert_allclose(explicit.train, ds.train, atol=1e-5)
+    one = load_data(DataConfig(source=str(tmp_path / "long.npy"), kind="series", window=48, holdout=0.2))
+    assert one.item_shape == (2, 48)
+    np.save(tmp_path / "one.npy", table[:, :1].astype(np.float32))  # (T, 1): one channel
+    assert load_data(DataConfig(source=str(tmp_path / "one.npy"), kind="series", window=48)).item_shape == (1, 48)
     with pytest.raises(DataError, match="shorter than data.window=700"):
         load_data(DataConfig(source=str(tmp_path / "long.csv"), window=700))
     with pytest.raises(DataError, match="fewer than one window"):

@@ -189,7 +189,9 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
     """One long series x (T steps, C channels) cut into windows (N, C, window), split by time: training windows
     lie in the first T − k steps, held-out ones in the last k (k from data.holdout), so none of them overlaps
     a training window and the held-out part is the series' future."""
-    if raw.kind != "vector" or x.ndim != 2:
+    if raw.kind == "series" and x.ndim == 3 and x.shape[1] == 1:  # data.kind=series read (T, C) as T one-channel items
+        x = x[:, 0, :]
+    if raw.kind not in ("vector", "series") or x.ndim != 2:
         raise DataError(f"data.window={cfg.window} cuts one long series (rows or the first axis are time steps, "
                         f"columns channels); {name} holds {raw.kind} items shaped {x.shape[1:]}: leave data.window "
                         "at 0 for data that is already cut into series")

@@ -1,0 +1,231 @@
+"""series — time series against the published figures and the forecasters people use.
+
+Two parts, each a new user's run with the defaults:
+- `sines`: TimeGAN's sines (10,000 windows of 5 channels × 24 steps, its protocol and Diffusion-TS's), trained with
+  the defaults on one thread, seeds 0–2; 10,000 samples (the run's own sampler) scored against the 10,000 real
+  windows by TimeGAN's discriminative score (|accuracy − ½| of a post-hoc GRU, 5 repeats) and predictive score
+  (MAE on the real windows of a one-step-ahead GRU trained on the samples, 5 repeats), beside real data's floor
+  (a fresh draw of 10,000 sines scored alike). Goals (issue "Time series and tables"): discriminative ≤ 0.02,
+  predictive ≤ 0.10, in a CPU run of ≤ 15 minutes (training and sampling). Published: Diffusion-TS 0.006 / 0.093,
+  TimeGAN 0.011 / 0.093.
+- `co2`: statsmodels' Mauna Loa CO₂ (weekly, 1958–2001), as monthly means (its 5 months without one measurement
+  interpolated linearly); the last 36 months are never trained on. A run on windows of 60 months (stride 1) trained
+  with suffix masks forecasts 12 months from 3 origins (the starts of the last three years), 200 draws each,
+  against seasonal-naive (the last 12 months again) and statsmodels' ETS (additive trend and season, fitted on
+  the same history; 1,000 simulated paths): CRPS (a point forecast's CRPS is its MAE) and MASE (against the
+  in-sample seasonal-naive error, season 12) of the median. Goals: CRPS below ETS's, MASE below seasonal-naive's.
+
+Results are kept in benchmarks/results/series.json (one entry per run), so parts can be measured in separate calls.
+
+    .venv/bin/python benchmarks/series.py                  # both parts (~1 h on one core)
+    .venv/bin/python benchmarks/series.py --part co2       # one part
+    .venv/bin/python benchmarks/series.py --quick          # a smoke run: tiny step counts, nothing written
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import OUT, parse_args, table, write_section
+
+ROOT_OUT = OUT / "series"
+RESULTS = Path(__file__).resolve().parent / "results" / "series.json"
+SINES_N = 10_000  # TimeGAN's and Diffusion-TS's number of sines windows
+REPEATS = 5  # Diffusion-TS reports the mean over 5 repeats of each score
+SEEDS = (0, 1, 2)
+GOAL_DISC, GOAL_PRED, GOAL_MINUTES = 0.02, 0.10, 15.0
+CO2_TEST, CO2_WINDOW, CO2_HORIZON, CO2_DRAWS, SEASON = 36, 60, 12, 200, 12
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save_result(key: str, value: dict) -> None:
+    results = load_results()
+    results[key] = value
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(RESULTS)
+
+
+def sines_run(seed: int, quick: bool) -> dict:
+    import steadydiff
+    from steadydiff.data import DataConfig, load_data
+    from steadydiff.data.sources import _sines
+    from steadydiff.metrics.series import discriminative_score, predictive_score
+
+    torch.set_num_threads(1)
+    out = ROOT_OUT / f"sines-s{seed}"
+    cfg = {"data": {"source": "toy:sines", "toy_samples": SINES_N}, "train": {"seed": seed}}
+    if quick:
+        cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
+    t0 = time.perf_counter()
+    run = steadydiff.train(cfg, out=out, progress=False)
+    train_s = time.perf_counter() - t0
+    model = steadydiff.load(run.dir)
+    n = 500 if quick else SINES_N
+    t0 = time.perf_counter()
+    fake = model.sample(n, seed=seed)
+    sample_s = time.perf_counter() - t0
+    ds = load_data(DataConfig(source="toy:sines", toy_samples=SINES_N))
+    real = np.concatenate([ds.train, ds.holdout])[:n]  # the run's 10,000 windows, as the papers score them
+    iters = {"iterations": 100} if quick else {}
+    disc = discriminative_score(real, fake, repeats=REPEATS, seed=seed, **iters)
+    pred = predictive_score(fake, real, repeats=REPEATS, seed=seed, **iters)
+    result = {"seed": seed, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1), **disc, **pred,
+              "steps": run.config.train.steps, "sampler": f"{model.config.sample.sampler} {model.config.sample.steps}"}
+    if seed == SEEDS[0]:  # real data's floor: a fresh draw of sines (another seed) scored alike
+        fresh = _sines(DataConfig(source="toy:sines", toy_samples=n, split_seed=1000)).x.astype(np.float32)
+        result["floor"] = {**discriminative_score(real, fresh, repeats=REPEATS, seed=seed, **iters),
+                           **predictive_score(fresh, real, repeats=REPEATS, seed=seed, **iters)}
+    return result
+
+
+def co2_monthly() -> tuple[np.ndarray, list[str]]:
+    import statsmodels.api as sm
+
+    weekly = sm.datasets.co2.load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate(method="linear")
+    return monthly.to_numpy(np.float64), [d.strftime("%Y-%m") for d in monthly.index]
+
+
+def ets_forecast(history: np.ndarray, horizon: int, draws: int, seed: int) -> np.ndarray:
+    """(draws, horizon) paths of statsmodels' ETS (additive error, trend and season of 12), fitted on `history`."""
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    fit = ETSModel(history, error="add", trend="add", seasonal="add", seasonal_periods=SEASON).fit(disp=False)
+    sims = fit.simulate(horizon, repetitions=draws, anchor="end", rng=np.random.default_rng(seed))
+    return np.asarray(sims, dtype=np.float64).T
+
+
+def co2_run(quick: bool) -> dict:
+    import steadydiff
+    from steadydiff.metrics.series import crps, mase
+
+    torch.set_num_threads(1)
+    series, months = co2_monthly()
+    train_part = series[:-CO2_TEST]
+    ROOT_OUT.mkdir(parents=True, exist_ok=True)
+    path = ROOT_OUT / "co2-train.npy"
+    np.save(path, train_part[:, None].astype(np.float32))  # rows = time, one column
+    cfg = {"data": {"source": str(path), "kind": "series", "window": CO2_WINDOW, "stride": 1},
+           "train": {"masks": "suffix"}}
+    if quick:
+        cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
+    t0 = time.perf_counter()
+    run = steadydiff.train(cfg, out=ROOT_OUT / "co2", progress=False)
+    train_s = time.perf_counter() - t0
+    model = steadydiff.load(run.dir)
+    rows, totals = [], {k: [] for k in ("steadydiff", "ets", "naive")}
+    for i, origin in enumerate(range(len(series) - CO2_TEST, len(series), CO2_HORIZON)):
+        history, truth = series[:origin], series[origin:origin + CO2_HORIZON]
+        t0 = time.perf_counter()
+        ours = model.forecast(history, CO2_HORIZON, draws=20 if quick else CO2_DRAWS, seed=i)[:, 0, :]
+        ours_s = time.perf_counter() - t0
+        ets = ets_forecast(history, CO2_HORIZON, 1000, seed=i)
+        naive = history[-SEASON:][:CO2_HORIZON]
+        scores = {"steadydiff": (crps(ours, truth), mase(np.median(ours, 0), truth, history, SEASON)),
+                  "ets": (crps(ets, truth), mase(np.median(ets, 0), truth, history, SEASON)),
+                  "naive": (float(np.abs(naive - truth).mean()), mase(naive, truth, history, SEASON))}
+        lo, hi = np.quantile(ours, [0.05, 0.95], axis=0)
+        cover = float(np.mean((truth >= lo) & (truth <= hi)))
+        for k, v in scores.items():
+            totals[k].append(v)
+        rows.append({"origin": months[origin], "forecast_s": round(ours_s, 1), "coverage_90": cover,
+                     **{f"{k}_crps": v[0] for k, v in scores.items()}, **{f"{k}_mase": v[1] for k, v in scores.items()}})
+    mean = {f"{k}_{m}": float(np.mean([v[j] for v in totals[k]])) for k in totals for j, m in enumerate(("crps",
+                                                                                                         "mase"))}
+    return {"train_s": round(train_s, 1), "steps": run.config.train.steps, "windows": CO2_WINDOW,
+            "origins": rows, **mean}
+
+
+def sines_report(results: dict) -> str:
+    runs = [results[f"sines/s{s}"] for s in SEEDS if f"sines/s{s}" in results]
+    if not runs:
+        return "No sines run measured yet."
+    rows = [[r["seed"], f"{r['discriminative']:.4f} ± {r['discriminative_sd']:.4f}",
+             f"{r['predictive']:.4f} ± {r['predictive_sd']:.4f}", f"{r['train_s'] / 60:.1f}",
+             f"{r['sample_s'] / 60:.1f}", f"{(r['train_s'] + r['sample_s']) / 60:.1f}"] for r in runs]
+    floor = runs[0].get("floor")
+    if floor:
+        rows.append(["real data (a fresh draw)", f"{floor['discriminative']:.4f} ± {floor['discriminative_sd']:.4f}",
+                     f"{floor['predictive']:.4f} ± {floor['predictive_sd']:.4f}", "", "", ""])
+    rows += [["Diffusion-TS (published)", "0.006 ± 0.007", "0.093 ± 0.000", "", "", ""],
+             ["TimeGAN (published)", "0.011 ± 0.008", "0.093 ± 0.019", "", "", ""]]
+    d = [r["discriminative"] for r in runs]
+    p = [r["predictive"] for r in runs]
+    minutes = max((r["train_s"] + r["sample_s"]) / 60 for r in runs)
+    spread = (lambda v: f"{statistics.mean(v):.4f} ± {statistics.stdev(v):.4f} over {len(v)} seeds") if len(runs) > 1 \
+        else (lambda v: f"{v[0]:.4f} (1 seed)")
+    met = max(d) <= GOAL_DISC and max(p) <= GOAL_PRED and minutes <= GOAL_MINUTES
+    verdict = (f"**Sines: discriminative {spread(d)} (goal ≤ {GOAL_DISC}), predictive {spread(p)} (goal ≤ "
+               f"{GOAL_PRED}), longest run {minutes:.1f} min of training and sampling on one thread (goal ≤ "
+               f"{GOAL_MINUTES:.0f}): {'met' if met else 'NOT met'}.**")
+    return "\n".join([verdict, "", f"Defaults ({runs[0]['steps']:,} steps, samples by {runs[0]['sampler']} steps); "
+                      f"{SINES_N:,} samples against the {SINES_N:,} real windows; each score the mean ± spread of "
+                      f"{REPEATS} repeats.", "",
+                      table(["seed", "discriminative", "predictive", "train (min)", "sample (min)", "total (min)"],
+                            rows)])
+
+
+def co2_report(results: dict) -> str:
+    r = results.get("co2")
+    if r is None:
+        return "No co2 run measured yet."
+    rows = [[o["origin"], f"{o['steadydiff_crps']:.3f}", f"{o['ets_crps']:.3f}", f"{o['naive_crps']:.3f}",
+             f"{o['steadydiff_mase']:.3f}", f"{o['ets_mase']:.3f}", f"{o['naive_mase']:.3f}",
+             f"{100 * o['coverage_90']:.0f} %"] for o in r["origins"]]
+    rows.append(["mean", f"{r['steadydiff_crps']:.3f}", f"{r['ets_crps']:.3f}", f"{r['naive_crps']:.3f}",
+                 f"{r['steadydiff_mase']:.3f}", f"{r['ets_mase']:.3f}", f"{r['naive_mase']:.3f}", ""])
+    crps_met = r["steadydiff_crps"] < r["ets_crps"]
+    mase_met = r["steadydiff_mase"] < r["naive_mase"]
+    verdict = (f"**co2: CRPS {r['steadydiff_crps']:.3f} ppm against ETS's {r['ets_crps']:.3f} (goal: lower: "
+               f"{'met' if crps_met else 'NOT met'}); MASE {r['steadydiff_mase']:.3f} against seasonal-naive's "
+               f"{r['naive_mase']:.3f} (goal: lower: {'met' if mase_met else 'NOT met'}).**")
+    return "\n".join([verdict, "", f"One run, windows of {r['windows']} months, suffix masks, {r['steps']:,} steps "
+                      f"({r['train_s'] / 60:.1f} min on one thread); {CO2_DRAWS} draws per origin; 90 % interval "
+                      "coverage of steadydiff's draws in the last column.", "",
+                      table(["origin", "CRPS steadydiff", "CRPS ETS", "CRPS seasonal-naive", "MASE steadydiff",
+                             "MASE ETS", "MASE seasonal-naive", "90 % coverage"], rows)])
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], [
+        ("--part", {"nargs": "+", "default": ["sines", "co2"], "choices": ["sines", "co2"]}),
+        ("--seeds", {"nargs": "+", "type": int, "default": list(SEEDS)}),
+        ("--report-only", {"action": "store_true", "help": "write the section from results.json, train nothing"}),
+    ])
+    np.seterr(all="ignore")
+    if not args.report_only:
+        if "sines" in args.part:
+            for seed in args.seeds:
+                r = sines_run(seed, args.quick)
+                print(json.dumps(r), flush=True)
+                if not args.quick:
+                    save_result(f"sines/s{seed}", r)
+        if "co2" in args.part:
+            r = co2_run(args.quick)
+            print(json.dumps(r), flush=True)
+            if not args.quick:
+                save_result("co2", r)
+    if args.quick:
+        return
+    results = load_results()
+    text = ("Rows may come from separate calls (results kept in benchmarks/results/series.json).\n\n"
+            "### TimeGAN's sines\n\n" + sines_report(results) + "\n\n### Forecasting Mauna Loa CO₂\n\n"
+            + co2_report(results))
+    print(text)
+    write_section("series", "Time series: sines against the published scores, CO₂ forecasts against ETS "
+                            "(benchmarks/series.py)", text)
+
+
+if __name__ == "__main__":
+    main()
