@@ -25,6 +25,7 @@ Results are kept in benchmarks/results/series.json (one entry per run), so parts
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def sines_run(seed: int, quick: bool) -> dict:
     cfg = {"data": {"source": "toy:sines", "toy_samples": SINES_N}, "train": {"seed": seed}}
     if quick:
         cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     t0 = time.perf_counter()
     run = steadydiff.train(cfg, out=out, progress=False)
     train_s = time.perf_counter() - t0
@@ -120,6 +122,7 @@ def co2_run(quick: bool) -> dict:
            "train": {"masks": "suffix"}}
     if quick:
         cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
+    shutil.rmtree(ROOT_OUT / "co2", ignore_errors=True)  # a fresh run, never a resumed one
     t0 = time.perf_counter()
     run = steadydiff.train(cfg, out=ROOT_OUT / "co2", progress=False)
     train_s = time.perf_counter() - t0
@@ -140,9 +143,10 @@ def co2_run(quick: bool) -> dict:
         for k, v in scores.items():
             totals[k].append(v)
         rows.append({"origin": months[origin], "forecast_s": round(ours_s, 1), "coverage_90": cover,
-                     **{f"{k}_crps": v[0] for k, v in scores.items()}, **{f"{k}_mase": v[1] for k, v in scores.items()}})
-    mean = {f"{k}_{m}": float(np.mean([v[j] for v in totals[k]])) for k in totals for j, m in enumerate(("crps",
-                                                                                                         "mase"))}
+                     **{f"{k}_crps": v[0] for k, v in scores.items()},
+                     **{f"{k}_mase": v[1] for k, v in scores.items()}})
+    mean = {f"{k}_{m}": float(np.mean([v[j] for v in totals[k]]))
+            for k in totals for j, m in enumerate(("crps", "mase"))}
     return {"train_s": round(train_s, 1), "steps": run.config.train.steps, "windows": CO2_WINDOW,
             "origins": rows, **mean}
 
