@@ -24,7 +24,7 @@ from .config import DataConfig
 from .normalise import Normaliser
 from .sources import BUILTINS, Raw, from_array, luma, read_source
 from .text import embed_texts
-from .validate import check_finite, check_min_items
+from .validate import check_finite, check_min_items, check_missing
 
 __all__ = [
     "BUILTINS",
@@ -61,6 +61,44 @@ class Dataset:
     mode_std: float | None = None
     notes: list[str] = field(default_factory=list)  # plain-language notes: conversions, resizes, ...
     skipped: list[str] = field(default_factory=list)  # source files left out (data.bad_files=skip), "name: why"
+
+    @property
+    def missing_share(self) -> float:
+        """The share of the training entries that are missing (NaN; data.missing=learn)."""
+        return float(np.isnan(self.train).mean()) if np.issubdtype(self.train.dtype, np.floating) else 0.0
+
+    def missing_by_column(self) -> dict[str, float] | None:
+        """Each column's (vectors) or channel's (series) share of missing training entries; None if none is."""
+        if not self.missing_share:
+            return None
+        share = np.isnan(self.train).mean(axis=0 if self.kind == "vector" else (0, 2))
+        names = self.columns or [f"{'column' if self.kind == 'vector' else 'channel'} {j + 1}"
+                                 for j in range(len(share))]
+        return {str(n): round(float(v), 6) for n, v in zip(names, share, strict=True)}
+
+    def complete(self) -> tuple[Dataset, str | None]:
+        """This data set with only its complete items (no missing value), and a note saying how many were left
+        out (None when every item is complete): what distances between sets of items are computed on."""
+        def whole(x: np.ndarray) -> np.ndarray:
+            return ~np.isnan(x.reshape(len(x), -1)).any(1) if np.issubdtype(x.dtype, np.floating) else \
+                np.ones(len(x), bool)
+
+        keep_t, keep_h = whole(self.train), whole(self.holdout)
+        if keep_t.all() and keep_h.all():
+            return self, None
+
+        def pick(v: Any, keep: np.ndarray) -> Any:
+            if v is None:
+                return None
+            return [c for c, k in zip(v, keep, strict=True) if k] if isinstance(v, list) else v[keep]
+
+        done = dataclasses.replace(
+            self, train=self.train[keep_t], holdout=self.holdout[keep_h],
+            train_labels=pick(self.train_labels, keep_t), holdout_labels=pick(self.holdout_labels, keep_h),
+            train_vectors=pick(self.train_vectors, keep_t), holdout_vectors=pick(self.holdout_vectors, keep_h),
+            train_captions=pick(self.train_captions, keep_t), holdout_captions=pick(self.holdout_captions, keep_h))
+        return done, (f"scored on the complete items only: {int(keep_t.sum()):,} of {len(keep_t):,} training and "
+                      f"{int(keep_h.sum()):,} of {len(keep_h):,} held-out items have no missing value")
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -144,7 +182,10 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         _apply_channels(raw, cfg.channels, name)
 
     # Validation runs on every item, before the split.
-    check_finite(raw.x, name, lines=raw.lines, columns=raw.columns)
+    learn_missing = cfg.missing == "learn" and raw.kind in ("vector", "series")
+    check_finite(raw.x, name, lines=raw.lines, columns=raw.columns, allow_nan=learn_missing)
+    if learn_missing and not cfg.window:  # one long series: its windows are checked once cut (_windows)
+        check_missing(raw.x, name, lines=raw.lines, columns=raw.columns)
     check_min_items(raw.x, name)
     x = _as_float32(raw.x, name)
 
@@ -215,6 +256,8 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
         return np.stack([x[s:s + w].T for s in starts]) if len(starts) else np.zeros((0, channels, w), np.float32)
 
     train, held = cut(0, split), cut(split, steps)
+    if np.isnan(x).any():
+        check_missing(np.concatenate([train, held]), f"{name} cut into windows of {w} steps")
     notes = list(raw.notes) + [
         f"{name}: one series of {steps:,} steps × {channels} channel(s) cut into windows of {w} steps (stride "
         f"{stride}): {len(train):,} for training from steps 0–{split - 1:,}, {len(held):,} held out from the last "
@@ -232,8 +275,11 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
 def describe(ds: Dataset) -> str:
     """One line for the user, e.g. "digits: 1,500 train + 297 held-out images 1×8×8, values 0–16"."""
     both = np.concatenate([ds.train, ds.holdout])
-    lo, hi = float(both.min()), float(both.max())
+    lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
     values = f"{lo:.4g}–{hi:.4g}" if lo >= 0 else f"{lo:.4g} to {hi:.4g}"
+    missing = ds.missing_share
+    if missing:
+        values += f", {100 * missing:.3g}% missing"
     if ds.kind == "image":
         what = "images " + "×".join(str(s) for s in ds.item_shape)
     elif ds.kind == "series":
@@ -251,8 +297,9 @@ def describe(ds: Dataset) -> str:
 def _as_float32(x: np.ndarray, where: str) -> np.ndarray:
     with np.errstate(over="ignore"):  # overflow is reported below, with the item
         y = np.asarray(x, dtype=np.float32)
-    if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4 and not np.isfinite(y).all():
-        item = int(np.argwhere(~np.isfinite(y))[0][0])
+    overflow = np.isinf(y) & np.isfinite(x) if np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4 else None
+    if overflow is not None and overflow.any():
+        item = int(np.argwhere(overflow)[0][0])
         raise DataError(f"{where}: values beyond the float32 range (±3.4e38), the first at item {item}; "
                         "rescale the data (e.g. divide by its largest value)")
     return y

@@ -46,6 +46,10 @@ class DataConfig:
     # An image file that cannot be read: "error" stops with its name, "skip" leaves it out (listed in dataset.json
     # and counted in the summary).
     bad_files: Literal["error", "skip"] = "error"
+    # Missing values (NaN, or empty / NA cells of a CSV) in vectors and series: "learn" trains around them — the
+    # loss counts observed entries only and the run is mask-conditioned (train.masks), so `impute` fills them —
+    # "error" refuses them. Images never take NaN; Inf is always refused.
+    missing: Literal["learn", "error"] = "learn"
 
     def resolved_augment(self, kind: str, fresh: bool) -> float:
         """data.augment, or its default: 0.12 for images in a new run, else 0 (see the field)."""
@@ -56,6 +60,8 @@ class DataConfig:
     def check(self) -> None:
         if not self.source:
             raise ConfigError("data.source is empty: give a built-in name (e.g. digits) or a path")
+        if self.missing not in ("learn", "error"):
+            raise ConfigError(f"data.missing must be 'learn' or 'error', got {self.missing!r}")
         if self.image_size < 4:
             raise ConfigError(f"data.image_size must be at least 4, got {self.image_size}")
         if self.holdout < 0:

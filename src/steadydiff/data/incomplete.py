@@ -15,8 +15,7 @@ from PIL import Image
 
 from ..errors import DataError
 from .sources import IMAGE_SUFFIXES, _is_number, read_array_file
-
-MISSING = ("", "nan", "na", "n/a", "null", "none", "?")
+from .sources import MISSING_CELLS as MISSING
 
 
 def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str | Path | None = None,

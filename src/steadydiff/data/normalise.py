@@ -80,7 +80,7 @@ class Normaliser:
             raise DataError(f"{kind} normaliser needs {'(N, D)' if kind == 'vector' else '(N, C, L)'} items, got "
                             f"shape {a.shape}")
         axes = 0 if kind == "vector" else (0, 2)
-        mean, std = a.mean(axis=axes), a.std(axis=axes)
+        mean, std = np.nanmean(a, axis=axes), np.nanstd(a, axis=axes)  # over the observed entries (data.missing)
         constant = std <= 1e-12 * (1 + np.abs(mean))
         notes = []
         if constant.any():

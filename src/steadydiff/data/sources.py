@@ -360,13 +360,18 @@ def _delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
+# Cells read as a missing value (NaN), compared in lower case
+MISSING_CELLS = ("", "nan", "na", "n/a", "null", "none", "?")
+
+
 def read_csv(path: Path, label_column: str | None = None) -> Raw:
     """Read a table of numbers with pandas: .csv or .tsv, possibly .gz/.zip/.bz2/.xz compressed; the separator
     sniffed (comma, semicolon, tab or bar).
 
     The first non-blank row is a header when none of its cells is a number. Blank lines are skipped; a row with
-    more or fewer fields than the first is refused with its line. Every cell must parse as a number ("nan" and
-    "inf" parse, and are then refused by the finite check with their line and column). `label_column` names a
+    more or fewer fields than the first is refused with its line. Every cell must parse as a number or be missing
+    (empty, NA, NaN, null, none or ?: NaN, learnt around or refused by data.missing); "inf" parses, and is then
+    refused by the finite check with its line and column. `label_column` names a
     column of class labels (numbers or text), read as the condition.
     """
     import io
@@ -392,8 +397,11 @@ def read_csv(path: Path, label_column: str | None = None) -> Raw:
         raise DataError(f"{path.name}: line {line} has {got} fields but {first_row} has {width}. Every row needs "
                         "the same number of columns (check for missing or extra separators).") from None
     cells = table.to_numpy(dtype=object)
+    raw_lines = text.splitlines()
+    # a blank line is skipped; a line of separators alone is a row whose every value is missing
     blank = np.array([all(c is None or (isinstance(c, float) and c != c) or not str(c).strip() for c in row)
-                      for row in cells], dtype=bool)
+                      and not (i < len(raw_lines) and raw_lines[i].strip())
+                      for i, row in enumerate(cells)], dtype=bool)
     rows_at = np.flatnonzero(~blank)
     first = [str(c).strip() for c in cells[rows_at[0]]]
     header = first if not any(_is_number(c) for c in first) else None
@@ -436,15 +444,15 @@ def read_csv(path: Path, label_column: str | None = None) -> Raw:
     for j in range(width):
         raw_col = body.iloc[:, j]
         values = pd.to_numeric(raw_col, errors="coerce").to_numpy(dtype=np.float64)
-        said_nan = raw_col.str.lower().str.lstrip("+-").eq("nan").to_numpy()
+        said_nan = raw_col.str.lower().str.lstrip("+-").isin(MISSING_CELLS).to_numpy()
         bad = np.isnan(values) & ~said_nan
         if bad.any():
             i = int(np.argmax(bad))
             shown = repr(raw_col.iloc[i]) if raw_col.iloc[i] else "an empty cell"
             raise DataError(
                 f"{path.name}: column '{columns[j]}' is not numeric: line {lines[i]} holds {shown}. "
-                "Every column must hold numbers; drop the column or encode it as numbers (e.g. "
-                "categories as 0, 1, 2), and fill in empty cells."
+                "Every column must hold numbers (an empty cell, NA or NaN marks a missing value); drop the "
+                "column or encode it as numbers (e.g. categories as 0, 1, 2)."
             )
         x[:, j] = values
     shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[delimiter]

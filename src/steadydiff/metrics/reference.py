@@ -229,13 +229,18 @@ class Reference:
 
     def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
                  device: str | torch.device = "cpu", cache: Path | None = None, gru_scores: bool = False):
+        ds, missing_note = ds.complete()
+        if missing_note is not None and (len(ds.holdout) < PRDC_K + 1 or len(ds.train) < PRDC_K + 1):
+            raise SteadydiffError(f"evaluation compares samples with complete real items (no missing value), and "
+                                  f"{ds.name} has {len(ds.holdout)} held-out and {len(ds.train)} training items "
+                                  f"without one; it needs at least {PRDC_K + 1} of each")
         if len(ds.holdout) < PRDC_K + 1:
             raise SteadydiffError(f"evaluation compares samples with held-out data, and {ds.name} holds out "
                                   f"{len(ds.holdout)} item(s); it needs at least {PRDC_K + 1} (set data.holdout, "
                                   "e.g. 0.1, and train a new run)")
         self.dataset, self.normaliser, self.n = ds, normaliser, int(n)
         self.gru_scores = bool(gru_scores) and ds.kind == "series"
-        self.notes: list[str] = []
+        self.notes: list[str] = [] if missing_note is None else [missing_note]
         self.cache = cache  # where a feature net trained on this data is kept (features "trained")
         self.feature_net: DigitsFeatureNet | None = None  # the shipped classifier: its space (and class balance)
         self.classifier: str | None = None  # the built-in set it was trained on

@@ -100,6 +100,7 @@ def load_reference(files: RunFiles, norm: Normaliser) -> tuple[Reference | None,
     if expected is not None and expected != fingerprint:
         return None, (f"the data at {files.config.data.source!r} is not what the run was trained on "
                       f"(fingerprint {fingerprint}, the run's {expected})")
+    ds, _ = ds.complete()  # distances are between complete items (data with missing values)
     train_user = ds.train[:MAX_REFERENCE]
     return Reference(train=np.asarray(norm.forward(train_user), dtype=np.float32),
                      holdout=np.asarray(norm.forward(ds.holdout), dtype=np.float32), train_user=train_user,

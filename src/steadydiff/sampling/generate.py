@@ -97,10 +97,15 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
             base = with_extra(denoiser, torch.cat([torch.nan_to_num(part) * m, m], dim=1))
         d = base if cond is None else guided(base, cond[s:s + batch_size].to(device), rule, guide)
         solver = sampler or settings.sampler
-        if known is not None and not masked:
+        if known is not None:
+            # The known values replace the model's estimate of them at every step: the path's known entries then
+            # stay at known value + σ·noise, as the noisy input of training had them (a mask-conditioned network
+            # reads them there beside the extra channels). Without a mask-conditioned network this is the whole
+            # conditioning, with RePaint's resampling.
             part = known[s:s + batch_size].to(device)
             d = with_known(d, torch.nan_to_num(part), ~torch.isnan(part))
-            solver = resampled(resample) if resample > 1 else solver
+            if not masked:
+                solver = resampled(resample) if resample > 1 else solver
         out.append(sample(d, (len(chunk), *item_shape), sigmas, solver, chunk, device=device, callback=callback,
                           init=None if init is None else init[s:s + batch_size]).cpu())
     denoiser.train(was_training)

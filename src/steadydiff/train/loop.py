@@ -78,8 +78,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def measure_sigma_data(x: np.ndarray) -> float:
-    """σ_data: the standard deviation of the normalised training data over all entries."""
-    return float(np.std(x.astype(np.float64)))
+    """σ_data: the standard deviation of the normalised training data over all (observed) entries."""
+    return float(np.nanstd(x.astype(np.float64)))
 
 
 def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
@@ -150,7 +150,8 @@ class Parts:
     device: torch.device
     ds: Dataset
     norm: Normaliser
-    train_x: torch.Tensor  # the normalised training items
+    train_x: torch.Tensor  # the normalised training items (missing entries at 0, the observed mean)
+    train_obs: torch.Tensor | None  # 1 where a training entry is observed (None: the data has no missing values)
     cond: CondSpec | None  # the run's condition (None: unconditional)
     mask_kinds: tuple[str, ...]  # train.masks, parsed ('' : no mask-conditioned training)
     train_cond: torch.Tensor | None  # the training items' conditions as the network reads them
@@ -266,6 +267,11 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         Normaliser.fit(ds.train, ds.kind)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
     resolve_config(cfg, ds, norm, train_x, backbone, fresh=saved_cfg is None)
+    train_x, train_obs = observed(train_x)
+    if train_obs is not None:
+        log.info("data: %.3g%% of the training values are missing: the loss counts observed values only, and "
+                 "the run is mask-conditioned (train.masks=%s), so `impute` fills gaps", 100 * ds.missing_share,
+                 tc.masks)
     cond = ds.condition(tc.conditional)
     if cond is not None:
         log.info("data: %s", cond.describe())
@@ -295,12 +301,14 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     _, bin_edges = sigma_grid(loss_fn, sigma_data, SIGMA_BINS)
     val_split = "holdout" if len(ds.holdout) else "train"
     val_source = ds.holdout if val_split == "holdout" else ds.train
-    val_items = torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]), dtype=np.float32))
+    val_items, val_obs = observed(torch.as_tensor(np.asarray(norm.forward(val_source[:tc.val_items]),
+                                                            dtype=np.float32)))
     val_cond = None if cond is None else \
         torch.as_tensor(model_conditions(cond, ds.conditions(val_split)[:tc.val_items])).to(device)
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
                                        seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION), cond=val_cond,
-                                       extra=lowres_of(val_items, tc.lowres).to(device) if tc.lowres else None)
+                                       extra=lowres_of(val_items, tc.lowres).to(device) if tc.lowres else None,
+                                       target=None if val_obs is None else val_obs.to(device))
     if gc.enabled and gc.canaries:
         start_canaries(net, norm, ds, device, val_cond)
 
@@ -315,6 +323,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         "fingerprint": fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
         "condition": None if cond is None else cond.to_dict(), "skipped_files": ds.skipped,
+        "missing": ds.missing_by_column(),
     }, indent=2))
     if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
         np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
@@ -322,7 +331,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         write_text_atomic(run_dir / "captions.json", json.dumps(list(ds.train_captions)))
     guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
-    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, cond=cond,
+    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, train_obs=train_obs,
+              cond=cond,
               mask_kinds=parse_masks(tc.masks, ds.kind),
               train_cond=train_cond, batch=batch, net=net,
               ema=ema, phema=phema, ema_net=copy.deepcopy(net).eval().requires_grad_(False), opt=opt,
@@ -388,6 +398,10 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
                           f"{ds.item_shape}. Set data.augment=0.")
     if cfg.diffusion.sigma_min is None:  # from the data's value levels
         cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), cfg.diffusion.sigma_data)
+    if ds.missing_share and not cfg.train.masks:
+        # Missing values: the network must be told which values it is given (CSDI's conditional mask), and a
+        # mask-conditioned run is what imputes them afterwards.
+        cfg.train.masks = "scattered"
 
 
 def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
@@ -483,7 +497,18 @@ def train_batch(p: Parts, st: RunState) -> Batch:
     if p.mask_kinds:
         g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.MASKS, step))
         known = draw_masks(len(idx), p.ds.item_shape, p.mask_kinds, cfg.train.mask_none, g).to(p.device)
-        batch.extra, batch.target = torch.cat([x * known, known], dim=1), 1 - known
+        target, flag = 1 - known, known
+        if p.train_obs is not None:  # missing values are neither given nor learnt (CSDI's observed mask)
+            obs = p.train_obs[torch.from_numpy(idx)].to(p.device)
+            known, target = known * obs, target * obs
+            # an item whose observed values were all drawn as known has nothing left to learn: nothing is given
+            empty = (target.flatten(1).sum(1) == 0).reshape(-1, *([1] * (known.dim() - 1)))
+            known = torch.where(empty, torch.zeros_like(known), known)
+            target = torch.where(empty, obs, target)
+            # The mask channel reads −1 where the data has no value: the noisy input there is a stand-in the
+            # network learns to disregard (at sampling, every value is real: no −1 is ever given).
+            flag = known - (1 - obs)
+        batch.extra, batch.target = torch.cat([x * known, flag], dim=1), target
     if cfg.train.lowres:
         batch.extra = lowres_of(x, cfg.train.lowres)
     return batch
@@ -908,9 +933,23 @@ def weight_diagnostics(backbone: nn.Module, window: dict[str, Any], device: torc
     return out
 
 
+def observed(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Normalised items with their missing (NaN) entries set to 0 — the observed mean — and the mask of observed
+    entries (None where nothing is missing)."""
+    obs = ~torch.isnan(x)
+    if bool(obs.all()):
+        return x, None
+    return torch.where(obs, x, torch.zeros((), dtype=x.dtype)), obs.to(x.dtype)
+
+
 def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
-    """The pre-training data scan (data/scan.py): constant features, outliers, duplicates."""
-    return scan(ds.train, normalised, ds.kind, ds.columns)
+    """The pre-training data scan (data/scan.py): constant features, outliers, duplicates. Missing values are
+    scanned as their column's (channel's) observed mean, as the normalised items hold them."""
+    train = ds.train
+    if ds.missing_share:
+        axes = 0 if ds.kind == "vector" else (0, 2)
+        train = np.where(np.isnan(train), np.nanmean(train, axis=axes, keepdims=True), train)
+    return scan(train, normalised, ds.kind, ds.columns)
 
 
 def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.device,
@@ -931,7 +970,7 @@ def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.d
             f"(relative change {response:.1e} between σ=0.05 and σ=20): it ignores its c_noise input, so it "
             "cannot learn to denoise at every noise level. Use c_noise in forward(x, c_noise, cond), or set "
             "guard.canaries=false to train it anyway.")
-    error = roundtrip_error(norm, ds.train[:256])
+    error = roundtrip_error(norm, np.nan_to_num(ds.train[:256]))  # missing values (NaN) as 0: the map is affine
     if error > 1e-3:
         raise SteadydiffError(f"canary: the normaliser does not invert (round-trip error {error:.2e} of the data's "
                               "std): samples would come back in the wrong units")

@@ -30,10 +30,12 @@ class FixedValidation:
     cond: torch.Tensor | None = None  # (M·K, ...) the items' conditions, as the network reads them
     shuffled: torch.Tensor | None = None  # the same conditions given to other items (a fixed permutation)
     extra: torch.Tensor | None = None  # (M·K, ...) the network's extra inputs (train.lowres: the low-res items)
+    target: torch.Tensor | None = None  # (M·K, ...) 1 where an entry is observed (data with missing values)
 
     @classmethod
     def build(cls, items: torch.Tensor, loss: DenoisingLoss, sigma_data: float, *, bins: int, seed: int,
-              cond: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> FixedValidation:
+              cond: torch.Tensor | None = None, extra: torch.Tensor | None = None,
+              target: torch.Tensor | None = None) -> FixedValidation:
         centres, _ = sigma_grid(loss, sigma_data, bins)
         m = items.shape[0]
         x = items.repeat_interleave(bins, dim=0)
@@ -46,7 +48,9 @@ class FixedValidation:
             shuffled = cond[perm].repeat_interleave(bins, dim=0)
             cond = cond.repeat_interleave(bins, dim=0)
         extra = None if extra is None else extra.repeat_interleave(bins, dim=0)
-        return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled, extra=extra)
+        target = None if target is None else target.repeat_interleave(bins, dim=0)
+        return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled, extra=extra,
+                   target=target)
 
     @torch.no_grad()
     def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024,
@@ -60,7 +64,8 @@ class FixedValidation:
             sl = slice(s, s + batch_size)
             value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl],
                             cond=None if cond is None else cond[sl],
-                            extra=None if self.extra is None else self.extra[sl])
+                            extra=None if self.extra is None else self.extra[sl],
+                            target=None if self.target is None else self.target[sl])
             per.append(value)
         per_sample = torch.cat(per).double().reshape(-1, self.bins)
         by_bin = per_sample.mean(0)
