@@ -263,7 +263,8 @@ def test_csv_empty(tmp_path):
 def test_csv_nan_names_line_and_column(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,2\n3,nan\n")
     with pytest.raises(DataError, match=r"1 value\(s\) are not finite \(1 NaN, 0 Inf\).*line 3, column 'b'"):
-        load_data(cfg(str(tmp_path / "t.csv")))
+        load_data(DataConfig(source=str(tmp_path / "t.csv"), missing="error"))
+    assert np.isnan(load_data(cfg(str(tmp_path / "t.csv"))).train).sum() <= 1  # by default: a missing value
 
 
 def test_npy_nan_inf_counted(tmp_path):
@@ -273,7 +274,9 @@ def test_npy_nan_inf_counted(tmp_path):
     x[8, 2] = -np.inf
     np.save(tmp_path / "x.npy", x)
     with pytest.raises(DataError, match=r"3 value\(s\) are not finite \(1 NaN, 2 Inf\).*item 4"):
-        load_data(cfg(str(tmp_path / "x.npy")))
+        load_data(DataConfig(source=str(tmp_path / "x.npy"), missing="error"))
+    with pytest.raises(DataError, match=r"2 value\(s\) are infinite; the first is inf at item 7"):
+        load_data(cfg(str(tmp_path / "x.npy")))  # NaN is a missing value by default, Inf never is
 
 
 def test_object_npy_refused_without_unpickling(tmp_path):

@@ -33,7 +33,7 @@ def check_finite(
     if not bad.any():
         return
     n_nan = int(np.isnan(x).sum())
-    n_inf = int(bad.sum()) - n_nan
+    n_inf = int(np.isinf(x).sum())
     first = np.argwhere(bad)[0]  # row-major: the first bad item, then its first bad entry
     item = int(first[0])
     value = x[tuple(first)]
