@@ -126,3 +126,28 @@ def test_a_long_series_with_gaps_is_cut_into_windows_and_an_empty_window_is_refu
     np.save(tmp_path / "hole.npy", series[:, None].astype(np.float32))
     with pytest.raises(DataError, match="window.s. hold no value at all"):
         load_data(DataConfig(source=str(tmp_path / "hole.npy"), kind="series", window=32, stride=4))
+
+
+def test_column_kinds_keep_samples_valid_codes_whole_numbers_and_never_negative():
+    from steadydiff.data.normalise import Normaliser
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    table = np.stack([rng.integers(0, 3, n),  # a class code 0/1/2
+                      rng.exponential(1.0, n),  # never negative, down to ~0
+                      rng.poisson(40, n),  # whole numbers, many levels
+                      rng.normal(100, 1, n)], axis=1).astype(np.float32)  # far from 0: left alone
+    norm = Normaliser.fit(table, "vector", ["code", "wait", "count", "level"])
+    assert norm.code_range[0] == (0.0, 2.0) and norm.code_range[2] is None
+    assert norm.log_offset[1] is not None and norm.log_offset[3] is None and norm.integer[2]
+    np.testing.assert_allclose(norm.inverse(norm.forward(table)), table, rtol=1e-4, atol=1e-4)  # invertible
+    wild = rng.normal(0, 3, (5000, 4)).astype(np.float32)  # far outside what training saw, in network units
+    back = norm.inverse(wild)
+    assert set(np.unique(back[:, 0])) <= {0.0, 1.0, 2.0}  # valid codes only
+    assert (back[:, 1] >= 0).all()  # never negative
+    assert np.array_equal(back[:, 2], np.round(back[:, 2]))
+    t = norm.inverse(torch.as_tensor(wild))  # the torch path agrees
+    np.testing.assert_allclose(t.numpy(), back, rtol=1e-4, atol=1e-3)
+    again = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))  # saved with the run as JSON
+    np.testing.assert_array_equal(again.inverse(wild), back)
+    assert any("codes" in n and "code" in n for n in norm.notes)

@@ -232,6 +232,7 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
     a training window and the held-out part is the series' future."""
     if raw.kind == "series" and x.ndim == 3 and x.shape[1] == 1:  # data.kind=series read (T, C) as T one-channel items
         x = x[:, 0, :]
+        raw.notes = [n for n in raw.notes if "series of one channel ×" not in n]  # that reading is undone
     if raw.kind not in ("vector", "series") or x.ndim != 2:
         raise DataError(f"data.window={cfg.window} cuts one long series (rows or the first axis are time steps, "
                         f"columns channels); {name} holds {raw.kind} items shaped {x.shape[1:]}: leave data.window "

@@ -6,7 +6,12 @@ and invert it when sampling so samples come back in the user's units.
 - Images: one affine map of the data set's range [lo, hi] onto [-1, 1] (a single pair for all pixels and
   channels, so colours keep their relation); `inverse` clips to [lo, hi].
 - Vectors: per-feature standardisation (x − mean) / std. A constant feature (std ≤ 1e-12 · (1 + |mean|))
-  gets std 1, so it maps to 0 and back to its value exactly.
+  gets std 1, so it maps to 0 and back to its value exactly. Each column's kind is read from its training
+  values (`column_kinds`): a column that is never negative and reaches down to within one std of 0 is
+  standardised as log(x + c), c = 0.1 std, and comes back through exp(·) − c, the sliver below 0 set to 0 — so
+  samples stay non-negative by the transform, not by clipping alone; a column of whole numbers comes back
+  rounded, and one of at most CODE_LEVELS distinct whole numbers (class codes, counts) also within the range
+  its training values span, so no new code appears.
 - Series (N, C, L): per-channel standardisation, the mean and std of each channel over all items and time
   steps — never per time step, which would erase the trends and levels a series is made of.
 """
@@ -22,6 +27,8 @@ import torch
 from ..errors import DataError
 
 Kind = Literal["vector", "image", "series"]
+CODE_LEVELS = 20  # whole-number columns with at most this many distinct values are codes: kept in their range
+LOG_OFFSET = 0.1  # c of log(x + c), in units of the column's std
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -37,6 +44,9 @@ class Normaliser:
         mean: Sequence[float] = (),
         std: Sequence[float] = (),
         notes: Sequence[str] = (),
+        log_offset: Sequence[float | None] = (),
+        integer: Sequence[bool] = (),
+        code_range: Sequence[Sequence[float] | None] = (),
     ) -> None:
         if kind not in ("vector", "image", "series"):
             raise DataError(f"normaliser kind must be 'vector', 'image' or 'series', got {kind!r}")
@@ -45,6 +55,10 @@ class Normaliser:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.notes = list(notes)
+        # per column of vectors (empty: none): c of the log transform (None: none), whole numbers, the code range
+        self.log_offset = [None if c is None else float(c) for c in log_offset]
+        self.integer = [bool(v) for v in integer]
+        self.code_range = [None if r is None else (float(r[0]), float(r[1])) for r in code_range]
         if kind == "image":
             if not self.hi >= self.lo:
                 raise DataError(f"image normaliser needs lo ≤ hi, got lo={self.lo}, hi={self.hi}")
@@ -57,6 +71,10 @@ class Normaliser:
                                 f"{self.mean.shape} and {self.std.shape}")
             if not (self.std > 0).all():
                 raise DataError("vector normaliser needs every std > 0")
+            for name, v in (("log_offset", self.log_offset), ("integer", self.integer),
+                            ("code_range", self.code_range)):
+                if v and (kind != "vector" or len(v) != self.mean.size):
+                    raise DataError(f"{name} needs one entry per feature of a vector normaliser, got {len(v)}")
             self._shift = self.mean
             self._scale = 1.0 / self.std
             if kind == "series":  # per channel, broadcast over the time steps
@@ -80,6 +98,9 @@ class Normaliser:
             raise DataError(f"{kind} normaliser needs {'(N, D)' if kind == 'vector' else '(N, C, L)'} items, got "
                             f"shape {a.shape}")
         axes = 0 if kind == "vector" else (0, 2)
+        kinds: dict[str, Any] = column_kinds(a) if kind == "vector" else {}
+        if kinds:
+            a = _log_columns(a, kinds["log_offset"], np)
         mean, std = np.nanmean(a, axis=axes), np.nanstd(a, axis=axes)  # over the observed entries (data.missing)
         constant = std <= 1e-12 * (1 + np.abs(mean))
         notes = []
@@ -89,7 +110,19 @@ class Normaliser:
             notes.append(f"{len(names)} constant feature(s) ({', '.join(names)}): std set to 1, so they "
                          "stay at their single value")
             std = np.where(constant, 1.0, std)
-        return cls(kind, mean=mean, std=std, notes=notes)
+        if kinds:
+            name = [columns[j] if columns is not None else f"feature {j}" for j in range(len(mean))]
+            logged = [name[j] for j, c in enumerate(kinds["log_offset"]) if c is not None]
+            codes = [name[j] for j, r in enumerate(kinds["code_range"]) if r is not None]
+            whole = [name[j] for j, v in enumerate(kinds["integer"]) if v and kinds["code_range"][j] is None]
+            if logged:
+                notes.append(f"never negative, standardised as log(x + c) so samples stay ≥ 0: {_names(logged)}")
+            if codes:
+                notes.append(f"codes (whole numbers, ≤ {CODE_LEVELS} values): samples rounded and kept within the "
+                             f"training range: {_names(codes)}")
+            if whole:
+                notes.append(f"whole numbers: samples rounded: {_names(whole)}")
+        return cls(kind, mean=mean, std=std, notes=notes, **kinds)
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -109,17 +142,35 @@ class Normaliser:
             scale = torch.as_tensor(self._scale, dtype=dtype, device=x.device)
             x = x.to(dtype)
             if not inverse:
-                return (x - shift) * scale
+                return (_log_columns(x, self.log_offset, torch) - shift) * scale
             y = x / scale + shift
-            return y.clamp(self.lo, self.hi) if self.kind == "image" else y
+            return y.clamp(self.lo, self.hi) if self.kind == "image" else self._typed(y, torch)
         a = np.asarray(x)
         dtype = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float32)
         shift, scale = self._shift.astype(dtype), self._scale.astype(dtype)
         a = a.astype(dtype, copy=False)
         if not inverse:
-            return (a - shift) * scale
+            return (_log_columns(a, self.log_offset, np) - shift) * scale
         y = a / scale + shift
-        return np.clip(y, dtype.type(self.lo), dtype.type(self.hi)) if self.kind == "image" else y
+        return np.clip(y, dtype.type(self.lo), dtype.type(self.hi)) if self.kind == "image" else self._typed(y, np)
+
+    def _typed(self, y: Any, xp: Any) -> Any:
+        """Standardised-back values of vectors turned into their columns' kinds (see the module docstring)."""
+        if not (self.log_offset or self.integer):
+            return y
+        cols = []
+        for j in range(y.shape[-1]):
+            v = y[..., j]
+            c = self.log_offset[j] if self.log_offset else None
+            if c is not None:
+                v = xp.clip(xp.exp(v) - c, 0.0, None) if xp is np else (v.exp() - c).clamp(min=0.0)
+            if self.integer and self.integer[j]:
+                v = xp.round(v)
+                if self.code_range and self.code_range[j] is not None:
+                    lo, hi = self.code_range[j]
+                    v = xp.clip(v, lo, hi) if xp is np else v.clamp(lo, hi)
+            cols.append(v)
+        return xp.stack(cols, -1) if xp is np else torch.stack(cols, -1)
 
     def forward(self, x: Array) -> Array:
         """User units → network units (images in [-1, 1], vectors standardised)."""
@@ -141,8 +192,12 @@ class Normaliser:
         """JSON-safe parameters; `from_dict(to_dict())` reproduces them exactly."""
         if self.kind == "image":
             return {"kind": "image", "lo": self.lo, "hi": self.hi, "notes": list(self.notes)}
-        return {"kind": self.kind, "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
-                "notes": list(self.notes)}
+        out: dict[str, Any] = {"kind": self.kind, "mean": [float(v) for v in self.mean],
+                               "std": [float(v) for v in self.std], "notes": list(self.notes)}
+        if self.log_offset or self.integer:
+            out.update(log_offset=self.log_offset, integer=self.integer,
+                       code_range=[None if r is None else list(r) for r in self.code_range])
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normaliser:
@@ -150,7 +205,8 @@ class Normaliser:
         if kind == "image":
             return cls("image", lo=d["lo"], hi=d["hi"], notes=d.get("notes", ()))
         if kind in ("vector", "series"):
-            return cls(kind, mean=d["mean"], std=d["std"], notes=d.get("notes", ()))
+            return cls(kind, mean=d["mean"], std=d["std"], notes=d.get("notes", ()), log_offset=d.get("log_offset", ()),
+                       integer=d.get("integer", ()), code_range=d.get("code_range", ()))
         raise DataError(f"saved normaliser has unknown kind {kind!r}; expected 'vector' or 'image' (is the "
                         "run directory from another program or version?)")
 
@@ -159,6 +215,40 @@ class Normaliser:
             return f"Normaliser(image, range [{self.lo:g}, {self.hi:g}] → [-1, 1])"
         what = "features" if self.kind == "vector" else "channels"
         return f"Normaliser({self.kind}, {self.mean.size} {what} standardised)"
+
+
+def column_kinds(a: np.ndarray) -> dict[str, Any]:
+    """Each column's kind from its (observed) training values (N, D): {"log_offset": c or None per column,
+    "integer": whole numbers?, "code_range": (min, max) of a code column or None}; see the module docstring."""
+    log_offset: list[float | None] = []
+    integer: list[bool] = []
+    code_range: list[tuple[float, float] | None] = []
+    for j in range(a.shape[1]):
+        v = a[:, j][~np.isnan(a[:, j])]
+        std = float(v.std())
+        whole = bool(np.all(v == np.round(v)))
+        levels = len(np.unique(v)) if whole else 0
+        code = whole and levels <= CODE_LEVELS
+        integer.append(whole)
+        code_range.append((float(v.min()), float(v.max())) if code else None)
+        near_zero = std > 0 and v.min() >= 0 and v.min() < std
+        log_offset.append(LOG_OFFSET * std if near_zero and not code else None)
+    return {"log_offset": log_offset, "integer": integer, "code_range": code_range}
+
+
+def _log_columns(x: Any, offsets: Sequence[float | None], xp: Any) -> Any:
+    """x (…, D) with log(x + c) in the columns that have an offset c (vectors; the rest unchanged)."""
+    if not offsets or all(c is None for c in offsets):
+        return x
+    # a value below the column's training minimum of 0 (a held-out item, say) is read as 0
+    cols = [x[..., j] if c is None else
+            xp.log(xp.maximum(x[..., j], 0.0) + c) if xp is np else (x[..., j].clamp(min=0.0) + c).log()
+            for j, c in enumerate(offsets)]
+    return xp.stack(cols, -1) if xp is np else torch.stack(cols, -1)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
 MAX_LEVELS = 65_536  # more distinct values than 16-bit images hold: treat the data as continuous
