@@ -80,8 +80,9 @@ class Dataset:
         """This data set with only its complete items (no missing value), and a note saying how many were left
         out (None when every item is complete): what distances between sets of items are computed on."""
         def whole(x: np.ndarray) -> np.ndarray:
-            return ~np.isnan(x.reshape(len(x), -1)).any(1) if np.issubdtype(x.dtype, np.floating) else \
-                np.ones(len(x), bool)
+            if not len(x) or not np.issubdtype(x.dtype, np.floating):
+                return np.ones(len(x), bool)
+            return ~np.isnan(x.reshape(len(x), -1)).any(1)
 
         keep_t, keep_h = whole(self.train), whole(self.holdout)
         if keep_t.all() and keep_h.all():
