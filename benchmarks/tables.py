@@ -110,17 +110,17 @@ def one(name: str, quick: bool) -> dict:
 
 
 def report(results: dict) -> str:
-    rows, ok = [], True
+    rows = []
     for name, r in results.items():
         met = r["rmse"]["steadydiff"] <= r["rmse"]["iterative"] and 0.85 <= r["coverage_90"] <= 0.95
-        ok &= met
         rows.append([name, f"{r['rows']} × {r['columns']}", f"{100 * r['missing']:.1f} %",
                      f"{r['rmse']['steadydiff']:.3f}", f"{r['rmse']['iterative']:.3f}", f"{r['rmse']['knn']:.3f}",
                      f"{r['rmse']['mean']:.3f}", f"{100 * r['coverage_90']:.1f} %", "yes" if met else "**no**",
                      f"{r['negative_sample_columns']} of {r['never_negative_columns']}",
                      f"{r['train_s'] / 60:.1f} + {r['impute_s'] / 60:.1f}"])
-    text = [f"**Imputation goal (RMSE ≤ IterativeImputer's, 90 % interval coverage 85–95 %): "
-            f"{'met' if ok else 'NOT met'} on every table.**" if results else "No table measured yet.", "",
+    n_met = sum(row[8] == "yes" for row in rows)
+    text = [f"**Imputation goal (RMSE ≤ IterativeImputer's, 90 % interval coverage 85–95 %): met on {n_met} of "
+            f"{len(rows)} tables.**" if results else "No table measured yet.", "",
             "RMSE on the emptied cells in units of each column's std, averaged over columns; steadydiff's estimate is "
             f"the median of {DRAWS} draws, trained with the defaults on the gappy CSV itself (holdout 0, so every "
             "row is imputed by the run that saw its other cells).", "",
