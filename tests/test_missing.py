@@ -2,6 +2,8 @@
 values, never counted by the loss, filled by `impute`; what cannot be learnt from is refused with its place."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -47,6 +49,9 @@ def gappy(tmp_path_factory):
 def test_a_table_with_empty_cells_trains_and_keeps_its_columns_relations(gappy):
     root, x, holes, cfg, run = gappy
     assert run.config.train.masks == "scattered"  # derived: the network is told which values it is given
+    shown = subprocess.run([sys.executable, "-m", "steadydiff", "info", str(run.dir)], capture_output=True, text=True,
+                           timeout=600).stdout
+    assert "missing values (share of training entries): " in shown and "train.masks=scattered" in shown
     info = json.loads((run.dir / "dataset.json").read_text())
     assert set(info["missing"]) == {"a", "b", "c"} and all(0.25 < v < 0.35 for v in info["missing"].values())
     s = steadydiff.load(run.dir).sample(2000, seed=0)

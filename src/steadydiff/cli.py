@@ -323,6 +323,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run}")
     print(f"  data: {info.get('description', cfg.data.source)}")
+    for note in (read("normaliser.json") or {}).get("notes") or []:  # column kinds: log, codes, whole numbers
+        print(f"  columns: {note}")
+    if info.get("missing"):
+        shares = sorted(info["missing"].items(), key=lambda kv: -kv[1])
+        print("  missing values (share of training entries): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in
+                                                                         shares[:8])
+              + (f" and {len(shares) - 8} more" if len(shares) > 8 else "") + f"; train.masks={cfg.train.masks}")
     if info.get("condition"):
         print(f"  condition: {CondSpec.from_dict(info['condition']).describe()}; cond_dropout "
               f"{cfg.train.cond_dropout}, guidance {cfg.sample.guidance:g}")

@@ -264,7 +264,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         log.info("data: %s", note)
     norm_path = run_dir / "normaliser.json"
     norm = Normaliser.from_dict(json.loads(norm_path.read_text())) if norm_path.exists() else \
-        Normaliser.fit(ds.train, ds.kind)
+        Normaliser.fit(ds.train, ds.kind, ds.columns)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
     resolve_config(cfg, ds, norm, train_x, backbone, fresh=saved_cfg is None)
     train_x, train_obs = observed(train_x)
@@ -410,7 +410,7 @@ def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
     config with the settings taken from the data filled in, the data, and the denoiser."""
     cfg = copy.deepcopy(cfg)
     ds = load_data(cfg.data, data)
-    norm = Normaliser.fit(ds.train, ds.kind)
+    norm = Normaliser.fit(ds.train, ds.kind, ds.columns)
     train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
     resolve_config(cfg, ds, norm, train_x, backbone, fresh=True)
     net = build_denoiser(cfg, ds.item_shape, cfg.diffusion.sigma_data, backbone=backbone,
