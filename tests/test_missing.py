@@ -156,3 +156,34 @@ def test_column_kinds_keep_samples_valid_codes_whole_numbers_and_never_negative(
     again = Normaliser.from_dict(json.loads(json.dumps(norm.to_dict())))  # saved with the run as JSON
     np.testing.assert_array_equal(again.inverse(wild), back)
     assert any("codes" in n and "code" in n for n in norm.notes)
+
+
+def test_table_metrics_read_missing_values_as_absent_and_score_a_table_without_complete_rows(gappy):
+    from steadydiff.metrics.tables import column_shapes, pair_trends
+
+    _, x, holes, _, run = gappy
+    rng = np.random.default_rng(5)
+    assert column_shapes(holes, x[rng.permutation(len(x))]) > 0.97  # the same table, rows in another order
+    shifted = x + np.array([1.0, 0.0, 0.0])  # one column moved by one std
+    assert column_shapes(holes, shifted) < 0.9
+    unlinked = x.copy()
+    unlinked[:, 1] = rng.permutation(unlinked[:, 1])  # b no longer follows a
+    assert pair_trends(holes, x) > 0.98 and pair_trends(holes, unlinked) < 0.85
+    q = run.summary["quality"]  # 30 % missing in 3 columns: complete rows remain, so the full Reference scored it
+    assert q["column_shapes"] > 0.85 and q["pair_trends"] > 0.9
+    assert q["real_data"]["column_shapes"] > 0.85
+
+
+def test_a_table_without_complete_rows_is_still_scored_column_by_column(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 12))
+    x[rng.random(x.shape) < 0.5] = np.nan  # 0.5¹² of the rows complete: about none
+    x[np.isnan(x).all(1), 0] = 0.0
+    write_csv(tmp_path / "sparse.csv", x, [f"c{j}" for j in range(12)])
+    run = steadydiff.train({"data": {"source": str(tmp_path / "sparse.csv")},
+                            "train": {"steps": 60, "sample_every": 0, "sample_metrics_every": 0}},
+                           out=tmp_path / "run", progress=False)
+    q = run.summary["quality"]
+    assert "complete real items" in q["unscored"]
+    assert 0 < q["column_shapes"] <= 1 and 0 < q["pair_trends"] <= 1
+    assert q["table_scores_against"] == "held-out rows" and q["real_data"]["column_shapes"] > 0.8

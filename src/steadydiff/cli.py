@@ -67,6 +67,11 @@ def print_summary(s: dict) -> None:
             print(f"  kid {q['kid']:.3g} ± {q['kid_se']:.2g}: {against_floor('kid', q['kid'], real, q['kid_se'])[1]}")
     if "unscored" in q:
         print(f"  not scored against held-out data: {q['unscored']}")
+    if "column_shapes" in q:
+        floor = real.get("column_shapes"), real.get("pair_trends")
+        print(f"  column shapes {q['column_shapes']:.3f}, column-pair trends {q['pair_trends']:.3f} (1 = identical; "
+              + (f"real training rows score {floor[0]:.3f} and {floor[1]:.3f}" if floor[0] is not None else
+                 f"against the {q.get('table_scores_against', 'held-out rows')}") + ")")
     if "copy_fraction" in q:
         base = real.get("copy_fraction")
         print(f"  near-copies of training items: {100 * q['copy_fraction']:.1f}% of samples"
@@ -418,7 +423,8 @@ def _metric_text(metrics: dict, real: dict | None = None) -> str:
     spread over draws, KID's standard error); against `real` (the floor at the same number of items), a
     distance at the floor within that noise, or below it beyond (which no model can do), says so."""
     keys = [k for k in ("discriminative", "predictive", "fd_classifier", "fd_trained", "fd_inception", "fd_user",
-                        "fd_data", "kid", "acf_distance", "spectrum_distance", "modes_covered", "high_quality",
+                        "fd_data", "kid", "acf_distance", "spectrum_distance", "column_shapes", "pair_trends",
+                        "modes_covered", "high_quality",
                         "precision", "recall", "class_tv", "copy_fraction")
             if metrics.get(k) is not None]
 

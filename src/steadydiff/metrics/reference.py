@@ -45,6 +45,7 @@ from .series import (
     predictive_score,
     spectrum_distance,
 )
+from .tables import table_scores
 
 log = logging.getLogger("steadydiff")
 
@@ -68,7 +69,9 @@ RANKED: dict[str, bool] = {
     "high_quality": True, "modes_covered": True, "precision": True, "recall": True, "coverage": True,
     "copy_fraction": False, "class_tv": False, "class_accuracy": True, "kid": False,
     "discriminative": False, "predictive": False, "acf_distance": False, "spectrum_distance": False,
+    "column_shapes": True, "pair_trends": True,
 }
+MAX_TABLE_COLUMNS = 100  # tables of at most this many columns are also scored by column shapes and pair trends
 GRU_REPEATS = 3  # repeats of the discriminative and predictive scores in a Reference (metrics/series.py)
 GRU_ITERATIONS = (DISC_ITERATIONS, PRED_ITERATIONS)  # their training iterations: TimeGAN's protocol
 # Metrics whose value carries its own spread (`{metric}_sd` beside it), read against the floor with both noises.
@@ -229,6 +232,7 @@ class Reference:
 
     def __init__(self, ds: Dataset, normaliser: Normaliser, n: int, *, features: Features = None,
                  device: str | torch.device = "cpu", cache: Path | None = None, gru_scores: bool = False):
+        self._observed_holdout = ds.holdout  # with its missing values: the table metrics read them as absent
         ds, missing_note = ds.complete()
         if missing_note is not None and (len(ds.holdout) < PRDC_K + 1 or len(ds.train) < PRDC_K + 1):
             raise SteadydiffError(f"evaluation compares samples with complete real items (no missing value), and "
@@ -444,6 +448,8 @@ class Reference:
                 disc_iterations, pred_iterations = GRU_ITERATIONS
                 out.update(discriminative_score(held, x, repeats=GRU_REPEATS, iterations=disc_iterations))
                 out.update(predictive_score(x, held, repeats=GRU_REPEATS, iterations=pred_iterations))
+        if self.dataset.kind == "vector" and x.shape[1] <= MAX_TABLE_COLUMNS:
+            out.update(table_scores(self._observed_holdout, x))
         if self._balance:
             predicted = predict(self.feature_net, self._net_input(x))
             balance = class_balance(predicted, self._train_shares)

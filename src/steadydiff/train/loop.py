@@ -38,7 +38,16 @@ from ..diffusion import Denoiser, DenoisingLoss
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
-from ..metrics.reference import FEATURE_NET_FILE, RANKED, SAMPLES_FILE, Reference, default_metric
+from ..metrics.reference import (
+    FEATURE_NET_FILE,
+    MAX_TABLE_COLUMNS,
+    PRDC_K,
+    RANKED,
+    SAMPLES_FILE,
+    Reference,
+    default_metric,
+)
+from ..metrics.tables import table_scores
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
@@ -133,6 +142,13 @@ def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray,
         q["unscored"] = str(exc)
         if ds.modes is not None and ds.mode_std is not None and np.isfinite(samples_user).all():
             q.update(rounded(mode_stats(samples_user.reshape(len(samples_user), -1), ds.modes, ds.mode_std)))
+        if ds.kind == "vector" and np.isfinite(samples_user).all() and ds.item_shape[0] <= MAX_TABLE_COLUMNS:
+            # a table with too few complete rows is still scored column by column, missing values read as absent
+            held = len(ds.holdout) >= PRDC_K + 1
+            q.update(rounded(table_scores(ds.holdout if held else ds.train, samples_user)))
+            q["table_scores_against"] = "held-out rows" if held else "training rows (no held-out rows to use)"
+            if held:
+                q["real_data"] = rounded(table_scores(ds.holdout, ds.train[:len(samples_user)]))
         return q
     scores = ref.score(samples_user, labels=labels)
     if "non_finite_samples" in scores:
