@@ -170,8 +170,9 @@ def test_forecasts_continue_the_history_and_refuse_what_they_cannot_do(sines_run
     median = np.array([[float(v) for v in ln.split(",")[2::3]] for ln in lines[1:]])  # q50 per step and channel
     assert np.allclose(median.T, np.quantile(paths, 0.5, axis=0), atol=1e-4)
     assert np.array_equal(np.load(tmp_path / "fc-draws.npy"), paths)
+    assert (tmp_path / "fc.png").stat().st_size > 10_000  # the fan chart beside the quantiles
     # bad input: a clear error, exit status 2, nothing written
-    for extra, message in [(["--out", str(tmp_path / "fc.png")], "ending in .csv"),
+    for extra, message in [(["--out", str(tmp_path / "bad.png")], "ending in .csv"),
                            (["--out", str(tmp_path / "x.csv"), "--horizon", "30"], "between 1 and 23"),
                            (["--out", str(tmp_path / "x.csv"), "--in", str(tmp_path / "none.csv")], "no such file")]:
         args = {"--in": str(tmp_path / "h.csv"), "--horizon": "6", "--out": None}
@@ -180,4 +181,5 @@ def test_forecasts_continue_the_history_and_refuse_what_they_cannot_do(sines_run
         r = subprocess.run([sys.executable, "-m", "steadydiff", "forecast", str(sines_run.dir),
                             *[x for kv in args.items() for x in kv]], capture_output=True, text=True, timeout=3600)
         assert r.returncode == 2 and message in r.stderr, (extra, r.stderr)
-    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "fc.png").exists()
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "bad.png").exists()
+    assert not (tmp_path / "x.png").exists()

@@ -251,6 +251,7 @@ FORECAST_QUANTILES = (0.05, 0.5, 0.95)
 def cmd_forecast(args: argparse.Namespace) -> int:
     from .api import load
     from .atomic import atomic_path, write_npy_atomic
+    from .data.export import forecast_png
     from .data.sources import is_csv, read_csv
 
     out = _output_path(args.out, (".csv",))
@@ -272,9 +273,14 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         tmp.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     draws_path = out.with_name(out.stem + "-draws.npy")
     write_npy_atomic(draws_path, paths)
+    fan = out.with_suffix(".png")
+    h = np.asarray(history, dtype=np.float64)
+    with atomic_path(fan) as tmp:
+        forecast_png(tmp, h[:, None] if h.ndim == 1 else h, paths, names,
+                     f"{args.draws} sample paths of the next {args.horizon} steps ({Path(args.run).name})")
     print(f"forecast {args.horizon} steps of {len(names)} channel(s), {args.draws} sample paths: quantiles "
           f"{', '.join(f'{p:g}' for p in FORECAST_QUANTILES)} in {out}, every path in {draws_path} "
-          f"(shaped {paths.shape})")
+          f"(shaped {paths.shape}), a fan chart in {fan}")
     return 0
 
 

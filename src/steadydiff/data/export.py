@@ -53,6 +53,37 @@ def _scatter_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title:
     plt.close(fig)
 
 
+def forecast_png(path: Path, history: np.ndarray, paths: np.ndarray, names: list[str], title: str) -> None:
+    """A fan chart per channel: the history's last steps, then the draws' median with their 5–95 % and 25–75 %
+    bands. `history` is (steps, channels), `paths` (draws, channels, horizon), both in the user's units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channels, horizon = paths.shape[1], paths.shape[2]
+    tail = history[-max(3 * horizon, 24):]
+    t_hist = np.arange(-len(tail) + 1, 1)
+    t_next = np.arange(0, horizon + 1)  # the fan starts at the last known value
+    q = np.quantile(paths, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)  # (5, channels, horizon)
+    q = np.concatenate([np.broadcast_to(tail[-1][None, :, None], (5, channels, 1)), q], axis=2)
+    fig, axes = plt.subplots(channels, 1, figsize=(7, 2.2 * channels), dpi=100, squeeze=False, sharex=True)
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(t_hist, tail[:, c], color="black", lw=1.0, label="history")
+        ax.fill_between(t_next, q[0, c], q[4, c], color="#9ecae1", label="5–95 %")
+        ax.fill_between(t_next, q[1, c], q[3, c], color="#4292c6", label="25–75 %")
+        ax.plot(t_next, q[2, c], color="#08306b", lw=1.2, label="median")
+        ax.axvline(0.5, color="#888888", lw=0.6, ls=":")
+        ax.set_ylabel(names[c] if c < len(names) else f"channel {c}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left", ncol=4)
+    axes[-1, 0].set_xlabel("steps (0: the last known one)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _series_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title: str, *, panels: int = 16) -> None:
     """A grid of line plots: one panel per sample (the first `panels`), one line per channel; with `reference`,
     real series drawn the same way in grey underneath, so shapes can be compared at a glance."""
