@@ -187,3 +187,19 @@ def test_a_table_without_complete_rows_is_still_scored_column_by_column(tmp_path
     assert "complete real items" in q["unscored"]
     assert 0 < q["column_shapes"] <= 1 and 0 < q["pair_trends"] <= 1
     assert q["table_scores_against"] == "held-out rows" and q["real_data"]["column_shapes"] > 0.8
+
+
+def test_efficacy_and_closest_record_tell_a_copy_and_noise_from_a_fair_sample():
+    from steadydiff.metrics.tables import closest_record, efficacy
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((900, 4))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    train, test, fresh = slice(0, 300), slice(300, 600), slice(600, 900)
+    real = efficacy(x[train], y[train], x[test], y[test])
+    assert real > 0.85 and efficacy(x[fresh], y[fresh], x[test], y[test]) > real - 0.05
+    assert efficacy(x[fresh], rng.permutation(y[fresh]), x[test], y[test]) < 0.65  # labels unlinked: a coin
+    scale = x[train].std(0)
+    held = np.median(closest_record(x[test], x[train], scale))
+    assert np.median(closest_record(x[train][:100] + 1e-3, x[train], scale)) < 0.01 * held  # copies
+    assert 0.7 * held < np.median(closest_record(x[fresh], x[train], scale)) < 1.4 * held
