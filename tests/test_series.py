@@ -183,3 +183,17 @@ def test_forecasts_continue_the_history_and_refuse_what_they_cannot_do(sines_run
         assert r.returncode == 2 and message in r.stderr, (extra, r.stderr)
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "bad.png").exists()
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_and_the_report_show_the_series_scores_beside_real_datas(sines_run):
+    import steadydiff.evaluate
+    from steadydiff.cli import main
+
+    res = steadydiff.evaluate.evaluate(sines_run.dir, samplers=("heun",), nfe=(10,), n=60)
+    row = res["table"][0]["metrics"]
+    for key in ("acf_distance", "spectrum_distance"):
+        assert row[key] > 0 and res["real_data"][f"{key}_sd"] > 0  # read against real windows' own spread
+    assert "discriminative" not in row  # the GRU scores only when asked (--gru-scores)
+    assert main(["report", str(sines_run.dir)]) == 0
+    html = (sines_run.dir / "report.html").read_text()
+    assert "acf_distance (real " in html and "spectrum_distance (real " in html

@@ -33,6 +33,9 @@ _SAMPLE_METRICS = ("fd_classifier", "high_quality", "modes_covered", "fd_data", 
                    "recall", "density", "coverage", "copy_fraction")
 _MAIN_METRICS = ("fd_classifier", "high_quality", "fd_data", "mmd")
 MAX_SAMPLE_PANELS = 9
+# Scores shown beside the main distance in the quality-against-NFE table where eval computed them (series; tables)
+_EXTRA_QUALITY = ("discriminative", "predictive", "acf_distance", "spectrum_distance", "column_shapes",
+                  "pair_trends")
 FLOOR_WORDS = {"at": "at the floor (within its noise)", "above": "above", "below": "below: misleading here"}
 
 
@@ -494,7 +497,11 @@ def quality_section(files: RunFiles, live: Live) -> str:
     metric = data.get("fd_metric") or "mmd"
     rows_in = list(ev["table"])
     modes = any("modes_covered" in (r.get("metrics") or {}) for r in rows_in)
+    # the series and table scores beside the main distance, where eval computed them (real data's in brackets)
+    extra = [k for k in _EXTRA_QUALITY if any(k in (r.get("metrics") or {}) for r in rows_in)]
+    real_all = ev.get("real_data") or {}
     header = ["solver", "NFE", "steps", metric] + (["modes covered", "samples on a mode"] if modes else []) + \
+        [k + (f" (real {h.fmt(real_all[k])})" if isinstance(real_all.get(k), int | float) else "") for k in extra] + \
         ["seconds", "against the floor"]
     rows, points = [], []
     for r in rows_in:
@@ -504,6 +511,7 @@ def quality_section(files: RunFiles, live: Live) -> str:
         if modes:
             row += [f"{m.get('modes_covered', '—')}/{m.get('modes_total', '—')}",
                     f"{100 * m['high_quality']:.1f}%" if "high_quality" in m else "—"]
+        row += [h.fmt(m[k]) if isinstance(m.get(k), int | float) else "—" for k in extra]
         where, _ = against_floor(metric, m.get(metric), ev.get("real_data") or {}, own_error(m, metric))
         rows.append(row + [r.get("sample_s"), FLOOR_WORDS.get(where, "—")])
         points.append({"solver": r.get("solver"), "nfe": r.get("nfe"), metric: m.get(metric)})
