@@ -121,5 +121,26 @@ def write_section(name: str, title: str, body: str) -> None:
     print(f"wrote section '{name}' of {BENCHMARKS_MD}")
 
 
+def load_results(path: Path) -> dict:
+    """A benchmark's kept results (one JSON object of named entries), empty before the first."""
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_result(path: Path, key: str, value: dict) -> dict:
+    """Add or replace one entry of the kept results, re-read first (another call may have added some) and
+    written atomically, so a run cut short never leaves a torn file; returns them all."""
+    import json
+
+    results = load_results(path)
+    results[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+    return results
+
+
 def fmt_s(seconds: float) -> str:
     return f"{seconds:,.1f} s"

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import OUT, parse_args, table, write_section
+from _common import OUT, load_results, parse_args, save_result, table, write_section
 from stress import fault  # the planted faults: a batch corrupted after loading
 
 VECTORS = ["toy:ring8", "toy:grid25", "toy:swissroll", "iris", "wine"]
@@ -213,20 +213,6 @@ def priority(spec: dict) -> tuple:
         # within a configuration: the clean seeds first (they decide how every fault run there is judged)
         return (5, FAULT_CONFIGS.index(config), spec["case"] != "clean")
     return (6, 0, 0)
-
-
-def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
-def save_result(key: str, result: dict) -> dict:
-    results = load_results()
-    results[key] = result
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(RESULTS)
-    return results
 
 
 def fmt_q(r: dict | None) -> str:
@@ -420,7 +406,7 @@ def main() -> None:
     specs = (clean_specs(args.data) if "clean" in args.part else []) + \
         (fault_specs(args.data) if "faults" in args.part else []) + (ISSUE if "issue" in args.part else [])
     specs.sort(key=priority)
-    done = load_results()
+    done = load_results(RESULTS)
     seen: set[str] = set()
     todo = [s for s in specs if not (key_of(s) in seen or seen.add(key_of(s)))]  # the clean runs both parts use
     todo = [s for s in todo if (args.redo or key_of(s) not in done) and not args.report_only]
@@ -430,10 +416,10 @@ def main() -> None:
         futures = {pool.submit(run_one, s, False): s for s in todo}
         for fut in cf.as_completed(futures):
             r = fut.result()
-            save_result(key_of(futures[fut]), r)
+            save_result(RESULTS, key_of(futures[fut]), r)
             print(json.dumps({k: r[k] for k in ("data", "batch", "seed", "steps", "case", "guard", "skipped",
                                                  "rollbacks", "stopped", "quality", "wall_s")}), flush=True)
-    results = load_results()
+    results = load_results(RESULTS)
     (clean_text, clean_met), (fault_text, faults_met) = clean_report(results), fault_report(results)
     text = ("Rows may come from separate calls (results kept in benchmarks/results/guard_alarms.json).\n\n"
             "### Clean runs: false alarms\n\n" + clean_text +

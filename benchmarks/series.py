@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import OUT, parse_args, table, write_section
+from _common import OUT, load_results, parse_args, save_result, table, write_section
 
 ROOT_OUT = OUT / "series"
 RESULTS = Path(__file__).resolve().parent / "results" / "series.json"
@@ -42,19 +42,6 @@ REPEATS = 5  # Diffusion-TS reports the mean over 5 repeats of each score
 SEEDS = (0, 1, 2)
 GOAL_DISC, GOAL_PRED, GOAL_MINUTES = 0.02, 0.10, 15.0
 CO2_TEST, CO2_WINDOW, CO2_HORIZON, CO2_DRAWS, SEASON = 36, 60, 12, 200, 12
-
-
-def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
-def save_result(key: str, value: dict) -> None:
-    results = load_results()
-    results[key] = value
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(RESULTS)
 
 
 def sines_run(seed: int, quick: bool) -> dict:
@@ -214,15 +201,15 @@ def main() -> None:
                 r = sines_run(seed, args.quick)
                 print(json.dumps(r), flush=True)
                 if not args.quick:
-                    save_result(f"sines/s{seed}", r)
+                    save_result(RESULTS, f"sines/s{seed}", r)
         if "co2" in args.part:
             r = co2_run(args.quick)
             print(json.dumps(r), flush=True)
             if not args.quick:
-                save_result("co2", r)
+                save_result(RESULTS, "co2", r)
     if args.quick:
         return
-    results = load_results()
+    results = load_results(RESULTS)
     text = ("Rows may come from separate calls (results kept in benchmarks/results/series.json).\n\n"
             "### TimeGAN's sines\n\n" + sines_report(results) + "\n\n### Forecasting Mauna Loa CO₂\n\n"
             + co2_report(results))

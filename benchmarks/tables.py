@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import OUT, parse_args, table, write_section
+from _common import OUT, load_results, parse_args, save_result, table, write_section
 
 ROOT_OUT = OUT / "tables"
 RESULTS = Path(__file__).resolve().parent / "results" / "tables.json"
@@ -191,14 +191,13 @@ def main() -> None:
         ("--utility-only", {"action": "store_true", "help": "measure only the utility and privacy part"}),
     ])
     np.seterr(all="ignore")
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = load_results(RESULTS)
     if args.utility_only:
         for name in args.tables:
             r = utility(name, args.quick)
             print(json.dumps(r), flush=True)
             if not args.quick:
-                results[f"{name}/utility"] = r
-                RESULTS.write_text(json.dumps(results, indent=1))
+                results = save_result(RESULTS, f"{name}/utility", r)
     elif not args.report_only:
         for name in args.tables:
             r = one(name, args.quick)
@@ -206,9 +205,8 @@ def main() -> None:
             u = utility(name, args.quick)
             print(json.dumps(u), flush=True)
             if not args.quick:
-                results[name], results[f"{name}/utility"] = r, u
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(results, indent=1))
+                save_result(RESULTS, name, r)
+                results = save_result(RESULTS, f"{name}/utility", u)
     if args.quick:
         return
     text = report(results)
