@@ -12,7 +12,7 @@ import torch
 import steadydiff
 from steadydiff.config import from_dict
 from steadydiff.data import DataConfig, load_data
-from steadydiff.errors import DataError
+from steadydiff.errors import ConfigError, DataError
 from steadydiff.train.loop import setup, train_batch
 
 
@@ -114,6 +114,8 @@ def test_values_that_cannot_be_learnt_from_are_refused_with_their_place(tmp_path
     inf[2, 0] = np.inf
     with pytest.raises(DataError, match="infinite"):
         load_data(DataConfig(), inf.astype(np.float32))
+    with pytest.raises(ConfigError, match="data.missing must be 'learn' or 'error'"):
+        DataConfig(source=str(tmp_path / "some.csv"), missing="fill").check()
     images = np.zeros((10, 1, 8, 8), np.float32)
     images[0, 0, 0, 0] = np.nan
     with pytest.raises(DataError, match="not finite"):  # images never take NaN
