@@ -31,6 +31,7 @@ import concurrent.futures as cf
 import hashlib
 import json
 import multiprocessing
+import re
 import shutil
 import statistics
 import subprocess
@@ -396,6 +397,8 @@ def main() -> None:
         ("--redo", {"action": "store_true", "help": "train again runs already in results.json"}),
         ("--report-only", {"action": "store_true", "help": "write the section from results.json, train nothing"}),
         ("--overhead", {"action": "store_true", "help": "also time the guard's per-step work against each step"}),
+        ("--only", {"help": "train only runs whose key (data/bBATCH/sSEED/nSTEPS/case/guard) matches this regex"}),
+        ("--stale", {"action": "store_true", "help": "train again kept runs that record no code commit (older code)"}),
     ])
     if args.quick:
         specs = [{"data": "toy:ring8", "batch": 64, "seed": 0, "steps": 150, "case": c, "guard": "on"}
@@ -409,7 +412,9 @@ def main() -> None:
     done = load_results(RESULTS)
     seen: set[str] = set()
     todo = [s for s in specs if not (key_of(s) in seen or seen.add(key_of(s)))]  # the clean runs both parts use
-    todo = [s for s in todo if (args.redo or key_of(s) not in done) and not args.report_only]
+    stale = {k for k, r in done.items() if args.stale and not r.get("code")}
+    todo = [s for s in todo if (args.redo or key_of(s) not in done or key_of(s) in stale) and not args.report_only
+            and (args.only is None or re.search(args.only, key_of(s)))]
     print(f"{len(todo)} runs to train ({len(seen) - len(todo)} already measured)", flush=True)
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
