@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,13 +111,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("# every setting; '# derived' marks those resolved from the data when training starts")
         print(mark_derived(to_toml(resolved), derived), end="")
         return 0
+    if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .train.distributed import launch
+
+        return launch(args.nproc, without_nproc(args.argv))
     from .api import train
 
     run = train(cfg, out=args.out, progress=not args.quiet)
+    if not run.summary:  # a distributed run's other processes: rank 0 reports
+        return 0
     print(f"trained {run.summary['data']}")
     print_summary(run.summary)
     print(f"  run directory: {run.dir} (samples in {run.dir / 'samples'}, summary.json)")
     return 0
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line with --nproc N (or --nproc=N) taken out: what each process of `--nproc` runs."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def _output_path(name: str, formats: tuple[str, ...] | None = None) -> Path:
@@ -532,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: none)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and model size, train nothing")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--nproc", type=int, default=None,
+                   help="train with N processes on this machine (torchrun and DistributedDataParallel: gloo on CPU, "
+                        "NCCL on GPUs); --batch-size stays the global batch (default: 1 process; for several "
+                        "machines run `torchrun ... -m steadydiff train ...` yourself)")
     t.set_defaults(func=cmd_train)
 
     s = parser("sample", help="draw samples from a trained run")
@@ -661,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("steadydiff: %(message)s"))
     logger = logging.getLogger("steadydiff")

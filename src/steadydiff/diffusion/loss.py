@@ -57,14 +57,15 @@ class DenoisingLoss:
         the augmentation labels of x (data.augment); `extra` the network's extra inputs (train.masks) and `target`
         (x's shape, 1 where an entry counts) which entries the loss averages over, as CSDI trains on the unknown
         entries only (an item with none counts all)."""
+        core = getattr(denoiser, "module", denoiser)  # a DistributedDataParallel wrapper's denoiser
         if sigma is None:
-            sigma = sample_sigma(x.shape[0], self.noise, sigma_data=denoiser.sigma_data, p_mean=self.p_mean,
+            sigma = sample_sigma(x.shape[0], self.noise, sigma_data=core.sigma_data, p_mean=self.p_mean,
                                  p_std=self.p_std, generator=generator).to(x.device)
         if n is None:
             n = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
         denoised = denoiser(x + s * n, sigma, cond, aug, extra)
-        weight = loss_weight(sigma, denoiser.sigma_data, self.weighting, denoiser.parameterization,
+        weight = loss_weight(sigma, core.sigma_data, self.weighting, core.parameterization,
                              self.min_snr_gamma)
         err = (denoised - x).square().flatten(1)
         if target is None:

@@ -52,6 +52,9 @@ class TrainConfig:
     # (checkpoint="best" loads it); it needs train.sample_metrics_every.
     keep_best: bool = True
     device: str = "auto"  # auto: cuda when available, else cpu
+    # Under torchrun: seconds a collective operation waits for the other processes before the job ends with an
+    # error (a process that died or hangs); rank 0's sample metrics and checkpoints must fit in it.
+    dist_timeout_s: float = 900.0
     # Sample metrics during training (train/sample_metrics.py): fixed-seed samples of the EMA weights scored
     # against the held-out data, at the first validation at or after each multiple of this many steps; 0: off.
     sample_metrics_every: int = 250

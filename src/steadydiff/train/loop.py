@@ -52,7 +52,9 @@ from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
 from ..typed_config import validate
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .config import RunConfig
+from .distributed import World
 from .ema import EMA, ema_beta
 from .guard import (
     Damage,
@@ -70,7 +72,7 @@ from .guard import (
 from .optim import build_optimizer, clip_gradients, curriculum_share, lr_at, weight_penalty
 from .order import Stream, batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
-from .rundir import JsonlLog, check_resume_config, remove_newer, save_config
+from .rundir import JsonlLog, NullLog, check_resume_config, remove_newer, save_config
 from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due, rounded
 from .tensorboard import TensorBoardLog
 from .validation import FixedValidation, sigma_grid
@@ -126,7 +128,9 @@ def make_loss(cfg: RunConfig) -> DenoisingLoss:
 class TrainResult:
     run_dir: Path
     config: RunConfig
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # summary.json (empty on processes other than rank 0)
+    net: Denoiser | None = None  # the trained network, raw weights, as this process holds it
+    skipped_steps: list[int] = field(default_factory=list)  # the steps the stability guard skipped
 
 
 def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray,
@@ -164,6 +168,7 @@ class Parts:
     cfg: RunConfig
     run_dir: Path
     device: torch.device
+    world: World  # this process among the training processes (rank 0 of 1 without torchrun)
     ds: Dataset
     norm: Normaliser
     train_x: torch.Tensor  # the normalised training items (missing entries at 0, the observed mean)
@@ -171,8 +176,9 @@ class Parts:
     cond: CondSpec | None  # the run's condition (None: unconditional)
     mask_kinds: tuple[str, ...]  # train.masks, parsed ('' : no mask-conditioned training)
     train_cond: torch.Tensor | None  # the training items' conditions as the network reads them
-    batch: int
+    batch: int  # the global batch: every process draws it whole and trains on its share
     net: Denoiser
+    model: nn.Module  # what the training step calls: `net`, or `net` in DistributedDataParallel
     ema: EMA
     phema: PowerEMA | None
     ema_net: Denoiser  # holds the EMA weights while they are evaluated; scratch for a snapshot's weights
@@ -227,8 +233,34 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
           batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> TrainResult:
     """Train (or resume) the run in `out`. `backbone` replaces the configured network F (any module called as
     F(x, c_noise, cond)); `batch_transform(step, x)` is applied to each normalised training batch after the
-    built-in augmentation (a custom augmentation, or a fault planted to test the stability guard)."""
-    p, st, resumed = setup(cfg, Path(out), data, backbone, batch_transform, progress)
+    built-in augmentation (a custom augmentation, or a fault planted to test the stability guard).
+
+    Under torchrun each process calls `train` alike (train/distributed.py); rank 0 writes the run directory and
+    returns the summary, the others an empty one."""
+    cfg = validate(copy.deepcopy(cfg))
+    world, device = dist.from_environment(resolve_device(cfg.train.device), cfg.train.dist_timeout_s)
+    try:
+        return run(cfg, Path(out), data, backbone, batch_transform, progress, world, device)
+    except (torch.distributed.DistError, RuntimeError) as exc:
+        if world.active and is_collective_failure(exc):
+            raise dist.lost_peer(world, exc, out) from exc
+        raise
+    finally:
+        dist.close(world)
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether an error came from torch.distributed's transport (a peer that died or timed out)."""
+    if isinstance(exc, torch.distributed.DistError):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("gloo", "nccl", "connection closed", "connection reset", "timed out"))
+
+
+def run(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
+        batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None, progress: bool, world: World,
+        device: torch.device) -> TrainResult:
+    p, st, resumed = setup(cfg, run_dir, data, backbone, batch_transform, progress and world.main, world, device)
     tc, start_step = p.cfg.train, st.step
 
     # 4. The loop: one optimiser step, the guard's look, a log line, outputs ----------------------
@@ -245,6 +277,8 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
             continue
         write_outputs(p, st)
     st.bar.close()
+    if not p.world.main:
+        return TrainResult(run_dir=p.run_dir, config=p.cfg, net=p.net, skipped_steps=skipped(p))
     loop_share = st.eval_s / max(time.perf_counter() - st.t_start, 1e-9)  # the share train.eval_budget governs
 
     # 5. Final checkpoint, samples and summary ----------------------------------------------------
@@ -254,18 +288,21 @@ def train(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool =
     write_text_atomic(p.run_dir / "summary.json", json.dumps(summary, indent=2))
     if p.board is not None:
         p.board.close()
-    return TrainResult(run_dir=p.run_dir, config=p.cfg, summary=summary)
+    return TrainResult(run_dir=p.run_dir, config=p.cfg, summary=summary, net=p.net, skipped_steps=skipped(p))
+
+
+def skipped(p: Parts) -> list[int]:
+    return sorted(p.guard.state.skip_steps) if p.guard is not None else []
 
 
 def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
           batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None,
-          progress: bool) -> tuple[Parts, RunState, bool]:
+          progress: bool, world: World, device: torch.device) -> tuple[Parts, RunState, bool]:
     """Sections 1–3: data and normaliser, networks and optimiser, the run directory and what it resumes from.
     Returns the run's parts, its state (at the resumed step), and whether a checkpoint was resumed."""
-    cfg = validate(copy.deepcopy(cfg))
     tc, gc = cfg.train, cfg.guard
-    device = resolve_device(tc.device)
     saved_cfg = check_resume_config(run_dir, cfg)  # refuse another run's directory before any work
+    world.barrier()  # every process has read the directory as it was before rank 0 writes to it
 
     # 1. Data and normaliser ---------------------------------------------------------------------
     ds = load_data(cfg.data, data)
@@ -300,11 +337,12 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                                   "data and train.conditional, or choose a new --out for a new run")
     train_cond = None if cond is None else torch.as_tensor(model_conditions(cond, ds.conditions("train")))
     batch = tc.batch_size
-    if len(train_x) < batch:
+    if len(train_x) < batch and not world.active:
         batch = len(train_x)
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
                     "of %d instead (set train.batch_size to silence this)", len(train_x), tc.batch_size, batch)
-    findings = scan_data(ds, train_x.numpy()) if gc.enabled else []
+    dist.check_batch(batch, world)
+    findings = scan_data(ds, train_x.numpy()) if gc.enabled and world.main else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
     sigma_data = cfg.diffusion.sigma_data
@@ -324,36 +362,27 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     validation = FixedValidation.build(val_items.to(device), loss_fn, sigma_data, bins=SIGMA_BINS,
                                        seed=derive_seed(cfg.data.split_seed, Stream.VALIDATION), cond=val_cond,
                                        extra=lowres_of(val_items, tc.lowres).to(device) if tc.lowres else None,
-                                       target=None if val_obs is None else val_obs.to(device))
+                                       target=None if val_obs is None else val_obs.to(device), world=world)
     if gc.enabled and gc.canaries:
         start_canaries(net, norm, ds, device, val_cond)
 
     # 3. Run directory and resume ----------------------------------------------------------------
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples").mkdir(exist_ok=True)
-    save_config(run_dir, cfg)
-    write_text_atomic(norm_path, json.dumps(norm.to_dict()))
-    write_text_atomic(run_dir / "dataset.json", json.dumps({
-        "name": ds.name, "kind": ds.kind, "item_shape": list(ds.item_shape), "n_train": len(ds.train),
-        "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
-        "fingerprint": fingerprint,
-        "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
-        "condition": None if cond is None else cond.to_dict(), "skipped_files": ds.skipped,
-        "missing": ds.missing_by_column(),
-    }, indent=2))
-    if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
-        np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
-    if cond is not None and cond.kind == "text":
-        write_text_atomic(run_dir / "captions.json", json.dumps(list(ds.train_captions)))
-    guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=JsonlLog(run_dir / "incidents.jsonl"),
+    if world.main:
+        write_run_files(cfg, run_dir, ds, norm, cond)
+    logs = JsonlLog if world.main else NullLog
+    guard = Guard(gc, bins=SIGMA_BINS, device=device, incidents=logs(run_dir / "incidents.jsonl"),
                   fused_optimizer=bool(opt.defaults.get("fused"))) if gc.enabled else None
-    p = Parts(cfg=cfg, run_dir=run_dir, device=device, ds=ds, norm=norm, train_x=train_x, train_obs=train_obs,
-              cond=cond,
+    model = net
+    if world.active:  # gradients averaged over the processes (the same global mean as one process's batch)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    p = Parts(cfg=cfg, run_dir=run_dir, device=device, world=world, ds=ds, norm=norm, train_x=train_x,
+              train_obs=train_obs, cond=cond,
               mask_kinds=parse_masks(tc.masks, ds.kind),
-              train_cond=train_cond, batch=batch, net=net,
+              train_cond=train_cond, batch=batch, net=net, model=model,
               ema=ema, phema=phema, ema_net=copy.deepcopy(net).eval().requires_grad_(False), opt=opt,
               loss_fn=loss_fn, bin_edges=bin_edges.to(device), validation=validation, guard=guard,
-              metrics_log=JsonlLog(run_dir / "metrics.jsonl"), board=None, probe=None,
+              metrics_log=logs(run_dir / "metrics.jsonl"), board=None, probe=None,
               params=list(net.parameters()), clip_history=RobustHistory(200, 1, device) if guard is None else None,
               batch_transform=batch_transform)
     # The state at step 0 (weights from the seed alone), for a restart at a lower LR (Guard.observe_weights).
@@ -363,14 +392,15 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         guard.observe_weights(0, weight_norm(net.backbone))
     resumed = bool(ckpt.list_checkpoints(run_dir / "checkpoints"))
     step, samples_seen, wall_before = resume(p, saved_cfg)
-    remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
-    p.metrics_log.truncate_after(step)
-    forget_best_after(run_dir, step)
-    (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
-    p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard else None
+    if world.main:
+        remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
+        p.metrics_log.truncate_after(step)
+        forget_best_after(run_dir, step)
+        (guard.log if guard is not None else JsonlLog(run_dir / "incidents.jsonl")).truncate_after(step)
+    p.board = TensorBoardLog(run_dir / "tensorboard", step=step) if tc.tensorboard and world.main else None
     p.probe = SampleMetrics(cfg, ds, norm, device, cond, sample_extras(p, tc.sample_metrics_n),
                             cache=run_dir / FEATURE_NET_FILE) \
-        if tc.sample_metrics_every else None
+        if tc.sample_metrics_every and world.main else None
     if step == 0:
         for f in findings:  # the data scan's warnings, once per run
             log.warning("data: %s", f.message)
@@ -378,6 +408,10 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                 guard.incident("data_scan", 0, "warned", code=f.code, message=f.message)
     log.info("training %s backbone, %s parameters, batch %d, lr %g, %d steps on %s",
              type(net.backbone).__name__, f"{count_parameters(net.backbone):,}", batch, tc.lr, tc.steps, device)
+    if world.active:
+        log.info("distributed: %d processes (%s), %d items each of the global batch %d; lr %g; samples/s in the "
+                 "log are the whole job's", world.size, "NCCL" if device.type == "cuda" else "gloo",
+                 batch // world.size, batch, tc.lr)
 
     net.train()
     # In a log file (no terminal) the bar is redrawn every 30 s rather than twice a second.
@@ -389,6 +423,26 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         st.ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
         st.ema_print = weights_fingerprint(ema.params)
     return p, st, resumed
+
+
+def write_run_files(cfg: RunConfig, run_dir: Path, ds: Dataset, norm: Normaliser, cond: CondSpec | None) -> None:
+    """config.toml, normaliser.json, dataset.json and what `sample` needs of the condition (rank 0 only)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    save_config(run_dir, cfg)
+    write_text_atomic(run_dir / "normaliser.json", json.dumps(norm.to_dict()))
+    write_text_atomic(run_dir / "dataset.json", json.dumps({
+        "name": ds.name, "kind": ds.kind, "item_shape": list(ds.item_shape), "n_train": len(ds.train),
+        "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
+        "fingerprint": ds.fingerprint,
+        "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
+        "condition": None if cond is None else cond.to_dict(), "skipped_files": ds.skipped,
+        "missing": ds.missing_by_column(),
+    }, indent=2))
+    if cond is not None and cond.kind == "vector":  # what `sample` draws conditions from when given none
+        np.save(run_dir / "conditions.npy", ds.conditions("train").astype(np.float32))
+    if cond is not None and cond.kind == "text":
+        write_text_atomic(run_dir / "captions.json", json.dumps(list(ds.train_captions)))
 
 
 def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch.Tensor,
@@ -440,7 +494,9 @@ def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
     if not existing:
         return 0, 0, 0.0
     intact, damaged = ckpt.newest_intact(existing)
-    for path, problem in damaged:  # set aside, not deleted: the user may still want to look at or repair it
+    p.world.barrier()  # every process has chosen before rank 0 moves a damaged one aside
+    # set aside, not deleted: the user may still want to look at or repair it
+    for path, problem in damaged if p.world.main else ():
         aside = path.with_name(f".damaged-{path.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         log.warning("checkpoint %s is damaged (%s); it is moved to %s and training resumes from %s, so the steps "
                     "after that are trained again", path.name, problem, aside.name,
@@ -488,10 +544,18 @@ class Batch:
     extra: torch.Tensor | None = None  # known values and their mask (train.masks)
     target: torch.Tensor | None = None  # which entries the loss counts (train.masks: the unknown ones)
 
+    def rows(self, share: slice) -> Batch:
+        """This process's share of the global batch (`idx` stays global: the guard names items by it)."""
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[share]
+        return Batch(idx=self.idx, x=self.x[share], aug=cut(self.aug), cond=cut(self.cond), extra=cut(self.extra),
+                     target=cut(self.target))
+
 
 def train_batch(p: Parts, st: RunState) -> Batch:
-    """The step's batch: the data order from (seed, epoch), augmentation, condition dropout and masks from
-    (seed, step), then the user's batch_transform."""
+    """The step's global batch: the data order from (seed, epoch), augmentation, condition dropout and masks from
+    (seed, step), then the user's batch_transform. Every process draws it whole, so its share is what one process
+    training the global batch would have there (each augments the whole batch: cheap beside the network)."""
     cfg, step = p.cfg, st.step
     idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
     x = p.train_x[torch.from_numpy(idx)].to(p.device)
@@ -531,25 +595,34 @@ def train_batch(p: Parts, st: RunState) -> Batch:
 
 
 def train_step(p: Parts, st: RunState) -> None:
-    """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA."""
+    """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA. Under
+    torchrun, each process computes the loss of its share; the gradients are averaged (DDP) and the per-sample
+    losses gathered, so the guard of every process judges the whole batch alike."""
     tc, guard, params, device = p.cfg.train, p.guard, p.params, p.device
     batch = train_batch(p, st)
     idx, x = batch.idx, batch.x
-    torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step))
+    # dropout masks of this process's items (with several processes, statistically but not bitwise one process's)
+    torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step, *((p.world.rank,) if p.world.active else ())))
     g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
     for group in p.opt.param_groups:
         group["lr"] = p.lr(st.samples_seen)
+    # σ, then the noise, of every item of the global batch (the order DenoisingLoss draws them in)
     share = curriculum_share(st.samples_seen, tc)
-    sigma = None
+    u = None
     if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
         u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
-        sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
-                             p_std=p.loss_fn.p_std, u=u).to(device)
-    per_sample, sigma = p.loss_fn(p.net, x, generator=g, sigma=sigma, aug=batch.aug, cond=batch.cond,
-                                  extra=batch.extra, target=batch.target)
+    sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
+                         p_std=p.loss_fn.p_std, u=u, generator=None if u is not None else g).to(device)
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(device)
+    rows = p.world.shard(len(x))
+    mine = batch.rows(rows)
+    local, _ = p.loss_fn(p.model, mine.x, generator=None, sigma=sigma[rows], n=noise[rows], aug=mine.aug,
+                         cond=mine.cond, extra=mine.extra, target=mine.target)
+    per_sample = p.world.gather(local.detach())  # the whole batch's losses, for the guard and the log
     loss = per_sample.mean()
     p.opt.zero_grad(set_to_none=True)
-    (loss + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else loss).backward()
+    own = local.mean()
+    (own + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else own).backward()
     if tc.grad_clip_adaptive > 0:
         recent = p.clip_history.values if p.clip_history is not None else guard.hist.values[:, -1].exp()
         grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
@@ -721,29 +794,31 @@ def roll_back(p: Parts, st: RunState, decision: Rollback) -> None:
     keep_going = guard.rolled_back(decision, target)
     restore_snapshot(target, p.net, p.ema, p.opt, guard, p.phema)
     st.step, st.samples_seen = target.step, target.samples_seen
-    remove_newer(run_dir / "phema", "snapshot-*.safetensors", st.samples_seen)
-    remove_newer(run_dir / "samples", "step-*.*", st.step)  # grids of the abandoned stretch
     st.ring = [s for s in st.ring if s.step <= st.step] or [target]
     st.anchor = st.anchor if st.anchor is not None and st.anchor.step <= st.step else None
-    p.metrics_log.truncate_after(st.step)
-    if p.board is not None:
-        p.board.truncate_after(st.step)
-    ckpt.remove_after(run_dir / "checkpoints", st.step)  # written after the snapshot: possibly damaged
-    forget_best_after(run_dir, st.step)
+    if p.world.main:
+        remove_newer(run_dir / "phema", "snapshot-*.safetensors", st.samples_seen)
+        remove_newer(run_dir / "samples", "step-*.*", st.step)  # grids of the abandoned stretch
+        p.metrics_log.truncate_after(st.step)
+        if p.board is not None:
+            p.board.truncate_after(st.step)
+        ckpt.remove_after(run_dir / "checkpoints", st.step)  # written after the snapshot: possibly damaged
+        forget_best_after(run_dir, st.step)
     st.bar.n = st.step
     st.bar.refresh()
     st.window = new_window(p.device)
     log.warning("stability guard: %s at step %d; rolled back to step %d with the LR × %g",
                 decision.reason, decision.step, st.step, guard.state.lr_scale)
     if not keep_going:
-        checkpoint(p, st)
         st.bar.close()
-        if p.board is not None:
-            p.board.close()
         tc = p.cfg.train
         diagnosis = guard.diagnose(tc.precision, tc.lr, tc.grad_clip)
-        write_text_atomic(run_dir / "summary.json", json.dumps(
-            {"stopped": diagnosis, "steps": st.step, "stability": guard.summary()}, indent=2))
+        if p.world.main:
+            checkpoint(p, st)
+            if p.board is not None:
+                p.board.close()
+            write_text_atomic(run_dir / "summary.json", json.dumps(
+                {"stopped": diagnosis, "steps": st.step, "stability": guard.summary()}, indent=2))
         raise TrainingStopped(f"{diagnosis} The last good state (step {st.step}) is saved in "
                               f"{run_dir / 'checkpoints'}; change the settings and run `train` again to resume.")
 
@@ -782,8 +857,10 @@ def forget_best_after(run_dir: Path, step: int) -> None:
 
 
 def write_outputs(p: Parts, st: RunState) -> None:
-    """What is due at this step: a post-hoc EMA snapshot, a checkpoint, a sample grid."""
+    """What is due at this step: a post-hoc EMA snapshot, a checkpoint, a sample grid (rank 0 writes them)."""
     tc, step = p.cfg.train, st.step
+    if not p.world.main:
+        return
     if p.phema is not None and (step % tc.phema_every == 0 or step == tc.steps) and p.phema.step > 0:
         write_snapshot(p.run_dir / "phema", p.phema.snapshot(torch.float16))
     if step % tc.checkpoint_every == 0 and step < tc.steps and st.best_written != step:

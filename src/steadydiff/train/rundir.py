@@ -13,7 +13,8 @@ from .config import RunConfig
 
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
-                  "train.keep_checkpoints", "train.device", "train.val_every", "train.tensorboard",
+                  "train.keep_checkpoints", "train.device", "train.dist_timeout_s", "train.val_every",
+                  "train.tensorboard",
                   "train.eval_budget", "train.sample_metrics_every", "train.sample_metrics_n",
                   "train.sample_metrics_sampler", "train.sample_metrics_steps")
 # The guard's settings say how to watch and recover, not what is trained: a stopped run may be resumed with
@@ -96,3 +97,13 @@ class JsonlLog:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
             fh.flush()
+
+
+class NullLog(JsonlLog):
+    """The log of a process that writes nothing (ranks other than 0 of a distributed run)."""
+
+    def truncate_after(self, step: int) -> None:
+        pass
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass

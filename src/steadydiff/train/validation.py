@@ -9,6 +9,7 @@ import torch
 
 from ..diffusion import DenoisingLoss, sample_sigma
 from ..sampling.guidance import null_like
+from .distributed import SINGLE, World
 
 
 def sigma_grid(loss: DenoisingLoss, sigma_data: float, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,11 +32,12 @@ class FixedValidation:
     shuffled: torch.Tensor | None = None  # the same conditions given to other items (a fixed permutation)
     extra: torch.Tensor | None = None  # (M·K, ...) the network's extra inputs (train.lowres: the low-res items)
     target: torch.Tensor | None = None  # (M·K, ...) 1 where an entry is observed (data with missing values)
+    world: World = SINGLE  # the processes of a distributed run: each evaluates its share of the rows
 
     @classmethod
     def build(cls, items: torch.Tensor, loss: DenoisingLoss, sigma_data: float, *, bins: int, seed: int,
               cond: torch.Tensor | None = None, extra: torch.Tensor | None = None,
-              target: torch.Tensor | None = None) -> FixedValidation:
+              target: torch.Tensor | None = None, world: World = SINGLE) -> FixedValidation:
         centres, _ = sigma_grid(loss, sigma_data, bins)
         m = items.shape[0]
         x = items.repeat_interleave(bins, dim=0)
@@ -50,7 +52,7 @@ class FixedValidation:
         extra = None if extra is None else extra.repeat_interleave(bins, dim=0)
         target = None if target is None else target.repeat_interleave(bins, dim=0)
         return cls(x=x, sigma=sigma, noise=noise, bins=bins, cond=cond, shuffled=shuffled, extra=extra,
-                   target=target)
+                   target=target, world=world)
 
     @torch.no_grad()
     def evaluate(self, denoiser: torch.nn.Module, loss: DenoisingLoss, batch_size: int = 1024,
@@ -60,14 +62,16 @@ class FixedValidation:
         cond = {"given": self.cond, "shuffled": self.shuffled,
                 "null": None if self.cond is None else null_like(self.cond)}[conditions]
         per = []
-        for s in range(0, len(self.x), batch_size):
-            sl = slice(s, s + batch_size)
+        mine = self.world.rows(len(self.x))
+        for s in range(mine.start, mine.stop, batch_size):
+            sl = slice(s, min(s + batch_size, mine.stop))
             value, _ = loss(denoiser, self.x[sl], generator=None, sigma=self.sigma[sl], n=self.noise[sl],
                             cond=None if cond is None else cond[sl],
                             extra=None if self.extra is None else self.extra[sl],
                             target=None if self.target is None else self.target[sl])
             per.append(value)
-        per_sample = torch.cat(per).double().reshape(-1, self.bins)
+        local = torch.cat(per) if per else self.x.new_zeros(0)
+        per_sample = self.world.gather_rows(local, len(self.x)).double().reshape(-1, self.bins)
         by_bin = per_sample.mean(0)
         out = {"loss": float(by_bin.mean()), "bins": [round(float(v), 6) for v in by_bin]}
         if self.cond is not None and self.cond.dim() == 1 and not self.cond.dtype.is_floating_point and \
