@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,9 +23,12 @@ from .diffusion import Denoiser
 from .errors import SteadydiffError
 from .sampling import derive_seed, generate
 from .sampling import nfe as count_nfe
+from .threads import choose_threads
 from .train import checkpoint as ckpt
-from .train.loop import build_denoiser, resolve_device
+from .train.loop import build_denoiser, extra_channels, resolve_device
 from .train.loop import train as train_loop
+
+log = logging.getLogger("steadydiff")
 
 
 @dataclass
@@ -304,6 +308,13 @@ def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device
     net = build_denoiser(cfg, tuple(info["item_shape"]), cfg.diffusion.sigma_data, backbone=backbone, cond=cond)
     net.load_state_dict(state["ema" if ema else "model"])
     net.to(dev).eval().requires_grad_(False)
+    if dev.type == "cpu":  # the thread count that evaluates this network fastest here (threads.py)
+        probe = torch.zeros(16, *info["item_shape"])
+        extra = extra_channels(cfg, tuple(info["item_shape"]))
+        given = torch.zeros(16, extra, *info["item_shape"][1:]) if extra else None
+        with torch.no_grad():
+            n, why = choose_threads(0, lambda: net(probe, torch.ones(16), extra=given), what="network evaluation")
+        log.info("threads: %d (%s)", n, why)
     vectors = None
     if cond is not None and cond.kind == "vector":
         vectors = np.load(run_dir / "conditions.npy", allow_pickle=False)

@@ -52,6 +52,9 @@ class TrainConfig:
     # (checkpoint="best" loads it); it needs train.sample_metrics_every.
     keep_best: bool = True
     device: str = "auto"  # auto: cuda when available, else cpu
+    # CPU threads of torch: 0 measures a few steps with 1 thread and with the usable cores and keeps the faster
+    # (threads.py); an OMP_NUM_THREADS in the environment is honoured. A resumed run keeps the count it started with.
+    threads: int = 0
     # Under torchrun: seconds a collective operation waits for the other processes before the job ends with an
     # error (a process that died or hangs); rank 0's sample metrics and checkpoints must fit in it.
     dist_timeout_s: float = 900.0

@@ -50,6 +50,7 @@ from ..metrics.reference import (
 from ..metrics.tables import table_scores
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
+from ..threads import choose_threads
 from ..typed_config import validate
 from . import checkpoint as ckpt
 from . import distributed as dist
@@ -391,7 +392,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     if guard is not None:
         guard.observe_weights(0, weight_norm(net.backbone))
     resumed = bool(ckpt.list_checkpoints(run_dir / "checkpoints"))
-    step, samples_seen, wall_before = resume(p, saved_cfg)
+    step, samples_seen, wall_before, threads = resume(p, saved_cfg)
     if world.main:
         remove_newer(run_dir / "phema", "snapshot-*.safetensors", samples_seen)
         p.metrics_log.truncate_after(step)
@@ -419,10 +420,25 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     st = RunState(step=step, samples_seen=samples_seen, wall_before=wall_before, bar=bar,
                   window=new_window(device), initial=initial)
+    if device.type == "cpu":
+        # the count a resumed run started with (thread counts may round sums differently: resume stays exact)
+        keep = threads if not tc.threads and not os.environ.get("OMP_NUM_THREADS") else 0
+        n, why = choose_threads(tc.threads or keep, lambda: calibration_step(p, st), processes=world.size)
+        p.opt.zero_grad(set_to_none=True)
+        log.info("threads: %d per process (%s)", n, "the count the run started with" if keep else why)
     if guard is not None:
         st.ring.append(take_snapshot(step, samples_seen, net, ema, opt, guard, phema=phema))
         st.ema_print = weights_fingerprint(ema.params)
     return p, st, resumed
+
+
+def calibration_step(p: Parts, st: RunState) -> None:
+    """A training step's forward and backward pass on this process's share of the current batch, without the
+    user's batch_transform and without an update: what choose_threads times."""
+    batch = train_batch(p, st, transform=False).rows(p.world.shard(p.batch))
+    per_sample, _ = p.loss_fn(p.net, batch.x, generator=torch.Generator().manual_seed(0), aug=batch.aug,
+                              cond=batch.cond, extra=batch.extra, target=batch.target)
+    per_sample.mean().backward()
 
 
 def write_run_files(cfg: RunConfig, run_dir: Path, ds: Dataset, norm: Normaliser, cond: CondSpec | None) -> None:
@@ -488,11 +504,12 @@ def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
     return cfg, ds, net
 
 
-def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
-    """Load the newest checkpoint, if any, into the parts; returns (step, samples seen, wall seconds so far)."""
+def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float, int]:
+    """Load the newest checkpoint, if any, into the parts; returns (step, samples seen, wall seconds so far, the
+    thread count it trained with (0: unknown))."""
     existing = ckpt.list_checkpoints(p.run_dir / "checkpoints")
     if not existing:
-        return 0, 0, 0.0
+        return 0, 0, 0.0, 0
     intact, damaged = ckpt.newest_intact(existing)
     p.world.barrier()  # every process has chosen before rank 0 moves a damaged one aside
     # set aside, not deleted: the user may still want to look at or repair it
@@ -503,7 +520,7 @@ def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
                     intact.name if intact is not None else "step 0")
         os.replace(path, aside)
     if intact is None:
-        return 0, 0, 0.0
+        return 0, 0, 0.0, 0
     state = ckpt.load_checkpoint(intact)
     p.net.load_state_dict(state["model"])
     p.ema.load_state_dict(state["ema"])
@@ -518,7 +535,7 @@ def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float]:
     if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
         log.warning("train.steps changed from %d to %d: the cosine LR schedule now spans the new length",
                     saved_cfg.train.steps, tc.steps)
-    return step, samples_seen, state["state"].get("wall_s", 0.0)
+    return step, samples_seen, state["state"].get("wall_s", 0.0), int(state["state"].get("threads", 0))
 
 
 def new_window(device: torch.device) -> dict[str, Any]:
@@ -552,7 +569,7 @@ class Batch:
                      target=cut(self.target))
 
 
-def train_batch(p: Parts, st: RunState) -> Batch:
+def train_batch(p: Parts, st: RunState, transform: bool = True) -> Batch:
     """The step's global batch: the data order from (seed, epoch), augmentation, condition dropout and masks from
     (seed, step), then the user's batch_transform. Every process draws it whole, so its share is what one process
     training the global batch would have there (each augments the whole batch: cheap beside the network)."""
@@ -565,7 +582,7 @@ def train_batch(p: Parts, st: RunState) -> Batch:
     if cfg.data.augment:
         x, aug_labels = augment(x, cfg.data.augment,
                                 torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.AUGMENT, step)))
-    if p.batch_transform is not None:
+    if p.batch_transform is not None and transform:
         x = p.batch_transform(step, x)
     cond = None
     if p.train_cond is not None:
@@ -881,6 +898,7 @@ def checkpoint(p: Parts, st: RunState) -> None:
     ckpt.save_checkpoint(p.run_dir / "checkpoints", st.step, model=p.net.state_dict(), ema=p.ema.state_dict(),
                          optimizer=p.opt.state_dict(), keep=p.cfg.train.keep_checkpoints, extra=tensors,
                          state={"step": st.step, "samples_seen": st.samples_seen, "batch_size": p.batch,
+                                "threads": torch.get_num_threads(),
                                 "wall_s": st.wall_before + time.perf_counter() - st.t_start, **meta})
 
 
