@@ -26,6 +26,9 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "inv-sqrt"] = "cosine"
     decay_samples: int = 100_000  # inv-sqrt: LR ∝ 1/sqrt(samples/decay_samples) past this point
     min_lr_ratio: float = 0.05  # cosine ends at lr × min_lr_ratio
+    # Micro-batches per step: the batch is computed in this many parts whose gradients add up to the whole batch's
+    # (for a batch larger than memory allows); the same training as one part, up to float rounding.
+    accumulate: int = 1
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     grad_clip_adaptive: float = 0.0  # also clip at this × the median norm of the last 200 steps; 0: off
     l1: float = 0.0  # penalty l1·Σ|w| on weight matrices and kernels (not biases or gains), added to the loss
@@ -96,7 +99,8 @@ class TrainConfig:
                     "train.ema_halflife_samples": self.ema_halflife_samples,
                     "train.keep_checkpoints": self.keep_checkpoints,
                     "train.val_every": self.val_every, "train.val_items": self.val_items,
-                    "train.decay_samples": self.decay_samples}
+                    "train.decay_samples": self.decay_samples, "train.accumulate": self.accumulate,
+                    "train.dist_timeout_s": self.dist_timeout_s}
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
@@ -105,7 +109,7 @@ class TrainConfig:
                         "train.l1": self.l1, "train.l2": self.l2,
                         "train.sigma_curriculum_samples": self.sigma_curriculum_samples,
                         "train.phema_every": self.phema_every,
-                        "train.sample_metrics_every": self.sample_metrics_every}
+                        "train.sample_metrics_every": self.sample_metrics_every, "train.threads": self.threads}
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {value}")

@@ -96,11 +96,16 @@ def from_environment(device: torch.device, timeout_s: float) -> tuple[World, tor
     return world, device
 
 
-def check_batch(batch: int, world: World) -> None:
-    if batch % world.size:
-        raise ConfigError(f"train.batch_size={batch} is the global batch, shared equally by the {world.size} "
-                          f"processes; it is not divisible by {world.size}. Choose a multiple of {world.size} (e.g. "
-                          f"{batch - batch % world.size or world.size}).")
+def check_batch(batch: int, world: World, accumulate: int = 1) -> None:
+    """The global batch must split into equal shares, one per process and micro-batch (train.accumulate)."""
+    parts = world.size * accumulate
+    if batch % parts:
+        who = (f"the {world.size} processes" if world.active else "") + \
+            (" × " if world.active and accumulate > 1 else "") + \
+            (f"{accumulate} micro-batches (train.accumulate)" if accumulate > 1 else "")
+        nearest = batch - batch % parts or parts
+        raise ConfigError(f"train.batch_size={batch} is the global batch, shared equally by {who}; it is not "
+                          f"divisible by {parts}. Choose a multiple of {parts} (e.g. {nearest}).")
 
 
 def close(world: World) -> None:

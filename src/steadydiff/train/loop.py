@@ -8,6 +8,7 @@ run; evaluation draws only from generators of its own, so it never shifts the tr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -339,10 +340,10 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     train_cond = None if cond is None else torch.as_tensor(model_conditions(cond, ds.conditions("train")))
     batch = tc.batch_size
     if len(train_x) < batch and not world.active:
-        batch = len(train_x)
+        batch = len(train_x) - len(train_x) % tc.accumulate
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
                     "of %d instead (set train.batch_size to silence this)", len(train_x), tc.batch_size, batch)
-    dist.check_batch(batch, world)
+    dist.check_batch(batch, world, tc.accumulate)
     findings = scan_data(ds, train_x.numpy()) if gc.enabled and world.main else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
@@ -631,15 +632,10 @@ def train_step(p: Parts, st: RunState) -> None:
     sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
                          p_std=p.loss_fn.p_std, u=u, generator=None if u is not None else g).to(device)
     noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(device)
-    rows = p.world.shard(len(x))
-    mine = batch.rows(rows)
-    local, _ = p.loss_fn(p.model, mine.x, generator=None, sigma=sigma[rows], n=noise[rows], aug=mine.aug,
-                         cond=mine.cond, extra=mine.extra, target=mine.target)
-    per_sample = p.world.gather(local.detach())  # the whole batch's losses, for the guard and the log
-    loss = per_sample.mean()
     p.opt.zero_grad(set_to_none=True)
-    own = local.mean()
-    (own + weight_penalty(params, tc.l1, tc.l2) if tc.l1 or tc.l2 else own).backward()
+    local = share_backward(p, batch, sigma, noise)
+    per_sample = p.world.gather(local)  # the whole batch's losses, for the guard and the log
+    loss = per_sample.mean()
     if tc.grad_clip_adaptive > 0:
         recent = p.clip_history.values if p.clip_history is not None else guard.hist.values[:, -1].exp()
         grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
@@ -680,6 +676,34 @@ def train_step(p: Parts, st: RunState) -> None:
         window["grad"] = grad_norm.detach()
     window["samples"] += p.batch
     st.bar.update(1)
+
+
+def share_backward(p: Parts, batch: Batch, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The loss of this process's share of the global batch and its gradient (of the share's mean loss), in
+    train.accumulate micro-batches whose gradients add up to the share's (DDP averages them over the processes
+    once, after the last); returns the share's per-sample losses (detached)."""
+    tc = p.cfg.train
+    rows = p.world.shard(len(batch.x))
+    mine, k = batch.rows(rows), tc.accumulate
+    penalty = weight_penalty(p.params, tc.l1, tc.l2) if tc.l1 or tc.l2 else None
+    if k == 1:
+        local, _ = p.loss_fn(p.model, mine.x, generator=None, sigma=sigma[rows], n=noise[rows], aug=mine.aug,
+                             cond=mine.cond, extra=mine.extra, target=mine.target)
+        (local.mean() + penalty if penalty is not None else local.mean()).backward()
+        return local.detach()
+    n, per = len(mine.x), len(mine.x) // k
+    parts = []
+    for j in range(k):
+        cut = slice(j * per, (j + 1) * per)
+        part = mine.rows(cut)
+        sync = contextlib.nullcontext() if j == k - 1 or not p.world.active else p.model.no_sync()
+        with sync:
+            out, _ = p.loss_fn(p.model, part.x, generator=None, sigma=sigma[rows][cut], n=noise[rows][cut],
+                               aug=part.aug, cond=part.cond, extra=part.extra, target=part.target)
+            share = out.sum() / n  # the micro-batches' gradients sum to the share's mean
+            (share + penalty if penalty is not None and j == 0 else share).backward()
+        parts.append(out.detach())
+    return torch.cat(parts)
 
 
 def guard_check(p: Parts, st: RunState) -> Rollback | None:
