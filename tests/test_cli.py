@@ -1,6 +1,7 @@
 """The command line, run as a user runs it: a subprocess, its exit code, what it prints and writes."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -125,6 +126,14 @@ def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
         assert any(line.startswith(f"{key} = ") and "# derived" in line for line in r.stdout.splitlines()), key
     assert "condition: class-conditional on 3 classes" in r.stdout
     assert not (tmp_path / "run").exists()
+    # one step measured: an MLP's forward and backward cost ~6 FLOPs per parameter and item (Kaplan et al. 2020)
+    params = int(re.search(r"backbone \w+: ([\d,]+) parameters", r.stdout).group(1).replace(",", ""))
+    m = re.search(r"one step measured here: ([\d.,]+) MFLOP per item .*, ([\d.,]+) ms per step of 128 items.*"
+                  r"3,000 steps ≈ ([\d.,]+) min", r.stdout)
+    assert m is not None, r.stdout
+    flops, step_ms, minutes = (float(g.replace(",", "")) for g in m.groups())
+    assert 4 * params <= flops * 1e6 <= 8 * params
+    assert minutes == pytest.approx(3000 * step_ms / 60_000, rel=0.05, abs=0.051)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         from .data import describe
         from .nets import count_parameters
-        from .train.loop import plan
+        from .train.loop import measure_step, plan
 
         resolved, ds, net = plan(cfg)
         derived = diff(cfg, resolved)
@@ -108,6 +108,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"# condition: {cond.describe()}")
         print(f"# backbone {type(net.backbone).__name__}: {count_parameters(net):,} parameters; nothing trained "
               "(--dry-run)")
+        nproc = args.nproc or int(os.environ.get("WORLD_SIZE", "1"))
+        m = measure_step(resolved, ds, net, processes=nproc)
+        tc = resolved.train
+        print(f"# one step measured here: {m['flops_per_sample'] / 1e6:,.1f} MFLOP per item (forward + backward), "
+              f"{1000 * m['step_s']:,.1f} ms per step of {tc.batch_size // nproc} items"
+              + (f" per process ({nproc} processes)" if nproc > 1 else "")
+              + (f" with {m['threads']} thread(s)" if m["threads"] else "")
+              + f", {m['samples_per_s']:,.0f} items/s, peak memory {m['peak_memory_mb']:,.0f} MB; "
+              f"{tc.steps:,} steps ≈ {m['estimate_s'] / 60:,.1f} min of training (evaluation adds up to "
+              f"{100 * tc.eval_budget:g} %)")
         print("# every setting; '# derived' marks those resolved from the data when training starts")
         print(mark_derived(to_toml(resolved), derived), end="")
         return 0
