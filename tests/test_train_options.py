@@ -114,3 +114,44 @@ def test_accumulated_micro_batches_train_like_one_batch(tmp_path):
     assert diff / sum(float((one[k].double() ** 2).sum()) for k in one) ** 0.5 < 1e-5
     with pytest.raises(ConfigError, match="not divisible by 3"):
         run("three", 3)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's compiler stack imports deprecated modules
+def test_compile_failure_falls_back_to_the_eager_model(caplog):
+    from torch import nn
+
+    from steadydiff.train.loop import compile_model
+
+    net = nn.Linear(3, 3)
+
+    def trial(model):
+        raise RuntimeError("inductor: no C++ compiler found\nmore detail")
+
+    with caplog.at_level("WARNING", logger="steadydiff"):
+        assert compile_model(net, trial) is net
+    assert "torch.compile failed (RuntimeError: inductor: no C++ compiler found); training without it" in caplog.text
+
+
+@pytest.mark.slow  # torch.compile of a small MLP takes about a minute on this CPU
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's compiler stack imports deprecated modules
+def test_compiled_training_matches_eager(tmp_path, caplog):
+    from safetensors.torch import load_file
+
+    from steadydiff.config import from_dict
+    from steadydiff.train.loop import train
+
+    def run(out, compile):
+        cfg = from_dict({"data": {"source": "toy:grid25", "toy_samples": 1000},
+                         "net": {"mlp": {"width": 32, "blocks": 1}},
+                         "train": {"steps": 30, "batch_size": 64, "compile": compile, "sample_metrics_every": 0,
+                                   "sample_every": 0, "val_items": 16},
+                         "sample": {"steps": 4, "grid_n": 16}})
+        train(cfg, tmp_path / out, progress=False)
+        return load_file(str(tmp_path / out / "checkpoints" / "step-30" / "model.safetensors"))
+
+    eager = run("eager", False)
+    with caplog.at_level("INFO", logger="steadydiff"):
+        compiled = run("compiled", True)
+    assert "train.compile: the model is compiled" in caplog.text
+    diff = sum(float(((eager[k] - compiled[k]).double() ** 2).sum()) for k in eager) ** 0.5
+    assert diff / sum(float((eager[k].double() ** 2).sum()) for k in eager) ** 0.5 < 1e-4

@@ -44,6 +44,7 @@ class TrainConfig:
     phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
     phema_every: int = 500  # steps between post-hoc EMA snapshots in RUN/phema/; 0: no post-hoc EMA
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the backbone only
+    compile: bool = False  # torch.compile the training step's model (a failure falls back to eager, with a warning)
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl lines
     checkpoint_every: int = 1000  # steps between checkpoints (one is always written at the end)

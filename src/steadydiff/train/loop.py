@@ -422,6 +422,9 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     st = RunState(step=step, samples_seen=samples_seen, wall_before=wall_before, bar=bar,
                   window=new_window(device), initial=initial)
+    if tc.compile:
+        p.model = compile_model(p.model, lambda m: calibration_step(p, st, m))
+        p.opt.zero_grad(set_to_none=True)
     if device.type == "cpu":
         # the count a resumed run started with (thread counts may round sums differently: resume stays exact)
         keep = threads if not tc.threads and not os.environ.get("OMP_NUM_THREADS") else 0
@@ -434,13 +437,30 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
     return p, st, resumed
 
 
-def calibration_step(p: Parts, st: RunState) -> None:
+def calibration_step(p: Parts, st: RunState, model: nn.Module | None = None) -> None:
     """A training step's forward and backward pass on this process's share of the current batch, without the
-    user's batch_transform and without an update: what choose_threads times."""
+    user's batch_transform and without an update: what choose_threads times and compile_model tries."""
     batch = train_batch(p, st, transform=False).rows(p.world.shard(p.batch))
-    per_sample, _ = p.loss_fn(p.net, batch.x, generator=torch.Generator().manual_seed(0), aug=batch.aug,
-                              cond=batch.cond, extra=batch.extra, target=batch.target)
+    batch = batch.rows(slice(0, len(batch.x) // p.cfg.train.accumulate))
+    per_sample, _ = p.loss_fn(p.model if model is None else model, batch.x, generator=torch.Generator().manual_seed(0),
+                              aug=batch.aug, cond=batch.cond, extra=batch.extra, target=batch.target)
     per_sample.mean().backward()
+
+
+def compile_model(model: nn.Module, trial: Callable[[nn.Module], None]) -> nn.Module:
+    """train.compile: the training step's model through torch.compile (the weights stay the same tensors, so
+    checkpoints, EMA and the guard's snapshots are untouched). Compilation happens at the first call, so one
+    forward and backward pass is tried at once; when it fails the run goes on uncompiled, with a warning."""
+    t0 = time.perf_counter()
+    try:
+        compiled = torch.compile(model)
+        trial(compiled)
+    except Exception as exc:  # noqa: BLE001 — any compiler failure: the eager model is always correct
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        log.warning("train.compile: torch.compile failed (%s: %s); training without it", type(exc).__name__, first)
+        return model
+    log.info("train.compile: the model is compiled (%.0f s)", time.perf_counter() - t0)
+    return compiled
 
 
 def write_run_files(cfg: RunConfig, run_dir: Path, ds: Dataset, norm: Normaliser, cond: CondSpec | None) -> None:

@@ -13,7 +13,8 @@ from .config import RunConfig
 
 # Keys that may change when a run is resumed: how long to train and how often to log, not what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every",
-                  "train.keep_checkpoints", "train.device", "train.dist_timeout_s", "train.threads", "train.val_every",
+                  "train.keep_checkpoints", "train.device", "train.dist_timeout_s", "train.threads",
+                  "train.compile", "train.val_every",
                   "train.tensorboard",
                   "train.eval_budget", "train.sample_metrics_every", "train.sample_metrics_n",
                   "train.sample_metrics_sampler", "train.sample_metrics_steps")
