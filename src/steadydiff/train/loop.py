@@ -300,10 +300,13 @@ def skipped(p: Parts) -> list[int]:
 
 def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
           batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None,
-          progress: bool, world: World, device: torch.device) -> tuple[Parts, RunState, bool]:
+          progress: bool, world: World = dist.SINGLE, device: torch.device | None = None
+          ) -> tuple[Parts, RunState, bool]:
     """Sections 1–3: data and normaliser, networks and optimiser, the run directory and what it resumes from.
     Returns the run's parts, its state (at the resumed step), and whether a checkpoint was resumed."""
+    cfg = validate(copy.deepcopy(cfg))
     tc, gc = cfg.train, cfg.guard
+    device = resolve_device(tc.device) if device is None else device
     saved_cfg = check_resume_config(run_dir, cfg)  # refuse another run's directory before any work
     world.barrier()  # every process has read the directory as it was before rank 0 writes to it
 
