@@ -10,10 +10,13 @@ Three parts, each a set of real `steadydiff train` runs (subprocesses; torchrun 
   rounds taken in turn so a drift of the machine's load hits every configuration alike.
 - threads: `toy:ring8` (MLP, batch 64) with 2 threads forced against the measured choice (train.threads=0), on a
   free CPU and with one other busy process (a spinning Python loop) beside it.
+- precision: one training step (forward, backward, AdamW; `train.loop.measure_step`, the step `--dry-run` times)
+  of the default `digits` (batch 128) and `mnist` (batch 32) networks at fp32, bf16 autocast and fp32 with
+  torch.compile, one thread, median of 5 steps after a warm-up, configurations in turn over rounds.
 
 The CPU must be otherwise idle; the load average at the start is printed with the figures.
 
-    .venv/bin/python benchmarks/scale.py [--part equivalence throughput threads] [--rounds 2] [--quick]
+    .venv/bin/python benchmarks/scale.py [--part equivalence throughput threads precision] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -129,6 +132,27 @@ def threads_part(quick: bool, rounds: int) -> None:
                                                "load_at_start": LOAD_AT_START})
 
 
+def precision(quick: bool, rounds: int) -> None:
+    from steadydiff.config import RunConfig, apply_overrides
+    from steadydiff.train.loop import measure_step, plan
+
+    configs = {"fp32": [], "bf16": ["train.precision=bf16"], "fp32 + compile": ["train.compile=true"]}
+    out: dict[str, dict[str, list[float]]] = {}
+    for data, batch in (("digits", 128), ("mnist", 32)):
+        for _ in range(rounds):
+            for name, sets in configs.items():
+                cfg = RunConfig()
+                apply_overrides(cfg, [f"data.source={data}", f"train.batch_size={batch}", "train.threads=1", *sets])
+                resolved, ds, net = plan(cfg)
+                m = measure_step(resolved, ds, net, repeats=2 if quick else 5)
+                if "compile" in name and not m["compiled"]:
+                    raise SystemExit("torch.compile failed: see the warning above")
+                out.setdefault(f"{data}|{batch}", {}).setdefault(name, []).append(m["samples_per_s"])
+                print(data, name, round(m["samples_per_s"], 1), flush=True)
+    if not quick:
+        save_result(RESULTS, "precision", {"rates": out, "load_at_start": LOAD_AT_START})
+
+
 def report() -> str:
     res = load_results(RESULTS)
     parts = []
@@ -157,13 +181,23 @@ def report() -> str:
                          f"{statistics.median(vs):,.0f}"])
         parts.append(f"### Thread count: toy:ring8 (MLP, batch {th['batch']}, {th['steps']} steps)\n\n" + table(
             ["CPU", "setting", "threads used (per round)", "samples/s (median of rounds)"], rows))
+    pr = res.get("precision")
+    if pr:
+        rows = []
+        for key, by in pr["rates"].items():
+            data, batch = key.split("|")
+            base = statistics.median(by["fp32"])
+            rows += [[data, batch, name, " ".join(f"{v:.0f}" for v in vs), f"{statistics.median(vs):.0f}",
+                      f"{statistics.median(vs) / base:.2f}×"] for name, vs in by.items()]
+        parts.append("### Precision and compile on this CPU (one training step, one thread)\n\n" + table(
+            ["data", "batch", "setting", "samples/s per round", "median", "against fp32"], rows))
     return "\n\n".join(parts)
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["equivalence", "throughput", "threads"],
-                    "choices": ["equivalence", "throughput", "threads"]}),
+        ("--part", {"nargs": "+", "default": ["equivalence", "throughput", "threads", "precision"],
+                    "choices": ["equivalence", "throughput", "threads", "precision"]}),
         ("--rounds", {"type": int, "default": 2}),
         ("--report-only", {"action": "store_true"}),
     ])
@@ -175,6 +209,8 @@ def main() -> None:
             throughput(args.quick, args.rounds)
         if "threads" in args.part:
             threads_part(args.quick, args.rounds)
+        if "precision" in args.part:
+            precision(args.quick, args.rounds)
     if not args.quick:
         text = report()
         print(text)

@@ -529,11 +529,12 @@ def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
     return cfg, ds, net
 
 
-def measure_step(cfg: RunConfig, ds: Dataset, net: Denoiser, processes: int = 1) -> dict[str, float]:
+def measure_step(cfg: RunConfig, ds: Dataset, net: Denoiser, processes: int = 1, repeats: int = 3
+                 ) -> dict[str, float]:
     """One training step of `net` (from `plan`) at the configured batch, measured here for --dry-run: FLOPs per
-    sample of forward and backward (torch's FlopCounterMode), seconds per step (median of 3 after a warm-up, at
-    the thread count a run would choose), samples/s, peak memory and the estimated training time. The items are
-    Gaussian at σ_data: the cost of a step does not depend on their values."""
+    sample of forward and backward (torch's FlopCounterMode), seconds per step (median of `repeats` after a warm-up, at
+    the thread count a run would choose, compiled with train.compile), samples/s, peak memory and the estimated
+    training time. The items are Gaussian at σ_data: the cost of a step does not depend on their values."""
     tc, device = cfg.train, resolve_device(cfg.train.device)
     net = net.to(device).train()
     per = max(1, tc.batch_size // processes // tc.accumulate)  # one micro-batch of one process
@@ -542,10 +543,14 @@ def measure_step(cfg: RunConfig, ds: Dataset, net: Denoiser, processes: int = 1)
     k = extra_channels(cfg, ds.item_shape)
     extra = torch.zeros(per, k, *ds.item_shape[1:], device=device) if k else None
     opt, loss_fn = build_optimizer(net.parameters(), tc), make_loss(cfg)
+    model: nn.Module = net
 
-    def forward_backward() -> None:
-        loss, _ = loss_fn(net, x, generator=g, extra=extra)
+    def forward_backward(m: nn.Module | None = None) -> None:
+        loss, _ = loss_fn(model if m is None else m, x, generator=g, extra=extra)
         loss.mean().backward()
+
+    if tc.compile:
+        model = compile_model(net, forward_backward)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -557,16 +562,17 @@ def measure_step(cfg: RunConfig, ds: Dataset, net: Denoiser, processes: int = 1)
 
     threads = choose_threads(tc.threads, step, processes=processes)[0] if device.type == "cpu" else 0
     with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
-        forward_backward()
+        forward_backward(net)
     step()
     times = []
-    for _ in range(3):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
     peak = weight_diagnostics(net.backbone, {}, device)["memory_mb"]
     return {"flops_per_sample": counter.get_total_flops() / per, "step_s": step_s, "threads": threads,
+            "compiled": model is not net,
             "samples_per_s": tc.batch_size / step_s, "peak_memory_mb": peak, "estimate_s": step_s * tc.steps}
 
 
