@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -155,3 +156,34 @@ def test_compiled_training_matches_eager(tmp_path, caplog):
     assert "train.compile: the model is compiled" in caplog.text
     diff = sum(float(((eager[k] - compiled[k]).double() ** 2).sum()) for k in eager) ** 0.5
     assert diff / sum(float((eager[k].double() ** 2).sum()) for k in eager) ** 0.5 < 1e-4
+
+
+def test_mmd_term_is_zero_for_identical_batches_and_its_gradient_reaches_only_the_estimates():
+    from steadydiff.diffusion.loss import mmd_term
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(64, 2, generator=g)
+    sigma = torch.full((64,), 0.5)
+    assert float(mmd_term(clean.clone(), clean, sigma, 1.0)) == pytest.approx(0.0, abs=1e-6)
+    # estimates that collapse onto half the data are penalised, and only they receive a gradient
+    collapsed = clean.clone()
+    collapsed[:, 0] = collapsed[:, 0].abs()
+    estimate = collapsed.clone().requires_grad_(True)
+    target = clean.clone().requires_grad_(True)
+    value = mmd_term(estimate, target, sigma, 1.0)
+    assert float(value.detach()) > 0.01
+    value.backward()
+    assert estimate.grad is not None and float(estimate.grad.abs().sum()) > 0 and target.grad is None
+    # outside the moderate σ range (here all items at σ = 5 σ_data) the term is off
+    assert float(mmd_term(collapsed, clean, torch.full((64,), 5.0), 1.0)) == 0.0
+
+
+def test_imbalanced_grid_draws_its_weights():
+    from steadydiff.data import DataConfig, load_data
+    from steadydiff.data.sources import grid25_imbalanced_weights
+
+    w = grid25_imbalanced_weights()
+    assert w.sum() == pytest.approx(1.0) and w.max() / w.min() == pytest.approx(50.0)
+    ds = load_data(DataConfig(source="toy:grid25-imbalanced", toy_samples=50_000))
+    share = np.bincount(np.concatenate([ds.train_labels, ds.holdout_labels]), minlength=25) / 50_000
+    assert np.abs(share - w).max() < 0.005 and ds.mode_weights is not None

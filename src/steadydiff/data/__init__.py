@@ -59,6 +59,7 @@ class Dataset:
     columns: list[str] | None = None  # feature names for tables
     modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
     mode_std: float | None = None
+    mode_weights: np.ndarray | None = None  # the mixture's weights where they are not equal (toy:grid25-imbalanced)
     notes: list[str] = field(default_factory=list)  # plain-language notes: conversions, resizes, ...
     skipped: list[str] = field(default_factory=list)  # source files left out (data.bad_files=skip), "name: why"
 
@@ -219,6 +220,7 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         columns=raw.columns,
         modes=raw.modes,
         mode_std=raw.mode_std,
+        mode_weights=raw.mode_weights,
         notes=list(raw.notes),
         skipped=list(raw.skipped),
     )

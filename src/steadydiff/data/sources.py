@@ -43,6 +43,7 @@ class Raw:
     columns: list[str] | None = None  # feature names of tables
     modes: np.ndarray | None = None  # (K, D) known mode centres of toy mixtures
     mode_std: float | None = None
+    mode_weights: np.ndarray | None = None  # (K,) the mixture's weights (summing to 1) where they are not equal
     lines: np.ndarray | None = None  # (N,) 1-based line of each item in a CSV file, for error messages
     skipped: list[str] = field(default_factory=list)  # files left out (data.bad_files=skip), "name: why"
     notes: list[str] = field(default_factory=list)
@@ -66,10 +67,12 @@ SWISSROLL_SCALE = 1 / 5
 SWISSROLL_NOISE = 0.1
 
 
-def _mixture(centres: np.ndarray, std: float, cfg: DataConfig, name: str) -> Raw:
-    """Equal-weight Gaussian mixture; labels are the component each point was drawn from."""
+def _mixture(centres: np.ndarray, std: float, cfg: DataConfig, name: str, weights: np.ndarray | None = None
+             ) -> Raw:
+    """Gaussian mixture (equal weights unless given); labels are the component each point was drawn from."""
     rng = np.random.default_rng(cfg.split_seed)
-    labels = rng.integers(len(centres), size=cfg.toy_samples)
+    labels = rng.integers(len(centres), size=cfg.toy_samples) if weights is None else \
+        rng.choice(len(centres), size=cfg.toy_samples, p=weights)
     x = centres[labels] + std * rng.standard_normal((cfg.toy_samples, centres.shape[1]))
     return Raw(
         x=x,
@@ -78,13 +81,32 @@ def _mixture(centres: np.ndarray, std: float, cfg: DataConfig, name: str) -> Raw
         columns=["x", "y"],
         modes=centres.astype(np.float32),
         mode_std=std,
+        mode_weights=weights,
         notes=[f"{name}: {cfg.toy_samples:,} points from {len(centres)} Gaussians of std {std} (seed "
-               f"{cfg.split_seed}); labels are the component indices"],
+               f"{cfg.split_seed})" + ("" if weights is None else f" with weights from {weights.max():.3f} down to "
+                                        f"{weights.min():.4f}") + "; labels are the component indices"],
     )
 
 
 def _grid25(cfg: DataConfig) -> Raw:
     return _mixture(GRID25_CENTRES, GRID25_STD, cfg, "toy:grid25")
+
+
+# toy:grid25-imbalanced: the same 25 modes with weights falling geometrically from 1 to 1/50 (then normalised),
+# in an order that scatters the rare ones over the grid (a fixed permutation), so losing them is not losing a corner.
+GRID25_IMBALANCE = 50.0
+GRID25_IMBALANCED_ORDER = np.random.default_rng(25).permutation(25)
+
+
+def grid25_imbalanced_weights() -> np.ndarray:
+    w = GRID25_IMBALANCE ** (-np.arange(25) / 24.0)
+    out = np.empty(25)
+    out[GRID25_IMBALANCED_ORDER] = w / w.sum()  # the k-th most common mode is centre GRID25_IMBALANCED_ORDER[k]
+    return out
+
+
+def _grid25_imbalanced(cfg: DataConfig) -> Raw:
+    return _mixture(GRID25_CENTRES, GRID25_STD, cfg, "toy:grid25-imbalanced", grid25_imbalanced_weights())
 
 
 def _ring8(cfg: DataConfig) -> Raw:
@@ -160,6 +182,7 @@ def _sines(cfg: DataConfig) -> Raw:
 BUILTINS: dict[str, Callable[[DataConfig], Raw]] = {
     "toy:sines": _sines,
     "toy:grid25": _grid25,
+    "toy:grid25-imbalanced": _grid25_imbalanced,
     "toy:ring8": _ring8,
     "toy:swissroll": _swissroll,
     "digits": _digits,

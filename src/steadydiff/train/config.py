@@ -29,6 +29,9 @@ class TrainConfig:
     # Micro-batches per step: the batch is computed in this many parts whose gradients add up to the whole batch's
     # (for a batch larger than memory allows); the same training as one part, up to float rounding.
     accumulate: int = 1
+    # Weight of the MMD diversity term (diffusion/loss.py, mmd_term): denoised estimates at moderate σ against the
+    # clean batch. 0: off (BENCHMARKS.md, "uncertainty", has the evidence for and against).
+    mmd_weight: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     grad_clip_adaptive: float = 0.0  # also clip at this × the median norm of the last 200 steps; 0: off
     l1: float = 0.0  # penalty l1·Σ|w| on weight matrices and kernels (not biases or gains), added to the loss
@@ -107,7 +110,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {"train.warmup_samples": self.warmup_samples, "train.sample_every": self.sample_every,
                         "train.grad_clip": self.grad_clip, "train.grad_clip_adaptive": self.grad_clip_adaptive,
-                        "train.l1": self.l1, "train.l2": self.l2,
+                        "train.l1": self.l1, "train.l2": self.l2, "train.mmd_weight": self.mmd_weight,
                         "train.sigma_curriculum_samples": self.sigma_curriculum_samples,
                         "train.phema_every": self.phema_every,
                         "train.sample_metrics_every": self.sample_metrics_every, "train.threads": self.threads}

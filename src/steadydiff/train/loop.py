@@ -37,6 +37,7 @@ from ..data.masks import draw_masks, lowres_of, parse_masks
 from ..data.normalise import Normaliser
 from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
+from ..diffusion.loss import mmd_term
 from ..diffusion.noise import sample_sigma
 from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..metrics import mode_stats
@@ -477,6 +478,7 @@ def write_run_files(cfg: RunConfig, run_dir: Path, ds: Dataset, norm: Normaliser
         "n_holdout": len(ds.holdout), "columns": ds.columns, "notes": ds.notes, "description": describe(ds),
         "fingerprint": ds.fingerprint,
         "modes": None if ds.modes is None else np.asarray(ds.modes).tolist(), "mode_std": ds.mode_std,
+        "mode_weights": None if ds.mode_weights is None else np.asarray(ds.mode_weights).tolist(),
         "condition": None if cond is None else cond.to_dict(), "skipped_files": ds.skipped,
         "missing": ds.missing_by_column(),
     }, indent=2))
@@ -757,7 +759,7 @@ def share_backward(p: Parts, batch: Batch, sigma: torch.Tensor, noise: torch.Ten
     rows = p.world.shard(len(batch.x))
     mine, k = batch.rows(rows), tc.accumulate
     penalty = weight_penalty(p.params, tc.l1, tc.l2) if tc.l1 or tc.l2 else None
-    if k == 1:
+    if k == 1 and not tc.mmd_weight:
         local, _ = p.loss_fn(p.model, mine.x, generator=None, sigma=sigma[rows], n=noise[rows], aug=mine.aug,
                              cond=mine.cond, extra=mine.extra, target=mine.target)
         (local.mean() + penalty if penalty is not None else local.mean()).backward()
@@ -769,9 +771,12 @@ def share_backward(p: Parts, batch: Batch, sigma: torch.Tensor, noise: torch.Ten
         part = mine.rows(cut)
         sync = contextlib.nullcontext() if j == k - 1 or not p.world.active else p.model.no_sync()
         with sync:
-            out, _ = p.loss_fn(p.model, part.x, generator=None, sigma=sigma[rows][cut], n=noise[rows][cut],
-                               aug=part.aug, cond=part.cond, extra=part.extra, target=part.target)
+            out, _, denoised = p.loss_fn(p.model, part.x, generator=None, sigma=sigma[rows][cut],
+                                         n=noise[rows][cut], aug=part.aug, cond=part.cond, extra=part.extra,
+                                         target=part.target, want_denoised=True)
             share = out.sum() / n  # the micro-batches' gradients sum to the share's mean
+            if tc.mmd_weight:  # each micro-batch's own MMD, averaged over them
+                share = share + tc.mmd_weight / k * mmd_term(denoised, part.x, sigma[rows][cut], p.sigma_data)
             (share + penalty if penalty is not None and j == 0 else share).backward()
         parts.append(out.detach())
     return torch.cat(parts)

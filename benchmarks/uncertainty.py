@@ -1,0 +1,109 @@
+"""uncertainty — diversity options measured against the defaults (issue "Diversity and uncertainty").
+
+`--part mmd`: `toy:grid25-imbalanced` (25 modes, weights falling geometrically from 1 to 1/50), trained with the
+defaults and with the MMD diversity term (`train.mmd_weight`), seeds 0–2, 3,000 steps × 256; 5,000 samples
+(heun, 35 NFE) per run: modes covered, share within 3 std of a mode, the five rarest modes' recall (how many of
+them get a sample within 3 std) and their sampled share against their true weight; the term's cost per step
+(median samples/s of the run's log windows). Results accumulate in benchmarks/results/uncertainty.json.
+
+    .venv/bin/python benchmarks/uncertainty.py [--part mmd] [--weights 0 1] [--seeds 0 1 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from _common import OUT, load_results, parse_args, save_result, table, write_section
+from steadydiff import load, train
+from steadydiff.data.sources import GRID25_CENTRES, GRID25_STD, grid25_imbalanced_weights
+
+RESULTS = Path(__file__).resolve().parent / "results" / "uncertainty.json"
+ROOT_OUT = OUT / "uncertainty"
+N_SAMPLES = 5000
+RARE = 5
+
+
+def mode_shares(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's nearest centre and whether it lies within 3 std of it."""
+    d = np.sqrt(((samples[:, None, :] - GRID25_CENTRES[None]) ** 2).sum(-1))
+    nearest = d.argmin(1)
+    return nearest, d[np.arange(len(samples)), nearest] <= 3 * GRID25_STD
+
+
+def run_mmd(weight: float, seed: int, steps: int) -> dict:
+    out = ROOT_OUT / f"mmd-{weight:g}-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = {"data": {"source": "toy:grid25-imbalanced"},
+           "train": {"steps": steps, "batch_size": 256, "seed": seed, "mmd_weight": weight,
+                     "sample_metrics_every": 0, "sample_every": 0}}
+    run = train(cfg, out=out, progress=False)
+    samples = load(out).sample(N_SAMPLES, seed=0)
+    nearest, good = mode_shares(samples)
+    w = grid25_imbalanced_weights()
+    rare = np.argsort(w)[:RARE]
+    counts = np.bincount(nearest[good], minlength=25)
+    rates = [r["samples_per_s"] for r in
+             (json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln.strip())][1:]
+    return {"weight": weight, "seed": seed, "steps": steps,
+            "modes_covered": int((counts > 0).sum()), "high_quality": float(good.mean()),
+            "rare_covered": int((counts[rare] > 0).sum()),
+            "rare_share_ratio": [float(counts[k] / N_SAMPLES / w[k]) for k in rare],
+            "share_tv": float(0.5 * np.abs(counts / max(counts.sum(), 1) - w).sum()),
+            "samples_per_s": statistics.median(rates), "wall_s": run.summary["wall_s"]}
+
+
+def report() -> str:
+    res = load_results(RESULTS)
+    rows = [v for k, v in sorted(res.items()) if k.startswith("mmd/")]
+    if not rows:
+        return ""
+    by_weight: dict[float, list[dict]] = {}
+    for r in rows:
+        by_weight.setdefault(r["weight"], []).append(r)
+    lines = []
+    for w, rs in sorted(by_weight.items()):
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            lines.append([f"{w:g}", r["seed"], f"{r['modes_covered']}/25", f"{100 * r['high_quality']:.1f} %",
+                          f"{r['rare_covered']}/{RARE}", " ".join(f"{v:.2f}" for v in r["rare_share_ratio"]),
+                          f"{r['share_tv']:.3f}", f"{r['samples_per_s']:,.0f}"])
+    summary = []
+    for w, rs in sorted(by_weight.items()):
+        summary.append([f"{w:g}", len(rs), f"{statistics.mean(r['modes_covered'] for r in rs):.1f}",
+                        f"{statistics.mean(r['rare_covered'] for r in rs):.1f}/{RARE}",
+                        f"{statistics.mean(r['share_tv'] for r in rs):.3f}",
+                        f"{100 * statistics.mean(r['high_quality'] for r in rs):.1f} %",
+                        f"{statistics.median(r['samples_per_s'] for r in rs):,.0f}"])
+    return ("### MMD diversity term on toy:grid25-imbalanced (3,000 × 256 per run)\n\n" + table(
+        ["mmd_weight", "seed", "modes covered", "within 3 std", "rarest 5 covered",
+         "rarest 5: sampled share / weight", "share TV distance", "samples/s"], lines) + "\n\nMeans over seeds:\n\n"
+        + table(["mmd_weight", "runs", "modes covered", "rarest 5 covered", "share TV distance", "within 3 std",
+                 "samples/s (median)"], summary))
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], [
+        ("--part", {"nargs": "+", "default": ["mmd"], "choices": ["mmd"]}),
+        ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
+        ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
+        ("--report-only", {"action": "store_true"}),
+    ])
+    if not args.report_only and "mmd" in args.part:
+        for seed in args.seeds:
+            for w in args.weights:
+                r = run_mmd(w, seed, 200 if args.quick else 3000)
+                print(json.dumps(r), flush=True)
+                if not args.quick:
+                    save_result(RESULTS, f"mmd/{w:g}/s{seed}", r)
+    if not args.quick:
+        text = report()
+        print(text)
+        write_section("uncertainty", "Diversity and uncertainty (benchmarks/uncertainty.py)", text)
+
+
+if __name__ == "__main__":
+    main()
