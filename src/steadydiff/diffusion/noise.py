@@ -28,8 +28,9 @@ def sample_sigma(n: int, kind: NoiseName, *, sigma_data: float, p_mean: float = 
     `u`, when given, are n uniforms in (0, 1) used instead of fresh randomness: stratified σ (across
     ranks or a fixed validation grid) comes in through it.
     """
-    if u is None:
-        u = torch.rand(n, generator=generator, dtype=torch.float64).to(device)
+    if u is None:  # drawn on the generator's device (a CUDA generator draws on its GPU)
+        u = torch.rand(n, generator=generator, dtype=torch.float64,
+                       device=generator.device if generator is not None else "cpu").to(device)
     u = u.to(torch.float64)
     if kind == "lognormal":
         z = math.sqrt(2.0) * torch.erfinv(2 * u.clamp(1e-7, 1 - 1e-7) - 1)  # inverse normal CDF

@@ -694,17 +694,19 @@ def train_step(p: Parts, st: RunState) -> None:
     idx, x = batch.idx, batch.x
     # dropout masks of this process's items (with several processes, statistically but not bitwise one process's)
     torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step, *((p.world.rank,) if p.world.active else ())))
-    g = torch.Generator().manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
+    # Drawn where they are used: on a GPU its own generator (no host-to-device copy of the noise each step; the
+    # numbers then differ from a CPU run's, deterministically per seed); on the CPU the same numbers as ever.
+    g = torch.Generator(device=device).manual_seed(derive_seed(tc.seed, Stream.NOISE, st.step))
     for group in p.opt.param_groups:
         group["lr"] = p.lr(st.samples_seen)
     # σ, then the noise, of every item of the global batch (the order DenoisingLoss draws them in)
     share = curriculum_share(st.samples_seen, tc)
     u = None
     if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
-        u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64)
+        u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64, device=device)
     sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
-                         p_std=p.loss_fn.p_std, u=u, generator=None if u is not None else g).to(device)
-    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(device)
+                         p_std=p.loss_fn.p_std, u=u, generator=None if u is not None else g, device=device)
+    noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device=device)
     p.opt.zero_grad(set_to_none=True)
     local = share_backward(p, batch, sigma, noise)
     per_sample = p.world.gather(local)  # the whole batch's losses, for the guard and the log
