@@ -23,6 +23,8 @@ from .diffusion import Denoiser
 from .errors import SteadydiffError
 from .sampling import derive_seed, generate
 from .sampling import nfe as count_nfe
+from .sampling.mc_dropout import MCDropout
+from .sampling.noise import sample_seeds
 from .threads import choose_threads
 from .train import checkpoint as ckpt
 from .train.loop import build_denoiser, extra_channels, resolve_device
@@ -60,7 +62,8 @@ class Model:
 
     def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
                cond: Any = None, guidance: float | None = None, schedule: str | None = None, batch_size: int = 500,
-               normalised: bool = False, callback: Any = None, guide: Model | None = None) -> np.ndarray:
+               normalised: bool = False, callback: Any = None, guide: Model | None = None, mc_dropout: int = 0,
+               uncertainty: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """n samples (float32 array, user units). Sample i depends on (seed, i) and its condition only, never on
         the batch size.
 
@@ -70,7 +73,10 @@ class Model:
         `guide`, a weaker model of the same run (`load(run, ema=False)` or an earlier checkpoint), the guidance is
         autoguidance (Karras et al. 2024): D_guide + w·(D − D_guide), both with the same condition.
         `callback(info)` is called after each solver step with the solver's dict (x, denoised, sigma, ...), in
-        normalised units."""
+        normalised units. `mc_dropout` = M > 0 evaluates the denoiser M times per step with its dropout on and uses
+        the mean (sampling/mc_dropout.py; a sample then also depends on its batch); with `uncertainty` the call
+        returns (samples, spread): the passes' spread of the denoised estimate along the path, per value, in
+        normalised units (zeros for a network trained without dropout)."""
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
         if guidance is not None and not (isinstance(guidance, int | float) and math.isfinite(guidance)):
@@ -84,12 +90,24 @@ class Model:
                                   "or `steadydiff sample --lowres FILE.npy`")
         values = self.conditions(n, cond, seed=seed)
         c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
-        x = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
-                     steps=steps, sampler=sampler, schedule=schedule, batch_size=batch_size, device=self.device,
-                     callback=callback, cond=c, guidance=guidance,
-                     guide=None if guide is None else guide.denoiser)
-        x = x.numpy()
-        return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
+        if uncertainty and mc_dropout < 2:
+            raise SteadydiffError("uncertainty=True needs mc_dropout ≥ 2 passes (the spread of their estimates)")
+        kw = dict(**self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler, schedule=schedule,
+                  device=self.device, callback=callback, guidance=guidance,
+                  guide=None if guide is None else guide.denoiser)
+        if mc_dropout < 1:
+            x = generate(self.denoiser, self.item_shape, n, seed=seed, batch_size=batch_size, cond=c, **kw).numpy()
+            return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
+        seeds, parts, spreads = sample_seeds(seed, n), [], []
+        for s in range(0, n, batch_size):  # one MC wrapper per batch: its spread belongs to those samples
+            chunk = seeds[s:s + batch_size]
+            mc = MCDropout(self.denoiser, mc_dropout, seed=derive_seed(chunk[0], mc_dropout), rows=len(chunk)).eval()
+            parts.append(generate(mc, self.item_shape, len(chunk), seed=seed, seeds=chunk, batch_size=len(chunk),
+                                  cond=None if c is None else c[s:s + batch_size], **kw))
+            spreads.append(mc.spread().cpu())
+        x = torch.cat(parts).numpy()
+        x = x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
+        return (x, torch.cat(spreads).numpy().astype(np.float32)) if uncertainty else x
 
     @torch.no_grad()
     def seconds_for(self, n: int, *, steps: int | None = None, sampler: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .atomic import write_npy_atomic
 from .config import RunConfig, apply_overrides, load_toml, set_value, to_dict, to_toml, validate
 from .data.config import DataConfig
 from .errors import SteadydiffError, TrainingStopped
@@ -194,7 +195,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
         with tqdm(total=batches * steps, disable=args.quiet or seconds < 3, unit="step",
                   desc="sampling") as bar:
             x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
-                             guidance=args.guidance, guide=guide, callback=lambda info: bar.update(1))
+                             guidance=args.guidance, guide=guide, callback=lambda info: bar.update(1),
+                             mc_dropout=args.mc_dropout, uncertainty=args.mc_dropout > 1)
+        if args.mc_dropout > 1:
+            from .sampling.mc_dropout import dropout_modules
+
+            x, spread = x
+            if not any(getattr(m, "p", 0) > 0 for m in dropout_modules(model.denoiser)):
+                print("MC dropout: this network was trained without dropout (net.*.dropout = 0): every pass is the "
+                      "same and the spread is 0", file=sys.stderr)
+            spread_path = out.with_name(out.stem + ".spread.npy")
+            write_npy_atomic(spread_path, spread)
+            print(f"MC dropout: {args.mc_dropout} passes per step; the spread of the denoised estimate (normalised "
+                  f"units, mean {float(spread.mean()):.4g}, max {float(spread.max()):.4g}) is in {spread_path}")
     what = "" if model.cond is None else (
         f", guidance {model.config.sample.guidance if args.guidance is None else args.guidance:g}, "
         + (f"class {args.cls}" if args.cls not in (None, "all") else f"{args.n} per class" if args.cls == "all"
@@ -604,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", default=None, metavar="TEXT",
                    help="runs conditional on captions: the caption every sample is drawn for (default: training "
                         "captions, drawn per sample)")
+    s.add_argument("--mc-dropout", type=int, default=0, metavar="M",
+                   help="Monte Carlo dropout: M passes per step with dropout on, their mean used; with M ≥ 2 the "
+                        "spread of the estimate is written beside --out as NAME.spread.npy (networks trained with "
+                        "dropout only; default 0: off)")
     s.add_argument("--guide", default=None, metavar="raw|step-N",
                    help="autoguidance: guide by the raw weights or an earlier checkpoint's EMA instead of the "
                         "unconditional branch (with --guidance W; default: the unconditional branch)")
