@@ -6,7 +6,11 @@ defaults and with the MMD diversity term (`train.mmd_weight`), seeds 0–2, 3,00
 them get a sample within 3 std) and their sampled share against their true weight; the term's cost per step
 (median samples/s of the run's log windows). Results accumulate in benchmarks/results/uncertainty.json.
 
-    .venv/bin/python benchmarks/uncertainty.py [--part mmd] [--weights 0 1] [--seeds 0 1 2] [--quick]
+`--part mcdropout`: `toy:grid25` trained with MLP dropout 0.1 (3,000 × 256, seeds 0–1); 5,000 samples with plain
+sampling and with MC dropout (4 passes per step): modes covered, share within 3 std, the mean spread of the
+estimate, and sampling time.
+
+    .venv/bin/python benchmarks/uncertainty.py [--part mmd mcdropout] [--weights 0 1] [--seeds 0 1 2] [--quick]
 """
 
 from __future__ import annotations
@@ -57,8 +61,51 @@ def run_mmd(weight: float, seed: int, steps: int) -> dict:
             "samples_per_s": statistics.median(rates), "wall_s": run.summary["wall_s"]}
 
 
+def run_mcdropout(seed: int, steps: int) -> dict:
+    import time
+
+    out = ROOT_OUT / f"mcdrop-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = {"data": {"source": "toy:grid25"}, "net": {"mlp": {"dropout": 0.1}},
+           "train": {"steps": steps, "batch_size": 256, "seed": seed, "sample_metrics_every": 0, "sample_every": 0}}
+    train(cfg, out=out, progress=False)
+    model = load(out)
+    rows = {}
+    for passes in (0, 4):
+        t0 = time.perf_counter()
+        got = model.sample(N_SAMPLES, seed=0, mc_dropout=passes, uncertainty=passes > 1)
+        seconds = time.perf_counter() - t0
+        samples, spread = got if passes > 1 else (got, None)
+        nearest, good = mode_shares(samples)
+        counts = np.bincount(nearest[good], minlength=25)
+        rows[str(passes)] = {"modes_covered": int((counts > 0).sum()), "high_quality": float(good.mean()),
+                             "share_tv": float(0.5 * np.abs(counts / max(counts.sum(), 1) - 1 / 25).sum()),
+                             "spread": None if spread is None else float(spread.mean()), "seconds": round(seconds, 1)}
+    return {"seed": seed, "steps": steps, "rows": rows}
+
+
 def report() -> str:
     res = load_results(RESULTS)
+    parts = [mmd_report(res), mcdropout_report(res)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def mcdropout_report(res: dict) -> str:
+    runs = [v for k, v in sorted(res.items()) if k.startswith("mcdropout/")]
+    if not runs:
+        return ""
+    lines = []
+    for r in runs:
+        for passes, v in r["rows"].items():
+            lines.append([r["seed"], "plain" if passes == "0" else f"MC dropout, {passes} passes",
+                          f"{v['modes_covered']}/25", f"{100 * v['high_quality']:.1f} %", f"{v['share_tv']:.3f}",
+                          "—" if v["spread"] is None else f"{v['spread']:.4f}", f"{v['seconds']:.0f} s"])
+    return (f"### MC dropout on toy:grid25 (MLP dropout 0.1, {runs[0]['steps']:,} × 256, {N_SAMPLES:,} samples)\n\n"
+            + table(["seed", "sampling", "modes covered", "within 3 std", "share TV from uniform",
+                     "mean spread (normalised units)", "sampling time"], lines))
+
+
+def mmd_report(res: dict) -> str:
     rows = [v for k, v in sorted(res.items()) if k.startswith("mmd/")]
     if not rows:
         return ""
@@ -87,7 +134,7 @@ def report() -> str:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["mmd"], "choices": ["mmd"]}),
+        ("--part", {"nargs": "+", "default": ["mmd", "mcdropout"], "choices": ["mmd", "mcdropout"]}),
         ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
         ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
         ("--report-only", {"action": "store_true"}),
@@ -99,6 +146,12 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
                 if not args.quick:
                     save_result(RESULTS, f"mmd/{w:g}/s{seed}", r)
+    if not args.report_only and "mcdropout" in args.part:
+        for seed in args.seeds[:2]:
+            r = run_mcdropout(seed, 200 if args.quick else 3000)
+            print(json.dumps(r), flush=True)
+            if not args.quick:
+                save_result(RESULTS, f"mcdropout/s{seed}", r)
     if not args.quick:
         text = report()
         print(text)
