@@ -110,7 +110,9 @@ def test_report_of_a_finished_vector_run_with_incidents(ring_report):
 def test_report_of_an_image_run(digits_run, tmp_path):
     html = write_report(digits_run, tmp_path / "before.html", n_eval=60).read_text()
     assert "no eval.json yet" in section(html, "quality-nfe")  # the report computes no quality of its own
+    assert "eval RUN --nll" in section(html, "memorisation")  # says how to add the likelihood
     steadydiff.evaluate.evaluate(digits_run, n=60)  # what `steadydiff report` runs first
+    steadydiff.evaluate.likelihood(digits_run, n=10, steps=4)
     out = write_report(digits_run, tmp_path / "sub" / "r.html", n_eval=60)
     assert out == tmp_path / "sub" / "r.html"
     html = out.read_text()
@@ -118,6 +120,7 @@ def test_report_of_an_image_run(digits_run, tmp_path):
     assert len(re.findall(r"<figure><img", section(html, "samples"))) == 2  # step-5 and step-10 grids
     memo = section(html, "memorisation")
     assert "nearest training item" in memo and "<img" in memo
+    assert "Likelihood (`steadydiff eval --nll`" in memo and "bits/dim" in memo and "held-out items" in memo
     assert "<img" in section(html, "trajectory") and "<img" in section(html, "quality-nfe")
     # eval.json's figures, with the definition the sample metrics and summary.json use: the shipped classifier
     assert "fd_classifier" in section(html, "quality-nfe") and "Floor:" in section(html, "quality-nfe")

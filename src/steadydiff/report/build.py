@@ -539,6 +539,22 @@ def quality_section(files: RunFiles, live: Live) -> str:
 
 
 # 9. Memorisation ---------------------------------------------------------------------------------------
+def likelihood_para(files: RunFiles) -> str:
+    """eval.json's likelihood (`steadydiff eval --nll`), when there is one: training against held-out items."""
+    ev = files.evaluation if isinstance(files.evaluation, dict) else {}
+    nll = ev.get("nll")
+    if not nll or "train" not in nll:
+        return h.note("`steadydiff eval RUN --nll` adds the likelihood of training and held-out items here: a "
+                      "model that memorises assigns its training items more likelihood than new ones.")
+    text = (f"Likelihood (`steadydiff eval --nll`, {nll['checkpoint']}, {nll['weights']} weights, {nll['unit']}, "
+            f"lower is better): training items {nll['train']['mean']:.4f} ± {nll['train']['se']:.4f}")
+    if "holdout" in nll:
+        text += f", held-out items {nll['holdout']['mean']:.4f} ± {nll['holdout']['se']:.4f}"
+    if "gap" in nll:
+        text += f"; {nll['gap']['reading']}"
+    return h.para(text + ".")
+
+
 def memorisation_section(files: RunFiles, live: Live) -> str:
     title = "9. Memorisation"
     memo, ref = live.memo, live.reference
@@ -549,7 +565,7 @@ def memorisation_section(files: RunFiles, live: Live) -> str:
             held = (q.get("real_data") or {}).get("copy_fraction")
             body += h.para(f"From summary.json: {100 * q['copy_fraction']:.1f}% of samples are near-copies"
                            + (f" (held-out real items: {100 * held:.1f}%)" if held is not None else "") + ".")
-        return h.section("memorisation", title, body)
+        return h.section("memorisation", title, body + likelihood_para(files))
     held = memo["heldout_fraction"]
     rows = [("samples that are near-copies of a training item", f"{100 * memo['copy_fraction']:.1f}%"),
             ("held-out real items that are (the baseline)", "—" if held is None else f"{100 * held:.1f}%"),
@@ -565,6 +581,7 @@ def memorisation_section(files: RunFiles, live: Live) -> str:
                   "baseline to read the samples' share against.")
     body += h.table(["figure", "value"], rows)
     body += h.para(verdict.nearest_reading(memo["median_sample_nn"], memo["median_heldout_nn"]))
+    body += likelihood_para(files)
     body += h.figure(plots.nn_histogram(memo["sample_nn"], memo["heldout_nn"], memo["threshold"]),
                      "Distance to the nearest training item: samples against held-out real items.")
     worst, nearest, dist = memo["worst"], memo["worst_nearest"], memo["worst_distances"]
