@@ -40,6 +40,9 @@ class UNetConfig:
     # Magnitude-preserving layers with forced weight normalisation (EDM2; see nets/mp.py): no
     # normalisation layers, so `norm` must stay at its default or be "none".
     mp: bool = False
+    # Activation checkpointing (torch.utils.checkpoint) of every block in training: the activations inside a block
+    # are recomputed in the backward pass instead of kept — less memory for about one more forward pass of time.
+    checkpointing: bool = False
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from .config import UNetConfig
@@ -123,6 +124,7 @@ class UNet(nn.Module):
                  extra_channels: int = 0):
         super().__init__()
         self.item_shape = (in_channels, *size)
+        self.checkpointing = cfg.checkpointing
         dims = len(size)
         self.ops = ops = MPLayers(dims) if cfg.mp else Layers(norm_factory(cfg.norm, cfg.groups, dims), dims)
         ch = [cfg.channels * m for m in cfg.channel_mult]
@@ -163,6 +165,13 @@ class UNet(nn.Module):
         self.norm_out = ops.norm(cin)
         self.conv_out = ops.output_layer(cin, in_channels, 3)
 
+    def run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """One block; with net.unet.checkpointing in training, its activations are recomputed in the backward pass
+        (non-reentrant checkpointing, which replays the block's dropout masks from the saved RNG state)."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(block, h, emb, use_reentrant=False)
+        return block(h, emb)
+
     def forward(
         self, x: torch.Tensor, c_noise: torch.Tensor, cond: torch.Tensor | None = None,
         aug: torch.Tensor | None = None, extra: torch.Tensor | None = None,
@@ -179,18 +188,18 @@ class UNet(nn.Module):
         blocks = iter(self.down)
         for lvl in range(self.levels):
             for _ in range(self.blocks_per_level):
-                h = next(blocks)(h, emb)
+                h = self.run(next(blocks), h, emb)
                 skips.append(h)
             if lvl < self.levels - 1:
                 h = downsample(h)
                 skips.append(h)
 
-        h = self.mid(h, emb)
+        h = self.run(self.mid, h, emb)
 
         blocks = iter(self.up)
         for lvl in reversed(range(self.levels)):
             for _ in range(self.blocks_per_level + 1):
-                h = next(blocks)(self.ops.cat(h, skips.pop()), emb)
+                h = self.run(next(blocks), self.ops.cat(h, skips.pop()), emb)
             if lvl > 0:
                 h = upsample(h, skips[-1].shape[2:])
 
