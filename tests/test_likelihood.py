@@ -84,3 +84,17 @@ def test_eval_nll_on_a_trained_run(tmp_path) -> None:
     assert res["train"]["mean"] < 2.6 and res["holdout"]["mean"] < 2.6
     assert "memorisation" in res["gap"]["reading"]
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["nll"]["train"] == res["train"]
+
+
+def test_dequantised_digits_spread_across_one_level():
+    """digits: values 0…16 map to [−1, 1], one level is 0.125 wide there, and each value is spread uniformly over
+    its own level only."""
+    import numpy as np
+
+    from steadydiff.evaluate import dequantised
+
+    items = np.arange(17, dtype=np.float64).repeat(200)
+    x = dequantised(items, 0.0, 16.0, 0.125, np.random.default_rng(0))
+    centre = (items - 8) / 8
+    assert np.abs(x - centre).max() <= 0.0625 and np.abs(x - centre).max() > 0.06
+    assert abs(float((x - centre).std()) - 0.125 / 12**0.5) < 0.003  # uniform across the level

@@ -356,6 +356,14 @@ __all__ = ["FEATURE_SPACES", "RANKED", "Reference", "best_checkpoint", "default_
 # Likelihood (eval --nll).
 
 
+def dequantised(items: np.ndarray, lo: float, hi: float, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Images in user units, each value spread uniformly across its value level (Theis et al. 2016), mapped to the
+    network's units by the image normaliser's affine map (without its clamping: a value may lie half a level
+    beyond the range). `level` is one level's width in network units (Normaliser.image_step)."""
+    scale = 2.0 / (hi - lo)
+    return (items - (lo + hi) / 2) * scale + (rng.random(items.shape) - 0.5) * level
+
+
 def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = True, n: int = 500, seed: int = 0,
                steps: int = DEFAULT_STEPS, probes: int | None = None, data: Any = None, device: str = "auto",
                backbone: torch.nn.Module | None = None, progress: bool = False) -> dict[str, Any]:
@@ -396,9 +404,8 @@ def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = Tru
         if not len(items):
             continue
         items = items[np.sort(rng.permutation(len(items))[:n])].astype(np.float64)
-        if image:  # uniform dequantisation across one level, then the normaliser's affine map (no clamping)
-            items = items + (rng.random(items.shape) - 0.5) * level
-            x = (items - (norm.lo + norm.hi) / 2) * (2.0 / (norm.hi - norm.lo))
+        if image:
+            x = dequantised(items, norm.lo, norm.hi, level, rng)
         else:
             x = np.asarray(norm.forward(items), dtype=np.float64)
         x = torch.as_tensor(x, dtype=torch.float32)
@@ -408,7 +415,7 @@ def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = Tru
             values.append(log_likelihood(denoise, batch, sigma_data=run.config.diffusion.sigma_data,
                                          sigma_min=1e-3, steps=steps, probes=probes, generator=g).cpu())
         log_p = torch.cat(values)
-        per = bits_per_dim(log_p, dims, level * 2.0 / (norm.hi - norm.lo)) if image else -log_p
+        per = bits_per_dim(log_p, dims, level) if image else -log_p
         counted += len(x)
         result[split] = {"n": len(x), "mean": round(float(per.mean()), 5),
                          "se": round(float(per.std() / max(1, len(per)) ** 0.5), 5)}
