@@ -115,9 +115,17 @@ def nll_report(res: dict) -> str:
               f"{x['holdout']['mean']:.3f} ± {x['holdout']['se']:.3f}",
               f"{x['gap']['value']:+.3f} ± {x['gap']['se']:.3f}", f"{x['seconds_per_1000_items']:.0f} s"]
              for x in r["rows"]]
-    return ("### Likelihood over training: digits (3,000 × 128, EMA weights, bits/dim, 200 + 200 items, 64 Heun "
-            "steps, Hutchinson 4 probes)\n\n" + table(["step", "training digits", "held-out digits",
-                                                        "held-out − training", "time per 1,000 items"], lines))
+    first = r["rows"][0]
+    return (f"### Likelihood over training: digits (3,000 × 128, EMA weights, bits/dim, {first['train']['n']} training "
+            f"and {first['holdout']['n']} held-out digits, 64 Heun steps, Hutchinson 4 probes)\n\n"
+            + table(["step", "training digits", "held-out digits", "held-out − training", "time per 1,000 items"],
+                    lines)
+            + "\n\nA uniform distribution over digits' 17 value levels scores log₂ 17 = 4.09 bits/dim. The held-out "
+            "digits stay within about one standard error of the training digits at every checkpoint: no sign of "
+            "memorisation in 3,000 steps (the near-copy check agrees, section \"Know your model\"). The likelihood "
+            "itself worsens after step 1,000 while sample quality improves; a likely reading (not tested here) is "
+            "that the model concentrates its density on the 17 levels, where uniform dequantisation spreads the "
+            "test points across whole levels. Time: one core shared with another benchmark.")
 
 
 def report() -> str:
