@@ -120,3 +120,18 @@ def test_hung_rank_ends_the_job_with_a_message(tmp_path: Path) -> None:
 def test_batch_not_divisible_is_refused(tmp_path: Path) -> None:
     result = run_worker(tmp_path / "odd", "clean", *GRID[:1], 10, 63, *GRID[1:], timeout=300)
     assert result.returncode != 0 and "not divisible by 2" in result.stderr
+
+
+def test_train_nproc_starts_torchrun(tmp_path: Path) -> None:
+    """`steadydiff train --nproc 2`: torchrun started for the user; one summary printed, one log line per step."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "steadydiff", "train", "--nproc", "2", "--data", "toy:grid25",
+                             "--steps", "20", "--batch-size", "32", "--out", str(tmp_path / "run"), "--quiet",
+                             "--set", "data.toy_samples=1000", "net.mlp.width=32", "train.log_every=5",
+                             "train.sample_metrics_every=0", "train.sample_every=0"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    ok(result)
+    assert result.stdout.count("trained toy:grid25") == 1
+    assert "distributed: 2 processes (gloo), 16 items each of the global batch 32" in result.stderr
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
