@@ -143,6 +143,9 @@ def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
     (["train", "--data", "toy:ring8", "--out", "{tmp}/r", "--set", "net.kind=unet2d"], "(C, H, W)"),
     (["sample", "{tmp}", "--out", "{tmp}/x.png"], "not a steadydiff run directory"),
     (["info", "{tmp}/none"], "not a steadydiff run directory"),
+    (["train", "--data", "toy:ring8", "--out", "{tmp}/r", "--nproc", "0"], "--nproc 0"),
+    (["eval", "{tmp}", "--nll", "--nll-steps", "0"], "--nll needs ≥ 1 ODE step"),
+    (["eval", "{tmp}", "--nll", "--nll-probes", "-2"], "probes ≥ 0"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     r = steadydiff(*[a.format(tmp=tmp_path) for a in args])

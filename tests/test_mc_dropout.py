@@ -38,3 +38,5 @@ def test_dropout_spread_is_real_and_deterministic(tmp_path):
     assert not model.denoiser.training  # sampling left the network in evaluation mode
     with pytest.raises(SteadydiffError, match="mc_dropout ≥ 2"):
         model.sample(4, uncertainty=True)
+    with pytest.raises(SteadydiffError, match="mc_dropout must be ≥ 0"):
+        model.sample(4, mc_dropout=-1)

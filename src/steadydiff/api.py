@@ -90,6 +90,8 @@ class Model:
                                   "or `steadydiff sample --lowres FILE.npy`")
         values = self.conditions(n, cond, seed=seed)
         c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
+        if mc_dropout < 0:
+            raise SteadydiffError(f"mc_dropout must be ≥ 0 (the dropout passes per step; 0: off), got {mc_dropout}")
         if uncertainty and mc_dropout < 2:
             raise SteadydiffError("uncertainty=True needs mc_dropout ≥ 2 passes (the spread of their estimates)")
         kw = dict(**self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler, schedule=schedule,

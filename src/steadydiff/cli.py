@@ -94,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SteadydiffError(f"--image-size resizes the images of a folder; data {cfg.data.source!r} is not a folder "
                               "of images (built-in images keep their own size, tables and arrays have none): leave "
                               "--image-size out")
+    if args.nproc is not None and args.nproc < 1:
+        raise SteadydiffError(f"--nproc {args.nproc}: give the number of processes to train with, 1 or more")
     if args.dry_run:
         from .data import describe
         from .nets import count_parameters

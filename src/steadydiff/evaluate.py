@@ -374,6 +374,9 @@ def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = Tru
     them more likelihood than new ones. A conditional run is scored through its unconditional branch, a
     mask-conditioned one with nothing known; items with missing values are left out.
     Writes RUN/eval.json["nll"]."""
+    if steps < 1 or (probes is not None and probes < 0) or n < 2:
+        raise SteadydiffError(f"--nll needs ≥ 1 ODE step (--nll-steps, got {steps}), probes ≥ 0 (--nll-probes, 0: "
+                              f"exact divergence; got {probes}) and ≥ 2 items per split (--n, got {n})")
     run = _open_run(run_dir)
     if run.config.train.lowres:
         raise SteadydiffError("--nll needs an unconditional density; a super-resolution run (train.lowres) only "

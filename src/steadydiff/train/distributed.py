@@ -124,8 +124,6 @@ def lost_peer(world: World, exc: BaseException, run_dir: object) -> SteadydiffEr
 
 def launch(nproc: int, argv: list[str]) -> int:
     """`steadydiff train --nproc N …` on one machine: the same command under torchrun with N processes."""
-    if nproc < 1:
-        raise ConfigError(f"--nproc {nproc}: give the number of processes, 1 or more")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "steadydiff", *argv]
     log.info("starting %d processes: %s", nproc, " ".join(cmd[1:]))
