@@ -63,3 +63,20 @@ def test_resumed_run_keeps_its_thread_count(tmp_path, monkeypatch: pytest.Monkey
         train(cfg, tmp_path / "run", progress=False)
     assert "threads: 2 per process (the count the run started with)" in caplog.text
     assert torch.get_num_threads() == 2
+
+
+def test_loading_measures_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import steadydiff.threads as threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_FOR_LOADING", None)
+    calls = []
+
+    def work() -> None:
+        calls.append(1)
+        matmul()
+
+    first = threads.threads_for_loading(work)
+    timed = len(calls)
+    assert threads.threads_for_loading(work) == first and len(calls) == timed  # the later loads time nothing
+    assert torch.get_num_threads() == first[0]

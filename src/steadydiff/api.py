@@ -25,7 +25,7 @@ from .sampling import derive_seed, generate
 from .sampling import nfe as count_nfe
 from .sampling.mc_dropout import MCDropout
 from .sampling.noise import sample_seeds
-from .threads import choose_threads
+from .threads import threads_for_loading
 from .train import checkpoint as ckpt
 from .train.loop import build_denoiser, extra_channels, resolve_device
 from .train.loop import train as train_loop
@@ -333,7 +333,7 @@ def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device
         extra = extra_channels(cfg, tuple(info["item_shape"]))
         given = torch.zeros(16, extra, *info["item_shape"][1:]) if extra else None
         with torch.no_grad():
-            n, why = choose_threads(0, lambda: net(probe, torch.ones(16), extra=given), what="network evaluation")
+            n, why = threads_for_loading(lambda: net(probe, torch.ones(16), extra=given))
         log.info("threads: %d (%s)", n, why)
     vectors = None
     if cond is not None and cond.kind == "vector":

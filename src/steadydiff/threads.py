@@ -61,3 +61,17 @@ def choose_threads(setting: int, work: Callable[[], object], *, processes: int =
     torch.set_num_threads(best)
     measured = ", ".join(f"{1000 * t:.1f} ms with {n}" for n, t in times.items())
     return best, f"one {what} took {measured} thread(s); {share} usable cores for this process"
+
+
+_FOR_LOADING: tuple[int, str] | None = None
+
+
+def threads_for_loading(work: Callable[[], object]) -> tuple[int, str]:
+    """The thread count of a process that loads runs to sample or evaluate: measured with the first network it
+    loads (`work`: one evaluation of it) and kept for the later ones (eval --best and --ema-sweep load many)."""
+    global _FOR_LOADING
+    if _FOR_LOADING is None or os.environ.get("OMP_NUM_THREADS"):
+        _FOR_LOADING = choose_threads(0, work, what="network evaluation")
+    else:
+        torch.set_num_threads(_FOR_LOADING[0])
+    return _FOR_LOADING
