@@ -105,6 +105,11 @@ def test_report_of_a_finished_vector_run_with_incidents(ring_report):
     for question in ("Converged?", "Diverging?", "Memorising?", "Mode collapse?"):
         assert question in verdicts
     assert "rollback" in verdicts  # the guard's rollback is named in the divergence answer
+    # every panel of curves is read in a sentence with its numbers
+    assert re.search(r"The fixed validation loss \(EMA weights\) went from [\d.]+ \(step [\d,]+\) to",
+                     section(html, "loss"))
+    assert re.search(r"The gradient norm before clipping had a median of [\d.]+", section(html, "gradients"))
+    assert re.search(r"% of the logged steps were above the clipping norm 1", section(html, "gradients"))
 
 
 def test_report_of_an_image_run(digits_run, tmp_path):
@@ -240,6 +245,42 @@ def test_nearest_distances_are_read_against_held_out_items():
     assert "off the data" in nearest_reading(7.41, 4.51)  # the figures: further than fresh data
     assert "no sign of copying" in nearest_reading(4.6, 4.5)
     assert "No held-out" in nearest_reading(4.6, None)
+
+
+def test_loss_reading_states_the_start_end_best_and_trend():
+    steps = list(range(0, 2000, 100))
+    falling = [1.0 / (1 + s / 200) for s in steps]
+    text = v.loss_reading(steps, falling)
+    assert "from 1 (step 0) to 0.09524 (step 1,900), -90%" in text and "still improving" in text
+    assert "lowest" not in text  # the last value is the lowest
+    settled = [0.5] * 15 + [0.5 + 0.001 * (-1) ** i for i in range(5)]
+    assert "settled" in v.loss_reading(steps, settled)
+    rising = [1.0 - s / 4000 for s in steps[:14]] + [0.7 + 0.05 * i for i in range(6)]
+    text = v.loss_reading(steps, rising)
+    assert "rising again" in text and "its lowest was 0.675 at step 1,300" in text
+    assert "Too few" in v.loss_reading([0], [1.0])
+
+
+def test_gradient_reading_names_the_excursion_and_how_often_clipping_acted():
+    steps = list(range(0, 1000, 50))
+    g = [0.5] * 20
+    g[7] = 6.0
+    text = v.gradient_reading(steps, g, clip=1.0)
+    assert "median of 0.5 over the 20 logged steps" in text and "6 (12.0× the median), was at step 350" in text
+    assert "5% of the logged steps were above the clipping norm 1." in text
+    most = v.gradient_reading(steps, [2.0] * 20, clip=1.0)
+    assert "100%" in most and "clipping, not the learning rate" in most
+    assert "clipping norm" not in v.gradient_reading(steps, g, clip=0.0)
+    assert "No finite" in v.gradient_reading([0], [float("nan")], clip=1.0)
+
+
+def test_sample_metric_reading_against_its_floor():
+    text = v.sample_metric_reading("fd_classifier", [250, 500, 750], [80.0, 30.0, 40.0], higher_is_better=False,
+                                   floor=20.0)
+    assert "from 80 (step 250) to 40 (step 750)" in text and "best was 30 at step 500" in text
+    assert "2.00× what real training items score (20)" in text
+    up = v.sample_metric_reading("high_quality", [1, 2], [0.5, 0.9], higher_is_better=True, floor=0.95)
+    assert "best" not in up and "real training items score 0.95" in up
 
 
 def test_mode_collapse_rules():

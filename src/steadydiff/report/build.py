@@ -226,6 +226,9 @@ def loss_section(files: RunFiles) -> str:
     if png:
         body += h.figure(png, "Training loss (fresh σ and noise every step) and the fixed validation loss (fixed "
                               "held-out items, noise and σ grid: it moves only when the model does); log scale.")
+        _, v_ema, st_ema = _x(m, "val_loss_ema")
+        if v_ema:
+            body += h.para(verdict.loss_reading(st_ema, v_ema))
     png = plots.bin_curves(m)
     if png:
         body += h.heading("Per noise level")
@@ -276,6 +279,11 @@ def gradient_section(files: RunFiles) -> str:
     body = h.figure(png, "Gradient norm before clipping (the last step of each log window) and the learning rate "
                          "applied; the guard's LR scale is drawn in red when a rollback lowered it; the update/weight "
                          "ratio and weight norms per block where the run logs them.")
+    grads = [(r["step"], r["grad_norm"]) for r in files.metrics if isinstance(r.get("grad_norm"), int | float)
+             and "step" in r]
+    if grads:
+        clip = files.config.train.grad_clip if files.config is not None else None
+        body += h.para(verdict.gradient_reading([s for s, _ in grads], [g for _, g in grads], clip))
     g = last_with(files.metrics, "guard")
     st = (files.summary or {}).get("stability")
     if isinstance(st, dict):  # the final word; metrics.jsonl ends before the steps a rollback undid
@@ -410,6 +418,9 @@ def sample_metrics_html(files: RunFiles) -> str:
         body += h.figure(png, "Sample metrics over training; dashed: what real training items score against the "
                               "held-out items (the floor, from summary.json); star: the best evaluation by the main "
                               "metric.")
+    if main:
+        body += h.para(verdict.sample_metric_reading(main, *series[main], higher_is_better=RANKED.get(main, False),
+                                                     floor=floors.get(main)))
     if best_mark is not None:
         body += h.para(f"Best by {best['metric']}: {h.fmt(best['value'])} at step {best['step']:,}"
                        + (f" (checkpoint {best['checkpoint']})." if best.get("checkpoint")

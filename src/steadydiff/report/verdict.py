@@ -243,7 +243,8 @@ def past_best(steps: Sequence[int], values: Sequence[float], *, metric: str, hig
         return Verdict(q, "yes", f"{where}: an earlier model samples better by this metric{kept}", True)
     return Verdict(q, "no", f"{where}: within the evaluations' jitter", False)
 
-__all__ = ["Trend", "Verdict", "converged", "diverging", "memorising", "mode_collapse", "past_best", "tail_trend"]
+__all__ = ["Trend", "Verdict", "close_to_real", "converged", "diverging", "gradient_reading", "loss_reading",
+           "memorising", "mode_collapse", "nearest_reading", "past_best", "sample_metric_reading", "tail_trend"]
 
 
 def close_to_real(quality: dict[str, Any]) -> Verdict:
@@ -282,3 +283,65 @@ def nearest_reading(sample_median: float | None, heldout_median: float | None) -
                 "figures say how far.")
     return (f"Samples sit as close to the training items as fresh real data does ({r:.2f}× the held-out median, "
             f"within {NN_CLOSE:g}–{NN_FAR:g}×): no sign of copying, nor of drifting off the data.")
+
+
+# Readings: one sentence under each panel of the report, stating what its curve says in numbers.
+TREND_WORDS = {"flat": "settled", "falling": "still improving", "rising": "rising again"}
+CLIPPED_MOST = 0.5  # above this share of logged steps clipped, clipping rather than the LR sets the step size
+
+
+def loss_reading(steps: Sequence[float], values: Sequence[float], *,
+                 what: str = "fixed validation loss (EMA weights)") -> str:
+    """Where the loss curve started and ended, its lowest point, and its trend over the last 20 % of training."""
+    xa, ya = _finite_pairs(steps, values)
+    if len(xa) < 2:
+        return f"Too few values of the {what} ({len(xa)}) to read its curve yet."
+    a, z = float(ya[0]), float(ya[-1])
+    text = f"The {what} went from {a:.4g} (step {int(xa[0]):,}) to {z:.4g} (step {int(xa[-1]):,}), " \
+           f"{100 * (z - a) / a:+.0f}%" if a else f"The {what} went from {a:.4g} to {z:.4g}"
+    i = int(np.argmin(ya))
+    if i != len(ya) - 1 and ya[i] > 0:
+        text += f"; its lowest was {float(ya[i]):.4g} at step {int(xa[i]):,} ({z / float(ya[i]):.2f}× that at the end)"
+    trend = tail_trend(xa, ya)
+    if trend is not None:
+        text += f"; it {trend.describe()}: {TREND_WORDS[trend.direction]}"
+    return text + "."
+
+
+def gradient_reading(steps: Sequence[float], grad_norms: Sequence[float], clip: float | None) -> str:
+    """The gradient norm before clipping in numbers: its typical size early and late, its largest excursion, and
+    how often it was above the clipping norm (then the clip, not the LR, set the size of the step)."""
+    xa, ga = _finite_pairs(steps, grad_norms)
+    if not len(ga):
+        return "No finite gradient norm was logged."
+    med = float(np.median(ga))
+    late = float(np.median(ga[xa >= xa[-1] - TAIL * (xa[-1] - xa[0])]))
+    i = int(np.argmax(ga))
+    text = (f"The gradient norm before clipping had a median of {med:.3g} over the {len(ga)} logged steps and "
+            f"{late:.3g} over the last 20% of training; its largest, {float(ga[i]):.3g}"
+            + (f" ({float(ga[i]) / med:.1f}× the median)" if med > 0 else "") + f", was at step {int(xa[i]):,}.")
+    if clip is not None and clip > 0:
+        share = float((ga > clip).mean())
+        text += f" {100 * share:.0f}% of the logged steps were above the clipping norm {clip:g}"
+        text += (": clipping, not the learning rate, set the size of most updates." if share > CLIPPED_MOST
+                 else ".")
+    return text
+
+
+def sample_metric_reading(metric: str, steps: Sequence[float], values: Sequence[float], *, higher_is_better: bool,
+                          floor: float | None = None) -> str:
+    """The in-training sample metric from first to last evaluation, its best, and the last against real data's
+    floor (what real training items score; samples cannot do better than real data)."""
+    xa, ya = _finite_pairs(steps, values)
+    if not len(xa):
+        return f"No finite value of {metric} was logged."
+    z = float(ya[-1])
+    text = f"{metric} went from {float(ya[0]):.4g} (step {int(xa[0]):,}) to {z:.4g} (step {int(xa[-1]):,})"
+    i = int(np.argmax(ya) if higher_is_better else np.argmin(ya))
+    if i != len(ya) - 1:
+        text += f"; its best was {float(ya[i]):.4g} at step {int(xa[i]):,}"
+    if floor is not None and math.isfinite(floor) and floor > 0 and not higher_is_better:
+        text += f"; the last is {z / floor:.2f}× what real training items score ({floor:.4g})"
+    elif floor is not None and math.isfinite(floor):
+        text += f"; real training items score {floor:.4g}"
+    return text + "."
