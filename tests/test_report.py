@@ -3,6 +3,7 @@ rules on synthetic curves; the page renders in headless Chromium with every imag
 
 import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -110,6 +111,27 @@ def test_report_of_a_finished_vector_run_with_incidents(ring_report):
                      section(html, "loss"))
     assert re.search(r"The gradient norm before clipping had a median of [\d.]+", section(html, "gradients"))
     assert re.search(r"% of the logged steps were above the clipping norm 1", section(html, "gradients"))
+
+
+def test_report_draws_a_reduced_table_when_the_full_one_would_be_slow(ring_run, tmp_path, monkeypatch, capsys):
+    """`report` draws eval.json's table itself only within cli.REPORT_EVAL_S: the full table of 9 settings when it
+    fits, else the run's own solver at 10/20/35 NFE, else nothing, saying how to get it."""
+    run = tmp_path / "run"
+    shutil.copytree(ring_run, run)
+    (run / "eval.json").unlink(missing_ok=True)
+    monkeypatch.setattr(steadydiff.Model, "seconds_for", lambda self, n, **kw: 0.5)  # 0.5 s per evaluation
+    assert main(["report", str(run), "--samples", "100"]) == 0  # full: ~190 NFE ≈ 95 s; heun alone: 63 ≈ 32 s
+    table = json.loads((run / "eval.json").read_text())["quality_vs_nfe"]["table"]
+    assert {r["solver"] for r in table} == {"heun"} and {r["nfe_target"] for r in table} == {10, 20, 35}
+    assert "scoring heun only" in capsys.readouterr().out
+    quality = section((run / "report.html").read_text(), "quality-nfe")
+    assert "a reduced table (heun only" in quality and "adds dpmpp-2m, euler" in quality
+    (run / "eval.json").unlink()
+    monkeypatch.setattr(steadydiff.Model, "seconds_for", lambda self, n, **kw: 10.0)  # even heun at 10 NFE: > 40 s
+    assert main(["report", str(run), "--samples", "100"]) == 0
+    assert not (run / "eval.json").exists()
+    quality = section((run / "report.html").read_text(), "quality-nfe")
+    assert "even its smallest table (heun at 10 NFE, 100 samples) would take about" in quality
 
 
 def test_report_of_an_image_run(digits_run, tmp_path):

@@ -408,13 +408,21 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 REPORT_EVAL_S = 40  # the longest `report` spends drawing eval.json's table itself (more: it says how to get it)
+FULL_TABLE = (("heun", "dpmpp-2m", "euler"), (10, 20, 35))  # `steadydiff eval`'s default settings
+
+
+def report_plans(own_sampler: str) -> list[tuple[tuple[str, ...], tuple[int, ...]]]:
+    """The tables `report` may draw itself, largest first: every solver at 10/20/35 NFE, then the run's own
+    solver at the three budgets, then at 10 NFE alone."""
+    return [FULL_TABLE, ((own_sampler,), (10, 20, 35)), ((own_sampler,), (10,))]
 
 
 def ensure_evaluated(run: Path, n: int, force: bool = False) -> str | None:
     """Quality against NFE for the newest checkpoint, by `steadydiff eval`, unless eval.json has it already:
-    the report shows eval.json's figures and computes none of its own. When it cannot be scored (no checkpoint
-    yet, data not reloadable, too few held-out items), or drawing the samples would take longer than
-    REPORT_EVAL_S here (unless `force`), returns why, for the report to say."""
+    the report shows eval.json's figures and computes none of its own. The largest table of `report_plans` whose
+    samples take at most REPORT_EVAL_S here is drawn (all of them with `force`); when none fits, or the run cannot
+    be scored (no checkpoint yet, data not reloadable, too few held-out items), returns why, for the report to
+    say."""
     from . import evaluate as ev
     from .api import load
     from .train.checkpoint import list_checkpoints
@@ -429,18 +437,32 @@ def ensure_evaluated(run: Path, n: int, force: bool = False) -> str | None:
     if done == latest[-1].name:
         return None
     try:
+        samplers, targets = FULL_TABLE
         if not force:
             model = load(run)
-            nfes = {(s, ev.steps_for_nfe(s, t)) for s in ("heun", "dpmpp-2m", "euler") for t in (10, 20, 35)}
-            seconds = model.seconds_for(n, steps=1, sampler="euler") * sum(model.nfe(k, s) for s, k in nfes)
-            if seconds > REPORT_EVAL_S:
+            per_nfe = model.seconds_for(n, steps=1, sampler="euler")
+
+            def cost(plan: tuple[tuple[str, ...], tuple[int, ...]]) -> float:
+                settings = {(s, ev.steps_for_nfe(s, t)) for s in plan[0] for t in plan[1]}
+                return per_nfe * sum(model.nfe(k, s) for s, k in settings)
+
+            plans = report_plans(model.config.sample.sampler)
+            fits = [p for p in plans if cost(p) <= REPORT_EVAL_S]
+            if not fits:
+                seconds = cost(plans[-1])
                 about = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-                note = (f"drawing its {len(nfes)} settings × {n} samples would take about {about} here: "
-                        f"`steadydiff eval {run}` (or `steadydiff report {run} --eval`) adds the table")
+                note = (f"even its smallest table ({plans[-1][0][0]} at {plans[-1][1][0]} NFE, {n} samples) would "
+                        f"take about {about} here: `steadydiff eval {run}` (or `steadydiff report {run} --eval`) "
+                        "adds the table")
                 print(f"not scoring {latest[-1].name} first: {note}")
                 return note
-        print(f"scoring {latest[-1].name} at 10, 20 and 35 network evaluations first (steadydiff eval, eval.json)")
-        ev.evaluate(run, n=n, progress=True)
+            samplers, targets = fits[0]
+            if fits[0] != FULL_TABLE:
+                print(f"the full table would take about {cost(FULL_TABLE):.0f} s here: scoring {', '.join(samplers)} "
+                      f"only (`steadydiff eval {run}` adds the rest)")
+        print(f"scoring {latest[-1].name} with {', '.join(samplers)} at "
+              f"{', '.join(map(str, targets))} network evaluations first (steadydiff eval, eval.json)")
+        ev.evaluate(run, n=n, samplers=samplers, nfe=targets, progress=True)
     except SteadydiffError as exc:
         print(f"  not scored: {exc}")
         return f"it could not be scored ({exc})"

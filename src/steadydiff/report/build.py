@@ -531,6 +531,11 @@ def quality_section(files: RunFiles, live: Live) -> str:
                   f"(seed {ev.get('seed')}), scored against the {data.get('n_holdout', '?')} held-out items in "
                   f"{data.get('space', '?')}. Lower is better for distances.")
     body += h.table(header, rows)
+    missing = [x for x in ("heun", "dpmpp-2m", "euler") if x not in {r.get("solver") for r in rows_in}]
+    if missing:
+        body += h.note(f"a reduced table ({', '.join(sorted({str(r.get('solver')) for r in rows_in}))} only; the "
+                       f"report draws the largest table that takes under a minute here): `steadydiff eval "
+                       f"{files.dir}` adds {', '.join(missing)}")
     real = ev.get("real_data") or {}
     floor = real.get(metric)
     if isinstance(floor, int | float):
