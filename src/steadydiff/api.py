@@ -17,7 +17,7 @@ import torch
 
 from .config import RunConfig, from_dict, load_toml
 from .data.cond import CondSpec, draw_conditions, model_conditions, parse_conditions
-from .data.masks import upsample_to
+from .data.masks import upsample_to, window_level
 from .data.normalise import Normaliser
 from .diffusion import Denoiser
 from .errors import SteadydiffError
@@ -169,7 +169,8 @@ class Model:
         5× the cost; tests/test_conditional.py). A conditional run imputes unconditionally unless `cond` is given
         (one per item). `method`: "replace" (the above), "masked" (a run trained with train.masks reads the known
         values and their mask as extra inputs, as CSDI does; no resampling) or "auto" (masked where the run was
-        trained so)."""
+        trained so). A run trained with train.window_level samples each item relative to its level (per channel,
+        the mean of its known values) and adds the level back, by either method."""
         if method not in ("auto", "replace", "masked"):
             raise SteadydiffError(f"method must be auto, replace or masked, got {method!r}")
         if method == "masked" and not self.config.train.masks:
@@ -200,10 +201,17 @@ class Model:
             c = c.repeat(draws, *([1] * (c.dim() - 1)))
         elif cond is not None or guidance is not None:
             parse_conditions(None, cond, n)  # raises: an unconditional run takes neither
+        given = torch.from_numpy(rows)
+        # train.window_level: the items' levels (per channel, the mean of the known values) come off before sampling
+        # and back on after, as in training; the replacement path shifts alike, which moves the known values to
+        # levels the network has seen
+        level = window_level(given, ~torch.isnan(given)) if self.config.train.window_level else None
         out = generate(self.denoiser, self.item_shape, n * draws, seed=seed,
                        **self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler,
                        batch_size=batch_size, device=self.device, cond=c, guidance=guidance,
-                       known=torch.from_numpy(rows), resample=resample, seeds=seeds, masked=masked).numpy()
+                       known=given if level is None else given - level, resample=resample, seeds=seeds,
+                       masked=masked)
+        out = (out if level is None else out + level).numpy()
         user = np.asarray(self.normaliser.inverse(out), dtype=np.float32).reshape(draws, n, *self.item_shape)
         mask = ~np.isnan(arr)
         user = np.where(mask[None], arr[None], user)  # the known values exactly as given

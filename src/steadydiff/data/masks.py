@@ -11,7 +11,9 @@ share of the items gets an empty mask, so the same network also samples from scr
 
 Vectors (tables) take `scattered` only. Image masks are shared by the channels of a pixel.
 
-`lowres_of` gives the other array condition, a low-resolution copy for super-resolution (train.lowres).
+`window_level` gives the level a mask-conditioned series is shifted by (train.window_level): per item and channel
+the mean of its known values. `lowres_of` gives the other array condition, a low-resolution copy for
+super-resolution (train.lowres).
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ def lowres_of(x: torch.Tensor, factor: int) -> torch.Tensor:
     H × W (nearest), the network's extra input for super-resolution."""
     small = F.avg_pool2d(x, factor, ceil_mode=True)
     return upsample_to(small, x.shape[-2:])
+
+
+def window_level(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """(N, C, 1, …): per item and channel, the mean of x over the entries where `known` is nonzero (anything,
+    NaN included, elsewhere), 0 where a channel has none. RevIN's instance mean (Kim et al. 2022) over the
+    context alone, so training (the drawn mask) and imputation (the given values) take it alike."""
+    k = known.flatten(2) != 0
+    count = k.sum(-1)
+    total = torch.where(k, x.flatten(2), torch.zeros((), dtype=x.dtype, device=x.device)).sum(-1)
+    level = torch.where(count > 0, total / count.clamp(min=1), torch.zeros((), dtype=x.dtype, device=x.device))
+    return level.reshape(*level.shape, *([1] * (x.dim() - 2)))
 
 
 def upsample_to(small: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

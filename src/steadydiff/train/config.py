@@ -92,6 +92,14 @@ class TrainConfig:
     # nothing known, so the network also samples from scratch.
     masks: str = ""
     mask_none: float = 0.1
+    # A level per window for mask-conditioned series: each training item is shifted, per channel, by the mean of its
+    # known entries (no shift where none is known), and `impute`/`forecast` shift the given values alike and add the
+    # level back, so the network learns shapes relative to the context rather than absolute levels and continues a
+    # series at levels no training window reached. RevIN's instance mean (Kim et al. 2022) taken over the context
+    # only, as DeepAR scales by the conditioning range (Salinas et al. 2020). The scale (and σ_data) stays global: on
+    # CO₂, σ_data measured about each window's level instead gave the same errors with narrower, worse-covering
+    # intervals (BENCHMARKS.md, series).
+    window_level: bool = False
     # Super-resolution (train.cond=lowres in other tools' terms): the network reads a copy of each image averaged over
     # lowres × lowres blocks as extra input channels and learns the detail; sample it with Model.upscale or
     # `steadydiff sample --lowres`. 0: off.
@@ -134,6 +142,10 @@ class TrainConfig:
             raise ConfigError(f"train.lowres is the downsampling factor (≥ 2), or 0 for off; got {self.lowres}")
         if self.lowres and self.masks:
             raise ConfigError("train.lowres and train.masks each give the network extra input channels; choose one")
+        if self.window_level and not self.masks:
+            raise ConfigError("train.window_level=true shifts each window by the mean of its known values, so it needs "
+                              "mask-conditioned training: set train.masks (e.g. train.masks=suffix for forecasts), or "
+                              "train.window_level=false")
         if not 0 <= self.mask_none <= 1:
             raise ConfigError(f"train.mask_none must lie in [0, 1], got {self.mask_none}")
         if not 0 <= self.cond_dropout < 1:

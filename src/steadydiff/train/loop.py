@@ -33,7 +33,7 @@ from ..data import Dataset, describe, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
-from ..data.masks import draw_masks, lowres_of, parse_masks
+from ..data.masks import draw_masks, lowres_of, parse_masks, window_level
 from ..data.normalise import Normaliser
 from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
@@ -492,6 +492,10 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
                    backbone: nn.Module | None, *, fresh: bool) -> None:
     """Settings resolved from the data when a run starts, then written to config.toml as used: σ_data, the
     training noise's P_mean, augmentation and the sampling σ_min."""
+    if cfg.train.window_level and ds.kind != "series":
+        raise ConfigError(f"train.window_level=true shifts each series window by its own level; this data holds "
+                          f"{ds.kind} items shaped {ds.item_shape}. Set train.window_level=false, or give series "
+                          "(data.kind=series).")
     if cfg.diffusion.sigma_data is None:
         cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
     cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)
@@ -679,6 +683,13 @@ def train_batch(p: Parts, st: RunState, transform: bool = True) -> Batch:
             # The mask channel reads −1 where the data has no value: the noisy input there is a stand-in the
             # network learns to disregard (at sampling, every value is real: no −1 is ever given).
             flag = known - (1 - obs)
+        if cfg.train.window_level:
+            # The item as the network learns it: its level (per channel, the mean of the known values it is given)
+            # taken off, so the clean target, the noisy input and the known-value channel are relative to the context
+            # (config.py). Missing values stay at 0, now the context's level: neither given nor learnt.
+            level = window_level(x, known)
+            x = x - (level if p.train_obs is None else level * obs)
+            batch.x = x
         batch.extra, batch.target = torch.cat([x * known, flag], dim=1), target
     if cfg.train.lowres:
         batch.extra = lowres_of(x, cfg.train.lowres)
