@@ -263,7 +263,7 @@ def main() -> None:
         save_feature_net(net, folder / "features.safetensors",
                          info={"seed": 0, "validation_accuracy": accuracy(net, to_unit(val.holdout),
                                                                           val.holdout_labels)})
-    results_path = RESULTS.with_name("defaults-quick.json") if args.quick else RESULTS
+    results_path = folder / "results.json" if args.quick else RESULTS  # a smoke run keeps nothing tracked
     done = load_results(results_path)
     todo = [n for n in RUNS if not args.report_only and (n not in done or n in args.redo)]
     print(f"{len(todo)} runs to train and score ({len(RUNS) - len(todo)} kept)", flush=True)
