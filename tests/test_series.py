@@ -136,6 +136,11 @@ def test_one_long_series_is_cut_into_windows_split_by_time(tmp_path):
     assert one.item_shape == (2, 48)
     np.save(tmp_path / "one.npy", table[:, :1].astype(np.float32))  # (T, 1): one channel
     assert load_data(DataConfig(source=str(tmp_path / "one.npy"), kind="series", window=48)).item_shape == (1, 48)
+    # a held-out tail shorter than one window holds nothing out: its steps train rather than vanish
+    short = load_data(DataConfig(source=str(tmp_path / "long.npy"), kind="series", window=48, stride=1, holdout=30))
+    assert len(short.holdout) == 0 and len(short.train) == 600 - 48 + 1
+    np.testing.assert_allclose(short.train[-1][:, -1], table[-1], atol=1e-5)  # the series' last step is learnt
+    assert any("would hold out the last 30 steps, fewer than one window of 48" in n for n in short.notes)
     with pytest.raises(DataError, match="shorter than data.window=700"):
         load_data(DataConfig(source=str(tmp_path / "long.csv"), window=700))
     with pytest.raises(DataError, match="fewer than one window"):

@@ -255,6 +255,10 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
                         f"leaving {split:,} for training, fewer than one window of {w}; lower data.holdout or "
                         "data.window")
 
+    short_tail = 0 < k < w  # a tail shorter than one window holds no window out: it is given back to training
+    if short_tail:
+        asked, k, split = k, 0, steps
+
     def cut(start: int, end: int) -> np.ndarray:
         starts = np.arange(start, end - w + 1, stride)
         return np.stack([x[s:s + w].T for s in starts]) if len(starts) else np.zeros((0, channels, w), np.float32)
@@ -266,9 +270,10 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
         f"{name}: one series of {steps:,} steps × {channels} channel(s) cut into windows of {w} steps (stride "
         f"{stride}): {len(train):,} for training from steps 0–{split - 1:,}, {len(held):,} held out from the last "
         f"{k:,} steps (split by time: no held-out window overlaps a training one)"]
-    if k and not len(held):
-        notes.append(f"the held-out tail ({k} steps) is shorter than one window: no held-out windows; raise "
-                     f"data.holdout to at least {w / steps:.2g} for some")
+    if short_tail:  # rather than hide the series' latest steps from training for nothing
+        notes.append(f"data.holdout={cfg.holdout:g} would hold out the last {asked} steps, fewer than one window of "
+                     f"{w}: no window could be held out, so those steps train too and nothing is held out; raise "
+                     f"data.holdout to at least {w / steps:.2g} for held-out windows")
     ds = Dataset(name=name, kind="series", train=np.ascontiguousarray(train, dtype=np.float32),
                  holdout=np.ascontiguousarray(held, dtype=np.float32), columns=raw.columns, notes=notes,
                  skipped=list(raw.skipped))
