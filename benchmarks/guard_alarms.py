@@ -436,7 +436,8 @@ def main() -> None:
         text += ("\n\n### Overhead\n\nThe guard's work per step (gate and check, timed on synthetic losses of each "
                  "batch size, one thread) against each clean run's training step: the median of its metrics.jsonl "
                  "where the run directory is kept, else its wall time per step (validation and evaluation included, "
-                 "so the overhead is understated a little); both measured with other work on both cores:\n\n" + overhead_report(results))
+                 "so the overhead is understated a little); both measured with other work on both cores:\n\n"
+                 + overhead_report(results))
     print(text)
     write_section("guard_alarms", "Stability guard: false alarms and faults caught (benchmarks/guard_alarms.py)", text)
     if not (clean_met and faults_met):  # the budget is enforced: a miss fails the benchmark

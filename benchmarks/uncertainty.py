@@ -10,11 +10,22 @@ them get a sample within 3 std) and their sampled share against their true weigh
 sampling and with MC dropout (4 passes per step): modes covered, share within 3 std, the mean spread of the
 estimate, and sampling time.
 
+`--part ensemble`: `toy:grid25` (3,000 × 256, defaults otherwise): an ensemble of 4 (`train.ensemble=2`, then
+`train.ensemble=4`, which adds members 2 and 3 to the same directory), its first member alone (the single model: the
+run of train.seed) and its first two members (the ensemble of 2, at equal steps per member), and an ensemble of 2 at
+1,500 steps each (equal total compute to the single model); 5,000 samples (heun, 35 NFE) each with mixture and mean
+sampling: modes covered, share within 3 std, share TV distance, sampling time; training time per member.
+Calibration: 400 held-out points with one coordinate hidden (alternately x and y), 50 draws each by `impute` (its
+defaults: RePaint resampling 5): the share of true values inside the central 90 % band of the draws (their 5 % and
+95 % quantiles) for the single model's draws and the ensembles' mixture draws, beside the same band from 50 draws of
+the exact conditional distribution (what a perfect model scores with 50 draws).
+
 `--part nll`: the default `digits` run (3,000 × 128, a checkpoint every 500 steps) and at each checkpoint the
 likelihood (`steadydiff eval --nll`: EMA weights, 200 training and 200 held-out digits, 64 Heun steps, Hutchinson
 with 4 probes) in bits/dim: where memorisation starts, and the runtime per 1,000 items.
 
-    .venv/bin/python benchmarks/uncertainty.py [--part mmd mcdropout nll] [--weights 0 1] [--seeds 0 1 2] [--quick]
+    .venv/bin/python benchmarks/uncertainty.py [--part mmd mcdropout ensemble nll] [--weights 0 1] [--seeds 0 1 2]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -27,13 +38,18 @@ from pathlib import Path
 import numpy as np
 
 from _common import OUT, load_results, parse_args, save_result, table, write_section
-from steadydiff import load, train
+from steadydiff import Ensemble, load, train
 from steadydiff.data.sources import GRID25_CENTRES, GRID25_STD, grid25_imbalanced_weights
 
 RESULTS = Path(__file__).resolve().parent / "results" / "uncertainty.json"
 ROOT_OUT = OUT / "uncertainty"
 N_SAMPLES = 5000
 RARE = 5
+N_CALIBRATION, DRAWS = 300, 100  # held-out points imputed, draws per point
+# Where the kept figures came from (the runs that wrote benchmarks/results/uncertainty.json).
+PROVENANCE = ("The MMD, MC dropout and likelihood tables come from `.venv/bin/python benchmarks/uncertainty.py` "
+              "(weights 0 and 1; 2026-12-02 12:32–12:44 UTC), `... --weights 10` (with the MC dropout part; "
+              "12:45–12:56 UTC) and `... --part nll` (13:10–13:34 UTC), each on one core beside another benchmark.")
 
 
 def mode_shares(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +104,180 @@ def run_mcdropout(seed: int, steps: int) -> dict:
     return {"seed": seed, "steps": steps, "rows": rows}
 
 
+def sampled(model, mode: str | None, n: int) -> dict:
+    """`n` samples (seed 0) of a model or ensemble: mode metrics and the time they took."""
+    import time
+
+    t0 = time.perf_counter()
+    samples = model.sample(n, seed=0, **({} if mode is None else {"ensemble": mode}))
+    seconds = time.perf_counter() - t0
+    nearest, good = mode_shares(samples)
+    counts = np.bincount(nearest[good], minlength=25)
+    return {"modes_covered": int((counts > 0).sum()), "high_quality": float(good.mean()),
+            "share_tv": float(0.5 * np.abs(counts / max(counts.sum(), 1) - 1 / 25).sum()), "seconds": round(seconds, 1)}
+
+
+def exact_conditional_draws(points: np.ndarray, hidden: np.ndarray, draws: int, rng: np.random.Generator
+                            ) -> np.ndarray:
+    """(draws, n) draws of each point's hidden coordinate from grid25's exact conditional given the other: the
+    component posterior ∝ N(known; centre, std²) over the 25 equal-weight Gaussians, then N(centre, std²)."""
+    known = points[np.arange(len(points)), 1 - hidden]
+    c_known = GRID25_CENTRES[:, 1 - hidden].T  # (n, 25)
+    logp = -0.5 * ((known[:, None] - c_known) / GRID25_STD) ** 2
+    post = np.exp(logp - logp.max(1, keepdims=True))
+    post /= post.sum(1, keepdims=True)
+    out = np.empty((draws, len(points)))
+    for i in range(len(points)):
+        comp = rng.choice(25, size=draws, p=post[i])
+        out[:, i] = GRID25_CENTRES[comp, hidden[i]] + GRID25_STD * rng.standard_normal(draws)
+    return out
+
+
+def band_coverage(draws: np.ndarray, truth: np.ndarray) -> dict:
+    """The share of true values inside the central 90 % band of the draws (per point: the 5 % and 95 % quantiles of
+    its draws) and the band's mean width; the same for the central 50 % band; and the share of draws within 3 std of
+    a mode's coordinate (−4, −2, 0, 2 or 4: a completion on a mode rather than between two)."""
+    lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+    q25, q75 = np.quantile(draws, [0.25, 0.75], axis=0)
+    levels = np.unique(GRID25_CENTRES)
+    on_mode = np.abs(draws[..., None] - levels).min(-1) <= 3 * GRID25_STD
+    return {"coverage": float(((truth >= lo) & (truth <= hi)).mean()), "width": float((hi - lo).mean()),
+            "coverage50": float(((truth >= q25) & (truth <= q75)).mean()), "on_mode": float(on_mode.mean())}
+
+
+def calibration(models: list[tuple[str, object]], quick: bool) -> list[dict]:
+    """Impute one coordinate of held-out grid25 points (x for even rows, y for odd) with each model's `impute`
+    (mixture draws for an ensemble), and the exact conditional's draws; 90 % band coverage of each."""
+    import time
+
+    from steadydiff.data import DataConfig, load_data
+
+    n, draws = (40, 10) if quick else (N_CALIBRATION, DRAWS)
+    points = load_data(DataConfig(source="toy:grid25")).holdout[:n].astype(np.float64)
+    hidden = np.arange(n) % 2
+    truth = points[np.arange(n), hidden]
+    given = points.astype(np.float32).copy()
+    given[np.arange(n), hidden] = np.nan
+    rows = [{"model": "exact conditional (reference)",
+             **band_coverage(exact_conditional_draws(points, hidden, draws, np.random.default_rng(0)), truth)}]
+    for name, model in models:
+        t0 = time.perf_counter()
+        done = model.impute(given, draws=draws, seed=0)  # (draws, n, 2); an ensemble: mixture draws
+        seconds = time.perf_counter() - t0
+        rows.append({"model": name, **band_coverage(done[:, np.arange(n), hidden], truth),
+                     "seconds": round(seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def run_ensemble(seed: int, steps: int, quick: bool) -> dict:
+    import time
+
+    from _common import today
+
+    started = today()
+    base = {"data": {"source": "toy:grid25"},
+            "train": {"steps": steps, "batch_size": 256, "seed": seed, "sample_metrics_every": 0, "sample_every": 0}}
+    out, half = ROOT_OUT / f"ensemble-s{seed}", ROOT_OUT / f"ensemble-half-s{seed}"
+    for d in (out, half):
+        shutil.rmtree(d, ignore_errors=True)
+    walls = {}
+    for k in (2, 4):  # 4 after 2: members 2 and 3 join the same directory
+        t0, c0 = time.perf_counter(), time.process_time()
+        train({**base, "train": {**base["train"], "ensemble": k}}, out=out, progress=False)
+        walls[f"train_to_{k}"] = {"wall_s": round(time.perf_counter() - t0, 1),
+                                  "cpu_s": round(time.process_time() - c0, 1)}
+    t0, c0 = time.perf_counter(), time.process_time()
+    train({**base, "train": {**base["train"], "steps": steps // 2, "ensemble": 2}}, out=half, progress=False)
+    walls["train_half"] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+    member_wall = [json.loads((out / "members" / str(k) / "summary.json").read_text())["wall_s"] for k in range(4)]
+    half_wall = [json.loads((half / "members" / str(k) / "summary.json").read_text())["wall_s"] for k in range(2)]
+    ens4 = load(out)
+    single, ens2, ens_half = ens4.members[0], Ensemble.of(ens4.members[:2], seed=seed), load(half)
+    n = 500 if quick else N_SAMPLES
+    c0 = time.process_time()
+    rows = {"single": {"": sampled(single, None, n)}}
+    for k in (1, 2, 3):  # the other members alone: a mixture's quality is the mean of its members'
+        rows[f"member {k}"] = {"": sampled(ens4.members[k], None, n)}
+    for name, model in (("ensemble of 2", ens2), ("ensemble of 4", ens4), ("ensemble of 2, half steps", ens_half)):
+        rows[name] = {mode: sampled(model, mode, n) for mode in ("mixture", "mean")}
+        print(name, json.dumps(rows[name]), flush=True)
+    spread = {}
+    for name, model in (("ensemble of 2", ens2), ("ensemble of 4", ens4)):
+        _, s = model.sample(1000, seed=0, uncertainty=True)  # mixture
+        spread[name] = float(s.mean())
+    walls["sampling_cpu_s"] = round(time.process_time() - c0, 1)
+    c0 = time.process_time()
+    cal = calibration([("single model, multi-draw", single), ("ensemble of 2, mixture", ens2),
+                       ("ensemble of 4, mixture", ens4), ("ensemble of 2 at half steps, mixture", ens_half)], quick)
+    walls["calibration_cpu_s"] = round(time.process_time() - c0, 1)
+    return {"seed": seed, "steps": steps, "started": started, "finished": today(), "n_samples": n,
+            "member_wall_s": member_wall, "half_member_wall_s": half_wall,
+            "times": walls, "rows": rows, "spread": spread, "calibration": cal}
+
+
+def ensemble_report(res: dict) -> str:
+    runs = [v for k, v in sorted(res.items()) if k.startswith("ensemble/")]
+    if not runs:
+        return ""
+    parts = []
+    for r in runs:
+        steps, half = r["steps"], r["steps"] // 2
+        per = statistics.mean(r["member_wall_s"])
+        lines = []
+        labels = {"single": f"single model (member 0), {steps:,} steps",
+                  **{f"member {k}": f"member {k} alone (seed {r['seed']} + {k})" for k in (1, 2, 3)},
+                  "ensemble of 2": f"ensemble of 2 (members 0–1), {steps:,} steps each",
+                  "ensemble of 4": f"ensemble of 4, {steps:,} steps each",
+                  "ensemble of 2, half steps": f"ensemble of 2, {half:,} steps each (equal total compute)"}
+        train_s = {"single": r["member_wall_s"][0], **{f"member {k}": r["member_wall_s"][k] for k in (1, 2, 3)},
+                   "ensemble of 2": sum(r["member_wall_s"][:2]), "ensemble of 4": sum(r["member_wall_s"]),
+                   "ensemble of 2, half steps": sum(r["half_member_wall_s"])}
+        alone = [r["rows"][name][""]["high_quality"] for name in ("single", "member 1", "member 2", "member 3")
+                 if name in r["rows"]]
+        members_note = "" if len(alone) < 4 else (
+            f" The members alone put {', '.join(f'{100 * v:.1f}' for v in alone)} % of their samples within 3 std "
+            f"(mean {100 * statistics.mean(alone[:2]):.1f} % over members 0–1, {100 * statistics.mean(alone):.1f} % "
+            "over 0–3): a mixture's share is its members' mean, so a weaker member pulls it down.")
+        for name, modes in r["rows"].items():
+            for mode, v in modes.items():
+                lines.append([labels[name], mode or "—", f"{v['modes_covered']}/25", f"{100 * v['high_quality']:.1f} %",
+                              f"{v['share_tv']:.3f}", f"{v['seconds']:.0f} s", f"{train_s[name]:.0f} s"])
+        cal = [[c["model"], f"{100 * c['coverage']:.1f} %", f"{c['width']:.2f}",
+                "—" if "coverage50" not in c else f"{100 * c['coverage50']:.1f} %",
+                "—" if "on_mode" not in c else f"{100 * c['on_mode']:.1f} %",
+                "—" if "seconds" not in c else f"{c['seconds']:.0f} s"] for c in r["calibration"]]
+        t = r["times"]
+        parts.append(
+            f"### Ensembles on toy:grid25 (seed {r['seed']}; {steps:,} × 256 per member; {r['n_samples']:,} samples, "
+            "heun 35 NFE)\n\n"
+            + table(["model", "sampling", "modes covered", "within 3 std", "share TV from uniform", "sampling time",
+                     "training time"], lines)
+            + f"\n\nThe single model and the ensemble of 2 are the first one and two members of the ensemble of 4 "
+            f"(member k trains from seed {r['seed']} + k, bit for bit the single run of that seed), so the rows "
+            f"share their training. Members train one after another: {per:.0f} s each on average "
+            f"(members {', '.join(f'{w:.0f}' for w in r['member_wall_s'])} s; batched training through torch.func is "
+            f"not built). Training the ensemble of 2 took {t['train_to_2']['wall_s']:.0f} s wall "
+            f"({t['train_to_2']['cpu_s']:.0f} s CPU), adding members 2–3 {t['train_to_4']['wall_s']:.0f} s "
+            f"({t['train_to_4']['cpu_s']:.0f} s CPU), the half-step ensemble {t['train_half']['wall_s']:.0f} s "
+            f"({t['train_half']['cpu_s']:.0f} s CPU); sampling {t['sampling_cpu_s']:.0f} s CPU, calibration "
+            f"{t['calibration_cpu_s']:.0f} s CPU.{members_note} Mean members' spread of the denoised estimate along "
+            "the path (mixture, 1,000 samples, normalised units): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in r["spread"].items()) + ".\n\n"
+            f"Calibration: {N_CALIBRATION} held-out points, one coordinate hidden (x and y alternately), {DRAWS} "
+            "draws each by `impute` (RePaint resampling 5, heun 18 steps); the share of true values inside the "
+            "central 90 % band of the draws (their 5 % and 95 % quantiles; goal 85–95 %), and its mean width. "
+            f"With {DRAWS} draws even exact draws cover less than 90 %: the reference row is the exact conditional "
+            "distribution sampled alike. Given one coordinate, the hidden one is one of 5 equally likely modes (−4 … "
+            "4, std 0.05), so every 90 % band runs from inside the lowest mode to inside the highest (width ≈ 8): its "
+            "coverage tests the mode weights and the outer modes' spread; the 50 % band ends inside the second and "
+            "fourth modes and tests their spread; the last column is the share of completions that land on a mode "
+            "rather than between two.\n\n"
+            + table(["draws from", "inside the 90 % band", "its mean width", "inside the 50 % band",
+                     "draws within 3 std of a mode", "imputation time"], cal))
+    return "\n\n".join(parts)
+
+
 def run_nll(quick: bool) -> dict:
     from steadydiff.evaluate import likelihood
 
@@ -130,7 +320,12 @@ def nll_report(res: dict) -> str:
 
 def report() -> str:
     res = load_results(RESULTS)
-    parts = [mmd_report(res), mcdropout_report(res), nll_report(res)]
+    runs = [v for k, v in sorted(res.items()) if k.startswith("ensemble/")]
+    where = PROVENANCE + "".join(
+        f" The ensemble tables (seed {r['seed']}) come from `.venv/bin/python benchmarks/uncertainty.py --part "
+        f"ensemble` ({r['started']} – {r['finished']}), one thread (OMP_NUM_THREADS=1) on a CPU shared with other "
+        "benchmarks." for r in runs if "started" in r)
+    parts = [where, mmd_report(res), mcdropout_report(res), ensemble_report(res), nll_report(res)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -178,7 +373,8 @@ def mmd_report(res: dict) -> str:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["mmd", "mcdropout", "nll"], "choices": ["mmd", "mcdropout", "nll"]}),
+        ("--part", {"nargs": "+", "default": ["mmd", "mcdropout", "ensemble", "nll"],
+                    "choices": ["mmd", "mcdropout", "ensemble", "nll"]}),
         ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
         ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
         ("--report-only", {"action": "store_true"}),
@@ -196,6 +392,12 @@ def main() -> None:
             print(json.dumps(r), flush=True)
             if not args.quick:
                 save_result(RESULTS, f"mcdropout/s{seed}", r)
+    if not args.report_only and "ensemble" in args.part:
+        for seed in args.seeds[:1] if args.seeds == [0, 1, 2] else args.seeds:  # default: seed 0 (~30 min CPU)
+            r = run_ensemble(seed, 200 if args.quick else 3000, args.quick)
+            print(json.dumps(r), flush=True)
+            if not args.quick:
+                save_result(RESULTS, f"ensemble/s{seed}", r)
     if not args.report_only and "nll" in args.part:
         r = run_nll(args.quick)
         if not args.quick:

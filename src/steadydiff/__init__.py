@@ -6,9 +6,9 @@
     x = model.sample(1000, steps=18, sampler="heun", seed=0)
 """
 
-from .api import Model, Run, load, train
+from .api import Ensemble, Model, Run, load, train
 from .config import RunConfig
 from .errors import ConfigError, DataError, SteadydiffError
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "DataError", "Model", "Run", "RunConfig", "SteadydiffError", "load", "train"]
+__all__ = ["ConfigError", "DataError", "Ensemble", "Model", "Run", "RunConfig", "SteadydiffError", "load", "train"]

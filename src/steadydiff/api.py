@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ from .diffusion import Denoiser
 from .errors import SteadydiffError
 from .sampling import derive_seed, generate
 from .sampling import nfe as count_nfe
+from .sampling.ensemble import ENSEMBLE_MODES, EnsembleDenoiser, member_of
 from .sampling.mc_dropout import MCDropout
 from .sampling.noise import sample_seeds
 from .threads import threads_for_loading
 from .train import checkpoint as ckpt
+from .train.ensemble import member_dirs, read_ensemble, train_ensemble
 from .train.loop import build_denoiser, extra_channels, resolve_device
 from .train.loop import train as train_loop
 
@@ -63,7 +65,7 @@ class Model:
     def sample(self, n: int, *, steps: int | None = None, sampler: str | None = None, seed: int = 0,
                cond: Any = None, guidance: float | None = None, schedule: str | None = None, batch_size: int = 500,
                normalised: bool = False, callback: Any = None, guide: Model | None = None, mc_dropout: int = 0,
-               uncertainty: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+               uncertainty: bool = False, ensemble: str | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """n samples (float32 array, user units). Sample i depends on (seed, i) and its condition only, never on
         the batch size.
 
@@ -76,7 +78,10 @@ class Model:
         normalised units. `mc_dropout` = M > 0 evaluates the denoiser M times per step with its dropout on and uses
         the mean (sampling/mc_dropout.py; a sample then also depends on its batch); with `uncertainty` the call
         returns (samples, spread): the passes' spread of the denoised estimate along the path, per value, in
-        normalised units (zeros for a network trained without dropout)."""
+        normalised units (zeros for a network trained without dropout). `ensemble` ("mixture" or "mean"; default
+        sample.ensemble) chooses how an `Ensemble` combines its members; one model is an ensemble of one, for which
+        both are the same."""
+        mode = self._ensemble_mode(ensemble)
         if n < 1:
             raise SteadydiffError(f"n must be ≥ 1, got {n}")
         if guidance is not None and not (isinstance(guidance, int | float) and math.isfinite(guidance)):
@@ -92,30 +97,53 @@ class Model:
         c = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
         if mc_dropout < 0:
             raise SteadydiffError(f"mc_dropout must be ≥ 0 (the dropout passes per step; 0: off), got {mc_dropout}")
-        if uncertainty and mc_dropout < 2:
-            raise SteadydiffError("uncertainty=True needs mc_dropout ≥ 2 passes (the spread of their estimates)")
-        kw = dict(**self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler, schedule=schedule,
-                  device=self.device, callback=callback, guidance=guidance,
+        self._check_uncertainty(mc_dropout, uncertainty)
+        kw = dict(steps=steps, sampler=sampler, schedule=schedule, callback=callback, guidance=guidance,
                   guide=None if guide is None else guide.denoiser)
-        if mc_dropout < 1:
-            x = generate(self.denoiser, self.item_shape, n, seed=seed, batch_size=batch_size, cond=c, **kw).numpy()
+        if mc_dropout < 1 and not uncertainty:
+            x = self._generate(n, seed=seed, batch_size=batch_size, cond=c, mode=mode, **kw).numpy()
             return x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
         seeds, parts, spreads = sample_seeds(seed, n), [], []
-        for s in range(0, n, batch_size):  # one MC wrapper per batch: its spread belongs to those samples
+        for s in range(0, n, batch_size):  # one spread-keeping wrapper per batch: its spread belongs to those samples
             chunk = seeds[s:s + batch_size]
-            mc = MCDropout(self.denoiser, mc_dropout, seed=derive_seed(chunk[0], mc_dropout), rows=len(chunk)).eval()
-            parts.append(generate(mc, self.item_shape, len(chunk), seed=seed, seeds=chunk, batch_size=len(chunk),
-                                  cond=None if c is None else c[s:s + batch_size], **kw))
-            spreads.append(mc.spread().cpu())
+            keeper = self._spread_keeper(chunk, mc_dropout, mode).eval()
+            parts.append(generate(keeper, self.item_shape, len(chunk), seed=seed, seeds=chunk, batch_size=len(chunk),
+                                  cond=None if c is None else c[s:s + batch_size], device=self.device,
+                                  **self.config.sampling(self.denoiser.sigma_data), **kw))
+            spreads.append(keeper.spread().cpu())
         x = torch.cat(parts).numpy()
         x = x if normalised else np.asarray(self.normaliser.inverse(x), dtype=np.float32)
         return (x, torch.cat(spreads).numpy().astype(np.float32)) if uncertainty else x
 
+    def _ensemble_mode(self, ensemble: str | None) -> str:
+        mode = self.config.sample.ensemble if ensemble is None else ensemble
+        if mode not in ENSEMBLE_MODES:
+            raise SteadydiffError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)} (mixture: each sample from one "
+                                  f"member; mean: the members' denoisers averaged), got {ensemble!r}")
+        return mode
+
+    def _check_uncertainty(self, mc_dropout: int, uncertainty: bool) -> None:
+        if uncertainty and mc_dropout < 2:
+            raise SteadydiffError("uncertainty=True needs mc_dropout ≥ 2 passes (the spread of their estimates), or "
+                                  "an ensemble (train.ensemble ≥ 2: the spread of its members' estimates)")
+
+    def _spread_keeper(self, seeds: list[int], mc_dropout: int, mode: str) -> torch.nn.Module:
+        """The denoiser of one batch of samples that keeps the spread of its estimates (`spread()`)."""
+        return MCDropout(self.denoiser, mc_dropout, seed=derive_seed(seeds[0], mc_dropout), rows=len(seeds))
+
+    def _generate(self, n: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
+        """`sampling.generate` with this model's denoiser and sampling settings (normalised units); `mode` (the
+        ensemble's way of combining members) matters to an `Ensemble` only."""
+        return generate(self.denoiser, self.item_shape, n, seed=seed, device=self.device,
+                        **self.config.sampling(self.denoiser.sigma_data), **kw)
+
     @torch.no_grad()
     def seconds_for(self, n: int, *, steps: int | None = None, sampler: str | None = None,
-                    batch_size: int = 500) -> float:
+                    batch_size: int = 500, ensemble: str | None = None) -> float:
         """About how long `sample(n, steps=…, sampler=…)` takes here: one network evaluation of a batch, timed
-        (after a warm-up), times the evaluations each batch needs. Guidance doubles it; this leaves that out."""
+        (after a warm-up), times the evaluations each batch needs. Guidance doubles it; this leaves that out.
+        `ensemble` as in `sample` (one model: no difference)."""
+        self._ensemble_mode(ensemble)
         cfg = self.config.sample
         nfe = self.nfe(steps or cfg.steps, sampler or cfg.sampler)
         b = min(n, batch_size)
@@ -131,12 +159,13 @@ class Model:
         return timings[-1] * nfe * math.ceil(n / b)
 
     def forecast(self, history: Any, horizon: int, *, draws: int = 100, seed: int = 0, steps: int | None = None,
-                 resample: int = 5, method: str = "auto") -> np.ndarray:
+                 resample: int = 5, method: str = "auto", ensemble: str | None = None) -> np.ndarray:
         """`draws` sample paths of the next `horizon` steps of a series run, shaped (draws, channels, horizon), in
         user units: imputation of a window whose last `horizon` steps are unknown, the steps before them being
         the end of `history` ((T, channels) or (T,) for one channel; at least window − horizon steps). Draw k
         depends on (seed, k) alone. A run trained with suffix masks (train.masks) forecasts with its mask-
-        conditioned network; any other with training-free replacement (`impute`)."""
+        conditioned network; any other with training-free replacement (`impute`). `ensemble` as in `sample`: with
+        mixture each path comes from one member."""
         if self.kind != "series":
             raise SteadydiffError(f"forecasting needs a series run; this one holds {self.kind} items")
         channels, length = self.item_shape
@@ -155,12 +184,13 @@ class Model:
                                   "steps" + ("" if len(h) < context else ", some of them missing"))
         x = np.full((1, channels, length), np.nan, dtype=np.float32)
         x[0, :, :context] = h[-context:].T
-        done = self.impute(x, draws=max(int(draws), 2), seed=seed, steps=steps, resample=resample, method=method)
+        done = self.impute(x, draws=max(int(draws), 2), seed=seed, steps=steps, resample=resample, method=method,
+                           ensemble=ensemble)
         return np.asarray(done[:int(draws), 0, :, context:], dtype=np.float32)
 
     def impute(self, x: Any, *, draws: int = 1, seed: int = 0, steps: int | None = None, sampler: str | None = None,
                resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500,
-               method: str = "auto") -> np.ndarray:
+               method: str = "auto", ensemble: str | None = None) -> np.ndarray:
         """Fill every NaN of `x` (user units, items shaped like the data's, or one item): known values come back
         unchanged, bit for bit. Returns (N, ...) completions, or (draws, N, ...) with `draws` > 1 (draw k of item i
         depends on (seed, k, i) alone). Training-free (sampling/impute.py): the known values replace the model's
@@ -170,7 +200,9 @@ class Model:
         (one per item). `method`: "replace" (the above), "masked" (a run trained with train.masks reads the known
         values and their mask as extra inputs, as CSDI does; no resampling) or "auto" (masked where the run was
         trained so). A run trained with train.window_level samples each item relative to its level (per channel,
-        the mean of its known values) and adds the level back, by either method."""
+        the mean of its known values) and adds the level back, by either method. `ensemble` as in `sample`: with
+        mixture each draw comes from one member, chosen by the draw's seed."""
+        mode = self._ensemble_mode(ensemble)
         if method not in ("auto", "replace", "masked"):
             raise SteadydiffError(f"method must be auto, replace or masked, got {method!r}")
         if method == "masked" and not self.config.train.masks:
@@ -206,11 +238,9 @@ class Model:
         # and back on after, as in training; the replacement path shifts alike, which moves the known values to
         # levels the network has seen
         level = window_level(given, ~torch.isnan(given)) if self.config.train.window_level else None
-        out = generate(self.denoiser, self.item_shape, n * draws, seed=seed,
-                       **self.config.sampling(self.denoiser.sigma_data), steps=steps, sampler=sampler,
-                       batch_size=batch_size, device=self.device, cond=c, guidance=guidance,
-                       known=given if level is None else given - level, resample=resample, seeds=seeds,
-                       masked=masked)
+        out = self._generate(n * draws, seed=seed, mode=mode, steps=steps, sampler=sampler, batch_size=batch_size,
+                             cond=c, guidance=guidance, known=given if level is None else given - level,
+                             resample=resample, seeds=seeds, masked=masked)
         out = (out if level is None else out + level).numpy()
         user = np.asarray(self.normaliser.inverse(out), dtype=np.float32).reshape(draws, n, *self.item_shape)
         mask = ~np.isnan(arr)
@@ -235,9 +265,8 @@ class Model:
         extra = upsample_to(torch.from_numpy(np.asarray(self.normaliser.forward(arr), np.float32)), (h, w))
         values = self.conditions(n, cond, seed=seed)
         cv = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
-        out = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
-                       steps=steps, sampler=sampler, batch_size=batch_size, device=self.device, cond=cv,
-                       guidance=guidance, extra=extra).numpy()
+        out = self._generate(n, seed=seed, steps=steps, sampler=sampler, batch_size=batch_size, cond=cv,
+                             guidance=guidance, extra=extra).numpy()
         return np.asarray(self.normaliser.inverse(out), dtype=np.float32)
 
     def edit(self, x: Any, strength: float, *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
@@ -263,16 +292,86 @@ class Model:
             else:
                 cond = parse_conditions(self.cond, cond, n)
             c = torch.as_tensor(model_conditions(self.cond, cond))
-        out = generate(self.denoiser, self.item_shape, n, seed=seed, **self.config.sampling(self.denoiser.sigma_data),
-                       steps=steps, sampler=sampler, batch_size=batch_size, device=self.device, cond=c,
-                       guidance=guidance, init=torch.from_numpy(np.asarray(self.normaliser.forward(arr), np.float32)),
-                       strength=float(strength)).numpy()
+        out = self._generate(n, seed=seed, steps=steps, sampler=sampler, batch_size=batch_size, cond=c,
+                             guidance=guidance, strength=float(strength),
+                             init=torch.from_numpy(np.asarray(self.normaliser.forward(arr), np.float32))).numpy()
         user = np.asarray(self.normaliser.inverse(out), dtype=np.float32)
         return user[0] if single else user
 
     def nfe(self, steps: int | None = None, sampler: str | None = None) -> int:
         """Network evaluations one sample costs with these settings."""
         return count_nfe(sampler or self.config.sample.sampler, steps or self.config.sample.steps)
+
+
+_PER_SAMPLE = ("cond", "known", "extra", "init")  # `generate` arguments with one row per sample
+
+
+@dataclass
+class Ensemble(Model):
+    """K models of one data set trained from different seeds (train.ensemble; train/ensemble.py), sampled as one:
+    every method of `Model` works, its `ensemble` argument (default sample.ensemble) choosing how the members are
+    combined (sampling/ensemble.py). mixture: sample i (or draw k of an imputed item) comes from the member its own
+    seed picks, so it depends on (seed, i) alone, at the cost of one model; mean: the members' denoisers averaged
+    at every network evaluation, K times the cost. `sample(..., uncertainty=True)` returns (samples, spread): the
+    members' disagreement on the denoised estimate along the path, per sample and per value, in normalised units
+    (the same definition as MC dropout's spread; every member is evaluated at every step, K times the cost).
+    `denoiser` is the members' mean (`EnsembleDenoiser`); `members` are the single models."""
+
+    members: list[Model] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, members: list[Model], seed: int | None = None) -> Ensemble:
+        """The ensemble of models trained on the same data (same item shape and normaliser); `seed`: the ensemble's
+        train.seed for its config (default: the first member's)."""
+        if not members:
+            raise SteadydiffError("an ensemble needs at least one member")
+        first = members[0]
+        for k, m in enumerate(members[1:], start=1):
+            if m.item_shape != first.item_shape or m.normaliser.to_dict() != first.normaliser.to_dict() or \
+                    (m.cond is None) != (first.cond is None):
+                raise SteadydiffError(f"ensemble member {k} was not trained on the same data as member 0 (item shape "
+                                      f"{m.item_shape} against {first.item_shape}, or another normaliser or condition)")
+        cfg = copy.deepcopy(first.config)
+        cfg.train.seed = cfg.train.seed if seed is None else seed
+        cfg.train.ensemble = len(members)
+        return cls(denoiser=EnsembleDenoiser([m.denoiser for m in members]).eval(), config=cfg,
+                   normaliser=first.normaliser, item_shape=first.item_shape, kind=first.kind, columns=first.columns,
+                   step=min(m.step for m in members), device=first.device, cond=first.cond,
+                   train_conditions=first.train_conditions, members=list(members))
+
+    def _check_uncertainty(self, mc_dropout: int, uncertainty: bool) -> None:
+        if mc_dropout:
+            raise SteadydiffError("MC dropout on an ensemble is not built; uncertainty=True gives the spread of the "
+                                  "members' estimates. For MC dropout, load one member (RUN/members/0)")
+
+    def _spread_keeper(self, seeds: list[int], mc_dropout: int, mode: str) -> torch.nn.Module:
+        pick = torch.from_numpy(member_of(seeds, len(self.members))) if mode == "mixture" else None
+        return EnsembleDenoiser([m.denoiser for m in self.members], pick=pick, rows=len(seeds))
+
+    def _generate(self, n: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
+        if (mode or self.config.sample.ensemble) == "mean":
+            return super()._generate(n, seed=seed, **kw)  # `denoiser` is the members' mean
+        # mixture: each sample's rows go to the member its seed picks, drawn there with that seed
+        seeds = sample_seeds(seed, n) if kw.get("seeds") is None else list(kw["seeds"])
+        pick = member_of(seeds, len(self.members))
+        out = None
+        for k, member in enumerate(self.members):
+            rows = np.flatnonzero(pick == k)
+            if not len(rows):
+                continue
+            idx = torch.from_numpy(rows)
+            given = {key: v[idx] if key in _PER_SAMPLE and v is not None else v for key, v in kw.items()}
+            part = member._generate(len(rows), **{**given, "seed": seed, "seeds": [seeds[i] for i in rows]})
+            out = torch.empty((n, *part.shape[1:]), dtype=part.dtype) if out is None else out
+            out[idx] = part
+        assert out is not None  # n ≥ 1 rows, each picked by some member
+        return out
+
+    def seconds_for(self, n: int, *, steps: int | None = None, sampler: str | None = None,
+                    batch_size: int = 500, ensemble: str | None = None) -> float:
+        if self._ensemble_mode(ensemble) == "mixture":  # each sample from one member: one model's cost
+            return self.members[0].seconds_for(n, steps=steps, sampler=sampler, batch_size=batch_size)
+        return super().seconds_for(n, steps=steps, sampler=sampler, batch_size=batch_size, ensemble=ensemble)
 
 
 @dataclass
@@ -304,6 +403,8 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
     `backbone` replaces the configured network F: any module called as F(x, c_noise, cond) that returns x's
     shape (pass the same module to `load`). `batch_transform(step, x)` is applied to every training batch, in
     normalised units, after the built-in augmentation.
+    With train.ensemble = K > 1, K runs from seeds train.seed + k are trained one after another in out/members/k
+    (train/ensemble.py); the run's summary then lists theirs, and `load(out)` gives an `Ensemble`.
     Raises `TrainingStopped` (a SteadydiffError) when the stability guard gives up, with its diagnosis.
     """
     cfg = _config_from_any(config)
@@ -312,6 +413,14 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
         data = None
     elif data is not None:  # record honestly what was trained on; its fingerprint guards a resume
         cfg.data.source = f"<{type(data).__name__} given to steadydiff.train>"
+    if cfg.train.ensemble > 1:  # K runs, one after another, in out/members/k (train/ensemble.py)
+        members, summary = train_ensemble(cfg, out, data, progress=progress, backbone=backbone,
+                                          batch_transform=batch_transform)
+        return Run(dir=Path(out), config=cfg, summary={**summary, "member_summaries": members})
+    info = read_ensemble(out)
+    if info is not None:
+        raise SteadydiffError(f"{out} holds an ensemble of {len(info['members'])} runs; resume it with "
+                              f"train.ensemble={len(info['members'])}, or choose a new --out for a single run")
     result = train_loop(cfg, out, data, progress=progress, backbone=backbone, batch_transform=batch_transform)
     return Run(dir=result.run_dir, config=result.config, summary=result.summary)
 
@@ -319,8 +428,20 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
 def load(run_dir: str | Path, ema: bool = True, checkpoint: str = "last", device: str = "auto",
          backbone: torch.nn.Module | None = None) -> Model:
     """Load a trained model from a run directory (EMA weights by default); `backbone`: the module a run was
-    trained with through `train(..., backbone=)`."""
+    trained with through `train(..., backbone=)`. A directory holding an ensemble (train.ensemble) gives an
+    `Ensemble` of its members, each loaded alike (a copy of `backbone` each)."""
     run_dir = Path(run_dir)
+    info = read_ensemble(run_dir)
+    if info is not None:
+        members = []
+        for k, d in enumerate(member_dirs(run_dir, info)):
+            if not ckpt.list_checkpoints(d / "checkpoints"):
+                raise SteadydiffError(f"{run_dir} is an ensemble whose member {k} ({d}) has no checkpoint yet: run "
+                                      f"`steadydiff train` on {run_dir} again to finish it (or load a finished "
+                                      "member's directory alone)")
+            members.append(load(d, ema=ema, checkpoint=checkpoint, device=device,
+                                backbone=None if backbone is None else copy.deepcopy(backbone)))
+        return Ensemble.of(members, seed=info["seed"])
     if not (run_dir / "config.toml").is_file():
         raise SteadydiffError(f"{run_dir} is not a steadydiff run directory (no config.toml); "
                               "train one with `steadydiff train --out DIR`")

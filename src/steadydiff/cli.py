@@ -121,9 +121,16 @@ def cmd_train(args: argparse.Namespace) -> int:
               + f", {m['samples_per_s']:,.0f} items/s, peak memory {m['peak_memory_mb']:,.0f} MB; "
               f"{tc.steps:,} steps ≈ {m['estimate_s'] / 60:,.1f} min of training (evaluation adds up to "
               f"{100 * tc.eval_budget:g} %)")
+        if tc.ensemble > 1:
+            print(f"# train.ensemble={tc.ensemble}: {tc.ensemble} such runs (seeds {tc.seed}–"
+                  f"{tc.seed + tc.ensemble - 1}) trained one after another, ≈ "
+                  f"{tc.ensemble * m['estimate_s'] / 60:,.1f} min in all")
         print("# every setting; '# derived' marks those resolved from the data when training starts")
         print(mark_derived(to_toml(resolved), derived), end="")
         return 0
+    if args.nproc is not None and args.nproc > 1 and cfg.train.ensemble > 1:
+        raise SteadydiffError("train.ensemble > 1 trains its members one after another in one process; with --nproc "
+                              "it is not built: train without --nproc, or each member as its own run (--seed S)")
     if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .train.distributed import launch
 
@@ -132,6 +139,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run = train(cfg, out=args.out, progress=not args.quiet)
     if not run.summary:  # a distributed run's other processes: rank 0 reports
+        return 0
+    if "member_summaries" in run.summary:  # train.ensemble > 1
+        print(f"trained an ensemble of {run.summary['ensemble']} runs on {run.summary['data']} "
+              f"({run.summary['wall_s']:.0f} s in all)")
+        for k, (d, member) in enumerate(zip(run.summary["members"], run.summary["member_summaries"], strict=True)):
+            print(f"member {k} (train.seed={run.summary['seeds'][k]}, {d}):")
+            print_summary(member)
+        print(f"  ensemble directory: {run.dir} (ensemble.json; `steadydiff sample {run.dir}` draws from all members, "
+              "`--ensemble mixture|mean`)")
         return 0
     print(f"trained {run.summary['data']}")
     print_summary(run.summary)
@@ -166,13 +182,24 @@ def _output_path(name: str, formats: tuple[str, ...] | None = None) -> Path:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .api import load
+    from .api import Ensemble, load
     from .data.export import save_samples
 
     out = _output_path(args.out)
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise SteadydiffError("--n and --steps must be ≥ 1")
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    members = len(model.members) if isinstance(model, Ensemble) else 0
+    if members and args.guide is not None:
+        raise SteadydiffError(f"--guide on an ensemble is not built; autoguide one member, e.g. "
+                              f"`steadydiff sample {model_member(args.run)} --guide ...`")
+    if not members and args.ensemble is not None:
+        raise SteadydiffError(f"--ensemble: {args.run} holds a single run, not an ensemble (train.ensemble=K trains "
+                              "one)")
+    if args.uncertainty and not members and args.mc_dropout < 2:
+        raise SteadydiffError("--uncertainty needs an ensemble (the members' spread) or --mc-dropout M ≥ 2 (the "
+                              "passes' spread)")
+    spread_wanted = args.mc_dropout > 1 or args.uncertainty
     guide = None
     if args.guide is not None:  # autoguidance by a weaker model of the same run
         guide = load(args.run, ema=False) if args.guide == "raw" else load(args.run, checkpoint=args.guide)
@@ -189,17 +216,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
         n = len(low)
         x = model.upscale(low, steps=steps, sampler=sampler, seed=args.seed, cond=cond, guidance=args.guidance)
     else:
-        seconds = model.seconds_for(n, steps=steps, sampler=sampler)
+        seconds = model.seconds_for(n, steps=steps, sampler=sampler, ensemble=args.ensemble)
+        if members and spread_wanted:
+            seconds *= members if (args.ensemble or model.config.sample.ensemble) == "mixture" else 1
         if seconds > 60:
             print(f"{n} samples × {model.nfe(steps, sampler)} network evaluations: about {seconds / 60:.0f} min "
                   "here (Ctrl-C stops; fewer --n or --steps is quicker)", flush=True)
         batches = math.ceil(n / 500)
+        if members and not spread_wanted and (args.ensemble or model.config.sample.ensemble) == "mixture":
+            batches = members * math.ceil(n / members / 500)  # each member draws its own samples
         with tqdm(total=batches * steps, disable=args.quiet or seconds < 3, unit="step",
                   desc="sampling") as bar:
             x = model.sample(n, steps=steps, sampler=sampler, seed=args.seed, schedule=args.schedule, cond=cond,
                              guidance=args.guidance, guide=guide, callback=lambda info: bar.update(1),
-                             mc_dropout=args.mc_dropout, uncertainty=args.mc_dropout > 1)
-        if args.mc_dropout > 1:
+                             mc_dropout=args.mc_dropout, uncertainty=spread_wanted, ensemble=args.ensemble)
+        if members and spread_wanted:
+            x, spread = x
+            spread_path = out.with_name(out.stem + ".spread.npy")
+            write_npy_atomic(spread_path, spread)
+            print(f"ensemble of {members}: the members' spread of the denoised estimate along the path (normalised "
+                  f"units, mean {float(spread.mean()):.4g}, max {float(spread.max()):.4g}) is in {spread_path}")
+        elif args.mc_dropout > 1:
             from .sampling.mc_dropout import dropout_modules
 
             x, spread = x
@@ -217,10 +254,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
            else "conditions drawn like the training items'"))
     save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
                  title=f"{n} samples, {sampler}, {model.nfe(steps, sampler)} NFE{what}")
+    if members:
+        what += f"; ensemble of {members} runs, {args.ensemble or model.config.sample.ensemble} sampling"
     print(f"wrote {n} samples to {out} ({sampler}, {steps} steps = "
           f"{model.nfe(steps, sampler)} network evaluations per sample, "
           f"{'raw' if args.raw else 'EMA'} weights of step {model.step}{what})")
     return 0
+
+
+def model_member(run: str | Path) -> Path:
+    """The first member's directory of an ensemble (what a verb that reads one run is given instead)."""
+    from .train.ensemble import member_dirs, read_ensemble
+
+    return member_dirs(run, read_ensemble(run))[0]
+
+
+def ensemble_choice(args: argparse.Namespace, model: Any) -> str | None:
+    """--ensemble, refused for a single run."""
+    from .api import Ensemble
+
+    if args.ensemble is not None and not isinstance(model, Ensemble):
+        raise SteadydiffError(f"--ensemble: {args.run} holds a single run, not an ensemble")
+    return args.ensemble
 
 
 def _cli_conditions(args: argparse.Namespace, model) -> object:
@@ -276,7 +331,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
                         value_range=model.normaliser.value_range)
     unknown = int(np.isnan(x).sum())
     done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample,
-                        method=args.method)
+                        method=args.method, ensemble=ensemble_choice(args, model))
     best = done if args.draws == 1 else np.median(done, axis=0)  # per value; known values are equal in every draw
     best = np.where(np.isnan(x), best, x)
     save_samples(out, best, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
@@ -307,7 +362,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                               "column per channel) or a .npy of shape (steps,) or (steps, channels)")
     history = read_csv(path).x if is_csv(path) else np.load(path, allow_pickle=False)
     paths = model.forecast(history, args.horizon, draws=args.draws, seed=args.seed, steps=args.steps,
-                           resample=args.resample)
+                           resample=args.resample, ensemble=ensemble_choice(args, model))
     names = model.columns or [f"channel{c}" for c in range(paths.shape[1])]
     q = np.quantile(paths, FORECAST_QUANTILES, axis=0)  # (quantiles, channels, horizon)
     header = ["step"] + [f"{n}_q{round(100 * p):02d}" for n in names for p in FORECAST_QUANTILES]
@@ -350,8 +405,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .data.cond import CondSpec
     from .train.checkpoint import list_checkpoints
+    from .train.ensemble import read_ensemble
 
     run = Path(args.run)
+    if read_ensemble(run) is not None:
+        return ensemble_info(run, args)
     if not (run / "config.toml").is_file():
         raise SteadydiffError(f"{run} is not a steadydiff run directory (no config.toml)")
     cfg = load_toml(run / "config.toml")
@@ -404,6 +462,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         print("summary (summary.json; `steadydiff info --json` for every field):")
         print_summary(summary)
+    return 0
+
+
+def ensemble_info(run: Path, args: argparse.Namespace) -> int:
+    """`info` of an ensemble directory: its members, each described as the run it is."""
+    from .train.ensemble import member_dirs, read_ensemble
+
+    info = read_ensemble(run)
+    dirs = member_dirs(run, info)
+    if args.json:
+        members = []
+        for m, d in zip(info["members"], dirs, strict=True):
+            summary = d / "summary.json"
+            members.append({**m, "path": str(d),
+                            "summary": json.loads(summary.read_text()) if summary.is_file() else None})
+        print(json.dumps({"run": str(run), "ensemble": info, "members": members}, indent=1))
+        return 0
+    done = sum(bool(m["finished"]) for m in info["members"])
+    print(f"ensemble {run}: {len(dirs)} members (train.ensemble={info['ensemble']}, seeds {info['members'][0]['seed']}"
+          f"–{info['members'][-1]['seed']}), {done} finished; trained one after another, each a run directory of "
+          "its own (`steadydiff info MEMBER` for one); `steadydiff sample` draws from all (--ensemble mixture|mean)")
+    for m, d in zip(info["members"], dirs, strict=True):
+        summary = d / "summary.json"
+        if m["finished"] and summary.is_file():
+            print(f"member {d.name} (train.seed={m['seed']}, {d}):")
+            print_summary(json.loads(summary.read_text()))
+        else:
+            started = (d / "config.toml").is_file()
+            print(f"member {d.name} (train.seed={m['seed']}, {d}): {'unfinished' if started else 'not started'}")
     return 0
 
 
@@ -473,7 +560,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     import time
 
     from .report import write_report
+    from .train.ensemble import refuse_ensemble
 
+    refuse_ensemble(args.run, "report")
     if args.samples < 10:
         raise SteadydiffError(f"--samples must be ≥ 10, got {args.samples}")
     t = time.perf_counter()
@@ -518,6 +607,9 @@ def _metric_text(metrics: dict, real: dict | None = None) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import evaluate as ev
+    from .train.ensemble import refuse_ensemble
+
+    refuse_ensemble(args.run, "eval")
 
     samplers = [s for s in args.samplers.split(",") if s.strip()]
     nfe = _int_list(args.nfe)
@@ -645,6 +737,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Monte Carlo dropout: M passes per step with dropout on, their mean used; with M ≥ 2 the "
                         "spread of the estimate is written beside --out as NAME.spread.npy (networks trained with "
                         "dropout only; default 0: off)")
+    s.add_argument("--ensemble", default=None, choices=["mixture", "mean"],
+                   help="ensembles (train.ensemble): mixture: each sample from one member, chosen by its seed; mean: "
+                        "the members' denoisers averaged at every step (K× the cost); default: the run's "
+                        "sample.ensemble")
+    s.add_argument("--uncertainty", action="store_true",
+                   help="ensembles: also write the members' spread of the denoised estimate along the path beside "
+                        "--out as NAME.spread.npy (every member evaluated at every step: K× the cost of a mixture); "
+                        "implied by --mc-dropout M ≥ 2")
     s.add_argument("--guide", default=None, metavar="raw|step-N",
                    help="autoguidance: guide by the raw weights or an earlier checkpoint's EMA instead of the "
                         "unconditional branch (with --guidance W; default: the unconditional branch)")
@@ -674,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace: training-free; masked: a run trained with train.masks; auto: masked where possible")
     m.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     m.add_argument("--seed", type=int, default=0, help="draw k of item i depends on (seed, k, i) alone")
+    m.add_argument("--ensemble", default=None, choices=["mixture", "mean"],
+                   help="ensembles: mixture (each draw from one member) or mean (default: the run's sample.ensemble)")
     _weights_args(m)
     m.set_defaults(func=cmd_impute)
 
@@ -688,6 +790,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RePaint resampling for runs trained without masks (1: plain replacement)")
     f.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     f.add_argument("--seed", type=int, default=0, help="path k depends on (seed, k) alone")
+    f.add_argument("--ensemble", default=None, choices=["mixture", "mean"],
+                   help="ensembles: mixture (each path from one member) or mean (default: the run's sample.ensemble)")
     _weights_args(f)
     f.set_defaults(func=cmd_forecast)
 

@@ -76,6 +76,7 @@ from .metrics.reference import (
 from .sampling import get_solver
 from .sampling import nfe as count_nfe
 from .train import checkpoint as ckpt
+from .train.ensemble import refuse_ensemble
 from .train.phema import STD_MAX, read_snapshots, reconstruct
 
 EVAL_FILE = "eval.json"
@@ -94,6 +95,7 @@ class _Run:
 
 def _open_run(run_dir: str | Path) -> _Run:
     d = Path(run_dir)
+    refuse_ensemble(d, "eval")  # not built for ensembles: each member is scored as the run it is
     if not (d / "config.toml").is_file() or not (d / "dataset.json").is_file():
         raise SteadydiffError(f"{d} is not a steadydiff run directory (no config.toml and dataset.json); "
                               "train one with `steadydiff train --out DIR`")

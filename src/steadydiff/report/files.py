@@ -97,6 +97,8 @@ def read_run(run_dir: str | Path) -> RunFiles:
     if not d.is_dir():
         raise SteadydiffError(f"{d} does not exist or is not a directory; give a run directory written by "
                               "`steadydiff train --out DIR`")
+    if (d / "ensemble.json").is_file():  # train.ensemble: a report reads one run
+        raise SteadydiffError(f"{d} holds an ensemble (train.ensemble); report one member, e.g. {d / 'members' / '0'}")
     if not (d / "config.toml").is_file():
         raise SteadydiffError(f"{d} is not a steadydiff run directory (no config.toml); give a directory "
                               "written by `steadydiff train --out DIR`")

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 
 SamplerName = Literal["euler", "heun", "ddim", "ancestral", "dpmpp-2m"]
 ScheduleName = Literal["karras", "vp-uniform", "vp-linear", "vp-cosine"]
+EnsembleMode = Literal["mixture", "mean"]
 
 
 @dataclass
@@ -31,6 +32,10 @@ class SampleConfig:
     # 1.5 at every σ: 99.7 %, 1.44×).
     guidance: float = 1.5
     guidance_interval: tuple[float, float] = (0.28, 2.9)
+    # How an ensemble (train.ensemble > 1) samples (sampling/ensemble.py): mixture: each sample from one member,
+    # chosen by its seed (the cost of one model); mean: the members' denoisers averaged at every network evaluation
+    # (K times the cost). A single run ignores it.
+    ensemble: EnsembleMode = "mixture"
 
     def check(self) -> None:
         if self.steps < 1:

@@ -4,7 +4,8 @@ left on, the mean used as D and the spread kept as the model's uncertainty about
 Each evaluation's masks come from the torch generator seeded with (seed, evaluation, pass), so a call draws the
 same samples again; unlike dropout-free sampling, a sample then also depends on the batch it is drawn in (the
 masks are drawn for the whole batch). The spread returned is the root mean, over the sampling path's evaluations,
-of the passes' variance of D, per value, in the network's normalised units.
+of the passes' variance of D, per value, in the network's normalised units (sampling/spread.py, shared with
+ensembles).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .noise import derive_seed
+from .spread import PathSpread
 
 
 def dropout_modules(net: nn.Module) -> list[nn.Module]:
@@ -32,7 +34,7 @@ class MCDropout(nn.Module):
         self.inner = denoiser
         self.passes, self.seed, self.rows = passes, seed, rows
         self.calls = 0
-        self.var_sum: torch.Tensor | None = None
+        self.meter = PathSpread(rows)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None,
                 aug: torch.Tensor | None = None, extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,10 +51,9 @@ class MCDropout(nn.Module):
                 m.eval()
         self.calls += 1
         stack = torch.stack(outs)
-        var = stack[:, :self.rows].var(0, correction=0)
-        self.var_sum = var if self.var_sum is None else self.var_sum + var
+        self.meter.add(stack)
         return stack.mean(0)
 
     def spread(self) -> torch.Tensor | None:
         """√(mean over evaluations of the passes' variance), per value of the last batch (None before a call)."""
-        return None if self.var_sum is None else (self.var_sum / max(self.calls, 1)).sqrt()
+        return self.meter.value()

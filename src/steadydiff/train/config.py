@@ -32,6 +32,10 @@ class TrainConfig:
     # Weight of the MMD diversity term (diffusion/loss.py, mmd_term): denoised estimates at moderate σ against the
     # clean batch. 0: off (BENCHMARKS.md, "uncertainty", has the evidence for and against).
     mmd_weight: float = 0.0
+    # Ensemble (train/ensemble.py): K > 1 trains K complete runs, member k from seed train.seed + k (its own weights,
+    # data order and noise), one after another in OUT/members/k; `load(OUT)` samples them as one model
+    # (sample.ensemble). 1: one run in OUT.
+    ensemble: int = 1
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     grad_clip_adaptive: float = 0.0  # also clip at this × the median norm of the last 200 steps; 0: off
     l1: float = 0.0  # penalty l1·Σ|w| on weight matrices and kernels (not biases or gains), added to the loss
@@ -136,6 +140,9 @@ class TrainConfig:
             raise ConfigError(f"train.betas must lie in [0, 1), got {self.betas}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if self.ensemble < 1:
+            raise ConfigError(f"train.ensemble is the number of members to train (1: a single run, K ≥ 2: an ensemble "
+                              f"of K runs from seeds train.seed … train.seed + K − 1), got {self.ensemble}")
         if self.sample_metrics_n < 6:  # metrics.reference.Reference needs more samples than its k = 5 neighbours
             raise ConfigError(f"train.sample_metrics_n must be ≥ 6, got {self.sample_metrics_n}")
         if self.sample_metrics_steps < 1:

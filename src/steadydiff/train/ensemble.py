@@ -1,0 +1,165 @@
+"""Ensembles (train.ensemble = K > 1): K complete runs from the seeds train.seed, …, train.seed + K − 1, trained
+one after another by the single-run loop (loop.py, untouched).
+
+Member k lives in OUT/members/k: an ordinary run directory — its own config.toml, stability guard, checkpoints,
+logs, summary and report — whose config is the ensemble's with train.seed = seed + k and train.ensemble = 1. So its
+initial weights, data order, σ and noise draws differ from the other members', and it is bit for bit the single run
+of that seed (tests/test_ensemble.py); one member's rollback or stop touches no other member. OUT/ensemble.json
+(written atomically after each member) lists the members, their seeds and whether each has finished.
+
+Resume: training OUT again passes over the finished members (summary.json at the configured step count) and resumes
+the unfinished one exactly as a single run resumes; a larger train.ensemble adds members to a finished ensemble.
+
+Not built: training the members batched through torch.func (stacked parameters, vmap), which would share each step's
+data loading and run the K small networks as one larger batch. Members are trained sequentially: K times the
+wall time of one run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomic import write_text_atomic
+from ..errors import SteadydiffError, TrainingStopped
+from ..typed_config import validate
+from .config import RunConfig
+from .loop import TrainResult
+from .loop import train as train_run
+from .rundir import check_resume_config
+
+log = logging.getLogger("steadydiff")
+
+ENSEMBLE_FILE = "ensemble.json"
+MEMBERS_DIR = "members"
+
+
+def member_config(cfg: RunConfig, k: int) -> RunConfig:
+    """Member k's config: the ensemble's, with its own seed, as a single run."""
+    member = copy.deepcopy(cfg)
+    member.train.seed = cfg.train.seed + k
+    member.train.ensemble = 1
+    return member
+
+
+def read_ensemble(path: str | Path) -> dict[str, Any] | None:
+    """OUT/ensemble.json, or None where `path` holds no ensemble."""
+    file = Path(path) / ENSEMBLE_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise SteadydiffError(f"{file} cannot be read ({exc.msg}); it is written whole by `steadydiff train`, so "
+                              "something else changed it") from None
+
+
+def member_dirs(path: str | Path, info: dict[str, Any]) -> list[Path]:
+    return [Path(path) / m["dir"] for m in info["members"]]
+
+
+def refuse_ensemble(path: str | Path, what: str) -> None:
+    """A clear refusal where a verb reads one run and `path` holds an ensemble (nothing where it holds none)."""
+    info = read_ensemble(path)
+    if info is not None:
+        first = member_dirs(path, info)[0]
+        raise SteadydiffError(f"{path} holds an ensemble of {len(info['members'])} runs (train.ensemble); {what} reads "
+                              f"one run: give a member's directory, e.g. {first}")
+
+
+def is_finished(run_dir: Path, steps: int) -> bool:
+    """A member whose summary.json says it trained the configured steps (the summary is written after the final
+    checkpoint, so that checkpoint is there)."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("steps") == steps
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def write_manifest(out: Path, cfg: RunConfig, done: list[bool]) -> None:
+    k = cfg.train.ensemble
+    write_text_atomic(out / ENSEMBLE_FILE, json.dumps({
+        "ensemble": k, "seed": cfg.train.seed,
+        "members": [{"dir": f"{MEMBERS_DIR}/{i}", "seed": cfg.train.seed + i, "finished": done[i]} for i in range(k)],
+        "training": "one member after another (members batched through torch.func are not built)",
+    }, indent=2))
+
+
+def check_directory(out: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """The ensemble already in `out` (None for a fresh directory), after refusing what cannot be resumed."""
+    info = read_ensemble(out)
+    if info is None:
+        if (out / "config.toml").is_file():
+            raise SteadydiffError(f"{out} holds a single run (train.ensemble=1); an ensemble (train.ensemble="
+                                  f"{cfg.train.ensemble}) needs a new --out")
+        if out.exists() and any(out.iterdir()):
+            raise SteadydiffError(f"{out} exists and is not empty but holds no steadydiff run; choose another --out "
+                                  "or empty it")
+        return None
+    if info.get("seed") != cfg.train.seed:
+        raise SteadydiffError(f"{out} holds an ensemble from train.seed={info.get('seed')}, now {cfg.train.seed}; "
+                              "re-run with the same seed to resume it, or choose a new --out")
+    if len(info["members"]) > cfg.train.ensemble:
+        raise SteadydiffError(f"{out} holds an ensemble of {len(info['members'])} members; resume it with "
+                              f"train.ensemble={len(info['members'])} (or more, to add members). Its members are "
+                              f"single runs: load one of them ({out / MEMBERS_DIR / '0'}) to use it alone")
+    return info
+
+
+def train_ensemble(cfg: RunConfig, out: str | Path, data: Any = None, *, progress: bool = True,
+                   backbone: nn.Module | None = None,
+                   batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train (or resume) the ensemble in `out`; returns each member's summary and the ensemble's summary.
+
+    A `backbone` module is copied for each member before any trains, so every member starts from the weights it had
+    when given (its initial weights are then the user's, not drawn from the member's seed)."""
+    cfg = validate(copy.deepcopy(cfg))
+    out, k = Path(out), cfg.train.ensemble
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SteadydiffError("train.ensemble > 1 trains its members one after another in one process; under torchrun "
+                              "(--nproc) it is not built. Train each member as its own run (--set train.seed=S) or "
+                              "without --nproc")
+    before = check_directory(out, cfg)
+    # Refuse a changed config before any work: each existing member's own resume check (the first member always
+    # exists once the ensemble has started).
+    for i in range(len(before["members"]) if before else 0):
+        if (out / MEMBERS_DIR / str(i) / "config.toml").is_file():
+            check_resume_config(out / MEMBERS_DIR / str(i), member_config(cfg, i))
+    if before is not None and len(before["members"]) < k:
+        log.info("ensemble: train.ensemble raised from %d to %d: members %d–%d are added", len(before["members"]), k,
+                 len(before["members"]), k - 1)
+    pristine = copy.deepcopy(backbone) if backbone is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = [out / MEMBERS_DIR / str(i) for i in range(k)]
+    done = [is_finished(d, cfg.train.steps) for d in dirs]
+    write_manifest(out, cfg, done)
+    summaries: list[dict[str, Any]] = []
+    for i, run_dir in enumerate(dirs):
+        if done[i]:
+            log.info("ensemble: member %d of %d (train.seed=%d) finished before: kept as it is", i, k,
+                     cfg.train.seed + i)
+            summaries.append(json.loads((run_dir / "summary.json").read_text()))
+            continue
+        log.info("ensemble: member %d of %d (train.seed=%d) in %s", i, k, cfg.train.seed + i, run_dir)
+        try:
+            result: TrainResult = train_run(member_config(cfg, i), run_dir, data, progress=progress,
+                                            backbone=None if pristine is None else copy.deepcopy(pristine),
+                                            batch_transform=batch_transform)
+        except TrainingStopped as exc:
+            raise TrainingStopped(f"ensemble member {i} ({run_dir}): {exc}") from exc
+        summaries.append(result.summary)
+        done[i] = True
+        write_manifest(out, cfg, done)
+    first = summaries[0]
+    return summaries, {"ensemble": k, "seeds": [cfg.train.seed + i for i in range(k)],
+                       "members": [str(d) for d in dirs], "data": first.get("data"),
+                       "wall_s": round(sum(s.get("wall_s", 0.0) for s in summaries), 1)}
