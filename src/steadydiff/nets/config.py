@@ -30,7 +30,8 @@ class UNetConfig:
     attn_levels: tuple[int, ...] = ()  # levels (0 = full res) with self-attention; the middle always has it
     head_channels: int = 32  # channels per attention head
     # With the default image augmentation (data.augment 0.12) regularising, dropout cost quality on digits
-    # (BENCHMARKS.md, digits: 0, 0.05 and EDM's 0.1 over training and sampling seeds).
+    # (BENCHMARKS.md, digits: 0, 0.05 and EDM's 0.1 over training and sampling seeds; 0.1 again on a validation
+    # split: BENCHMARKS.md, defaults).
     dropout: float = 0.0
     # "batch" (BatchNorm) couples the samples of a batch and is known to harm diffusion models: it
     # logs a warning and is there for comparisons only. "none" leaves the activations unnormalised.

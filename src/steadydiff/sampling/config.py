@@ -20,8 +20,8 @@ class SampleConfig:
     sampler: SamplerName = "heun"
     steps: int = 18  # solver steps; Heun uses 2·steps − 1 network evaluations
     schedule: ScheduleName = "karras"
-    # Karras et al. (2022), Eq. 5, with their ρ = 7: chosen again on a validation split of digits over 10 (BENCHMARKS.md,
-    # defaults).
+    # Karras et al. (2022), Eq. 5, with their ρ = 7: chosen again over 10 on a validation split of digits
+    # (BENCHMARKS.md, defaults).
     rho: float = 7.0
     grid_n: int = 64  # samples in each grid written during training
     grid_seed: int = 0

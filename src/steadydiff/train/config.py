@@ -45,8 +45,8 @@ class TrainConfig:
     ema_halflife_samples: int = 50_000  # EMA half-life (EDM's ema_halflife_kimg, in samples)
     # Half-life ≤ rampup × samples seen. While that bound holds, β ≈ 1 − ln2/(rampup·t) (t in steps) is the
     # power-function EMA with γ + 1 = ln2/rampup (Karras et al. 2024, Eq. 2): 0.04 gives γ ≈ 16.3, a width
-    # σ_rel ≈ 0.05 of the run, the length post-hoc EMA picked on digits (EDM's 0.1 is σ_rel ≈ 0.10;
-    # BENCHMARKS.md, digits).
+    # σ_rel ≈ 0.05 of the run (EDM's 0.1 is σ_rel ≈ 0.10); post-hoc EMA lengths 0.03–0.15 did no better on a
+    # validation split of digits (BENCHMARKS.md, defaults).
     ema_rampup: float = 0.04
     phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
     phema_every: int = 500  # steps between post-hoc EMA snapshots in RUN/phema/; 0: no post-hoc EMA
