@@ -205,7 +205,7 @@ class GuardConfig:
     plateau_factor: float = 0.5
     # An LR too high for the model inflates its weights (Adam's steps have a fixed size, so they random-walk the
     # norm up; normalisation layers hide it from the loss) and the run never learns fine detail, even after the LR
-    # is lowered: restart from step 0 at `growth_backoff` × the LR. Healthy runs stay under 2× (BENCHMARKS.md).
+    # is lowered: restart from step 0 at `growth_backoff` × the LR. (Healthy runs: BENCHMARKS.md.)
     weight_growth: float = 2.5  # backbone weight norm above this × its step-0 norm within `growth_steps`; 0: off
     growth_steps: int = 2000
     growth_backoff: float = 0.25
