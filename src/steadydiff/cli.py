@@ -253,7 +253,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
            else f"conditions from {args.cond}" if args.cond else f"prompt {args.prompt!r}" if args.prompt
            else "conditions drawn like the training items'"))
     save_samples(out, x, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
-                 title=f"{n} samples, {sampler}, {model.nfe(steps, sampler)} NFE{what}")
+                 title=f"{n} samples, {sampler}, {model.nfe(steps, sampler)} NFE{what}", table=model.normaliser.table)
     if members:
         what += f"; ensemble of {members} runs, {args.ensemble or model.config.sample.ensemble} sampling"
     print(f"wrote {n} samples to {out} ({sampler}, {steps} steps = "
@@ -327,15 +327,19 @@ def cmd_impute(args: argparse.Namespace) -> int:
 
     out = _output_path(args.out)
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
+    table = model.normaliser.table
     x = read_incomplete(args.input, model.item_shape, mask=args.mask, columns=model.columns,
-                        value_range=model.normaliser.value_range)
-    unknown = int(np.isnan(x).sum())
+                        value_range=model.normaliser.value_range, table=table)
+    unknown = int(np.isnan(x).sum() if table is None else table.missing_cells(x).sum())
     done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample,
                         method=args.method, ensemble=ensemble_choice(args, model))
-    best = done if args.draws == 1 else np.median(done, axis=0)  # per value; known values are equal in every draw
+    if args.draws == 1:
+        best = done
+    else:  # per value (a table's categories: the commonest); known values are equal in every draw
+        best = np.median(done, axis=0) if table is None else table.consensus(done).astype(np.float32)
     best = np.where(np.isnan(x), best, x)
     save_samples(out, best, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
-                 title=f"{len(x)} completions")
+                 title=f"{len(x)} completions", table=table)
     extra = ""
     if args.draws > 1:
         draws_path = out.with_name(out.stem + "-draws.npy")
@@ -392,18 +396,19 @@ def cmd_edit(args: argparse.Namespace) -> int:
     out = _output_path(args.out)
     model = load(args.run, ema=not args.raw, checkpoint=args.checkpoint)
     x = read_incomplete(args.input, model.item_shape, columns=model.columns, value_range=model.normaliser.value_range,
-                        image_needs_mask=False)
+                        image_needs_mask=False, table=model.normaliser.table)
     args.n, args.cond = len(x), None
     cond = _cli_conditions(args, model)
     done = model.edit(x, args.strength, seed=args.seed, steps=args.steps, cond=cond, guidance=args.guidance)
     save_samples(out, done, kind=model.kind, value_range=model.normaliser.value_range, columns=model.columns,
-                 title=f"{len(x)} edits, strength {args.strength:g}")
+                 title=f"{len(x)} edits, strength {args.strength:g}", table=model.normaliser.table)
     print(f"wrote {len(x):,} edited items to {out} (strength {args.strength:g})")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .data.cond import CondSpec
+    from .data.table import Table
     from .train.checkpoint import list_checkpoints
     from .train.ensemble import read_ensemble
 
@@ -437,10 +442,18 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run}")
     print(f"  data: {info.get('description', cfg.data.source)}")
-    for note in (read("normaliser.json") or {}).get("notes") or []:  # column kinds: log, codes, whole numbers
+    saved = read("normaliser.json") or {}
+    table = Table.from_dict(saved["table"]) if saved.get("table") else None
+    if table is not None:  # a CSV or parquet table's column types
+        print(f"  column types: {table.describe()}" + (f"; the network sees {table.width} values per row (a one-hot "
+                                                       "block per categorical column)"
+                                                       if table.width != len(table.columns) else ""))
+    for note in saved.get("notes") or []:  # column kinds: log, codes, whole numbers
         print(f"  columns: {note}")
     if info.get("missing"):
-        shares = sorted(info["missing"].items(), key=lambda kv: -kv[1])
+        missing = info["missing"] if table is None else \
+            {c.name: info["missing"].get(c.entries()[0], 0.0) for c in table.columns}  # per column, not per entry
+        shares = sorted(missing.items(), key=lambda kv: -kv[1])
         print("  missing values (share of training entries): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in
                                                                          shares[:8])
               + (f" and {len(shares) - 8} more" if len(shares) > 8 else "") + f"; train.masks={cfg.train.masks}")

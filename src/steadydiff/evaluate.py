@@ -58,7 +58,8 @@ from tqdm import tqdm
 from .api import Model, load
 from .atomic import write_npy_atomic, write_text_atomic
 from .config import RunConfig, load_toml
-from .data import DataConfig, Dataset, load_data
+from .data import DataConfig, Dataset, image_levels, load_data
+from .data.stream import is_lazy
 from .errors import SteadydiffError
 from .metrics.likelihood import DEFAULT_PROBES, DEFAULT_STEPS, EXACT_MAX_DIM, bits_per_dim, log_likelihood
 from .metrics.reference import (
@@ -390,7 +391,8 @@ def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = Tru
     dims = int(np.prod(shape))
     extra_n = 2 * shape[0] if run.config.train.masks else 0
     image = ds.kind == "image"
-    level = norm.image_step(ds.train) if image else None
+    levels = image_levels(ds.train) if image else None
+    level = None if levels is None else norm.image_step(levels)
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
 
@@ -405,10 +407,13 @@ def likelihood(run_dir: str | Path, *, checkpoint: str = "last", ema: bool = Tru
                               "unit": "bits/dim" if image else "nats per item (normalised units)"}
     t0, counted = time.perf_counter(), 0
     for split, items in (("train", ds.train), ("holdout", ds.holdout)):
-        items = items[np.isfinite(items.reshape(len(items), -1)).all(1)]
-        if not len(items):
-            continue
-        items = items[np.sort(rng.permutation(len(items))[:n])].astype(np.float64)
+        if is_lazy(items):  # streamed data is complete: a sample is read, never the whole split
+            items = items[np.sort(rng.permutation(len(items))[:n])].astype(np.float64)
+        else:
+            items = items[np.isfinite(items.reshape(len(items), -1)).all(1)]
+            if not len(items):
+                continue
+            items = items[np.sort(rng.permutation(len(items))[:n])].astype(np.float64)
         if image:
             x = dequantised(items, norm.lo, norm.hi, level, rng)
         else:

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,8 +22,11 @@ from ..errors import DataError
 from .augment import hflip
 from .cond import CondSpec, condition_from_array
 from .config import DataConfig
-from .normalise import Normaliser
-from .sources import BUILTINS, Raw, from_array, luma, read_source
+from .normalise import MAX_LEVELS, Normaliser
+from .sources import BUILTINS, Raw, from_array, image_files, luma, read_source
+from .stream import STREAM_ABOVE_BYTES, LazyItems, RowFile, check_finite_streamed, distinct_values, is_lazy, value_range
+from .stream import fingerprint as items_fingerprint
+from .table import Table
 from .text import embed_texts
 from .validate import check_finite, check_min_items, check_missing
 
@@ -34,7 +38,9 @@ __all__ = [
     "check_finite",
     "check_min_items",
     "describe",
+    "fit_normaliser",
     "hflip",
+    "image_levels",
     "load_data",
     "split_indices",
 ]
@@ -46,8 +52,9 @@ class Dataset:
 
     name: str  # e.g. "digits" or the path
     kind: Literal["vector", "image", "series"]
-    train: np.ndarray  # float32, raw user units, (N, D) or (N, C, H, W)
-    holdout: np.ndarray  # float32, same layout, may have 0 items
+    # float32, raw user units, (N, D) or (N, C, H, W); streamed data (data.stream): rows read on demand
+    train: np.ndarray | LazyItems
+    holdout: np.ndarray  # float32, same layout, may have 0 items; always in memory (give data.holdout as a count)
     train_labels: np.ndarray | None = None  # int64 class labels where the source has them
     holdout_labels: np.ndarray | None = None
     class_names: list[str] | None = None  # where the labels are classes a user can ask for (data/cond.py)
@@ -57,6 +64,7 @@ class Dataset:
     holdout_captions: list[str] | None = None
     text_encoder: str | None = None  # data.text_encoder: the captions' embeddings are the vectors above
     columns: list[str] | None = None  # feature names for tables
+    table: Table | None = None  # a CSV or parquet table's column types; train and holdout hold its encoded rows
     modes: np.ndarray | None = None  # known mode centres (raw units) for toy mixtures
     mode_std: float | None = None
     mode_weights: np.ndarray | None = None  # the mixture's weights where they are not equal (toy:grid25-imbalanced)
@@ -66,6 +74,8 @@ class Dataset:
     @property
     def missing_share(self) -> float:
         """The share of the training entries that are missing (NaN; data.missing=learn)."""
+        if is_lazy(self.train):
+            return 0.0  # streamed data is refused with missing values (stream.check_finite_streamed)
         return float(np.isnan(self.train).mean()) if np.issubdtype(self.train.dtype, np.floating) else 0.0
 
     def missing_by_column(self) -> dict[str, float] | None:
@@ -85,6 +95,8 @@ class Dataset:
                 return np.ones(len(x), bool)
             return ~np.isnan(x.reshape(len(x), -1)).any(1)
 
+        if is_lazy(self.train):
+            return self, None  # complete by construction
         keep_t, keep_h = whole(self.train), whole(self.holdout)
         if keep_t.all() and keep_h.all():
             return self, None
@@ -134,11 +146,16 @@ class Dataset:
             return self.train_labels if split == "train" else self.holdout_labels
         return self.train_vectors if split == "train" else self.holdout_vectors
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """16 hex digits of the SHA-256 of the training items' bytes: written to dataset.json, so a resumed run,
-        `eval` and `report` can tell the data they found is the data the run was trained on."""
-        return hashlib.sha256(np.ascontiguousarray(self.train).tobytes()).hexdigest()[:16]
+        """16 hex digits of the SHA-256 of the training items' float32 bytes (streamed: the same digest, block
+        by block): written to dataset.json, so a resumed run, `eval` and `report` can tell the data they found
+        is the data the run was trained on."""
+        return items_fingerprint(self.train)
+
+    @property
+    def streamed(self) -> bool:
+        return is_lazy(self.train)
 
 
 def split_indices(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +179,10 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     are arrays/tensors or tuples (item, label, ...) with integer labels.
     """
     cfg.check()
-    if data is None:
-        name, raw = cfg.source, read_source(cfg)
-    elif isinstance(data, str | os.PathLike):
-        name = os.fspath(data)
-        raw = read_source(dataclasses.replace(cfg, source=name))
+    if data is None or isinstance(data, str | os.PathLike):
+        name = cfg.source if data is None else os.fspath(data)
+        cfg = dataclasses.replace(cfg, source=name)
+        raw = read_streamed(cfg) if should_stream(cfg) else read_source(cfg)
     elif isinstance(data, np.ndarray):
         name, raw = "numpy array", from_array(data, "the numpy array", cfg.kind)
     elif isinstance(data, torch.Tensor):
@@ -180,6 +196,8 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
     if cfg.kind != "auto" and raw.kind != cfg.kind and not (cfg.window and raw.kind == "vector"):
         raise DataError(f"data.kind={cfg.kind} does not fit {name}, which holds {raw.kind} data; leave data.kind at "
                         "auto (or give an array that can be read so)")
+    if isinstance(raw.x, RowFile):
+        return _streamed_dataset(cfg, name, raw)
     if raw.kind == "image":
         _apply_channels(raw, cfg.channels, name)
 
@@ -218,6 +236,7 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         holdout_captions=None if raw.captions is None else [raw.captions[i] for i in hold_idx],
         text_encoder=cfg.text_encoder,
         columns=raw.columns,
+        table=raw.table,
         modes=raw.modes,
         mode_std=raw.mode_std,
         mode_weights=raw.mode_weights,
@@ -225,8 +244,131 @@ def load_data(cfg: DataConfig, data: Any = None) -> Dataset:
         skipped=list(raw.skipped),
     )
     if ds.kind in ("vector", "series"):
-        ds.notes.extend(Normaliser.fit(ds.train, ds.kind, ds.columns).notes)
+        ds.notes.extend(Normaliser.fit(ds.train, ds.kind, ds.columns, ds.table).notes)
     return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Streamed data (data.stream): items stay on disk; see data/stream.py and data/cache.py.
+
+FIT_SAMPLE = 100_000  # a streamed set of vectors or series fits its normaliser on this many items at most
+
+
+def should_stream(cfg: DataConfig) -> bool:
+    """Whether `cfg.source` is read row by row from disk: data.stream=on for an image folder or a .npy file,
+    auto for one whose items would take more than STREAM_ABOVE_BYTES as float32 (see DataConfig.stream)."""
+    if cfg.stream == "off":
+        return False
+    if cfg.window:
+        if cfg.stream == "on":
+            raise DataError("data.window cuts one long series into windows in memory; it cannot be streamed: set "
+                            "data.stream=auto (or off)")
+        return False
+    path = Path(cfg.source).expanduser()
+    streamable = cfg.source not in BUILTINS and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".npy"))
+    if not streamable:
+        if cfg.stream == "on":
+            raise DataError(f"data.stream=on reads image folders and .npy files row by row; {cfg.source} is neither "
+                            "(.npz, CSV and built-in sets are read into memory): convert it to a .npy file with "
+                            "np.save, or set data.stream=auto")
+        return False
+    if cfg.stream == "on":
+        return True
+    if path.is_dir():  # as float32, RGB at data.image_size (the widest it can be read)
+        return len(image_files(path)[0]) * 3 * cfg.image_size ** 2 * 4 > STREAM_ABOVE_BYTES
+    try:
+        rows = RowFile.npy(path)
+    except DataError:  # the in-memory reader says what is wrong with the file
+        return False
+    return len(rows) * rows.row_bytes // rows.dtype.itemsize * 4 > STREAM_ABOVE_BYTES
+
+
+def read_streamed(cfg: DataConfig) -> Raw:
+    """An image folder through its cache, or a .npy file by its header: a `Raw` whose x is a `RowFile`."""
+    path = Path(cfg.source).expanduser()
+    if path.is_dir():
+        from .cache import read_folder_cached  # PIL and the cache only where a folder is streamed
+
+        return read_folder_cached(path, cfg.image_size, cfg.channels, cfg.bad_files, cfg.cache_dir)
+    rows = RowFile.npy(path)
+    if len(rows.shape) < 1:
+        raise DataError(f"{path.name}: holds a single value (shape ()); save (N, ...) items")
+    # The shape is read as `from_array` reads it (its checks and notes), on two stand-in items whose values are
+    # their positions: a reading that only reshapes keeps them in order, and rows can then be read as they lie.
+    from_array(np.zeros((2, *rows.shape[1:]), dtype=rows.dtype), path.name, cfg.kind)
+    positions = np.arange(2 * int(np.prod(rows.shape[1:], dtype=np.int64)), dtype=np.float64)
+    probe = from_array(positions.reshape(2, *rows.shape[1:]), path.name, cfg.kind)
+    if not np.array_equal(np.asarray(probe.x).ravel(), positions):
+        raise DataError(f"{path.name}: its items {rows.shape[1:]} are read as {probe.x.shape[1:]} by moving axes (e.g. "
+                        "channels-last images), which cannot be done row by row; save them in the read layout "
+                        "(np.save(path, np.ascontiguousarray(x.transpose(0, 3, 1, 2)))) or set data.stream=off")
+    if cfg.npz_key is not None:
+        probe.notes.insert(0, f"data.npz_key={cfg.npz_key!r} ignored: {path.name} is a .npy file, not .npz")
+    rows.shape = (len(rows), *probe.x.shape[1:])
+    return Raw(x=rows, kind=probe.kind, columns=probe.columns,
+               notes=[*probe.notes, f"{path.name}: read row by row from disk ({len(rows):,} items; data.stream)"])
+
+
+def _streamed_dataset(cfg: DataConfig, name: str, raw: Raw) -> Dataset:
+    """The streamed counterpart of the in-memory path of `load_data`: the same checks, split and conditions, the
+    training split left on disk, the held-out split read into memory."""
+    rows: RowFile = raw.x
+    everything = LazyItems(rows)
+    check_min_items(everything, name)
+    if raw.kind == "image" and cfg.channels != "auto" and \
+            rows.shape[1] != (1 if cfg.channels == "grey" else 3) and not Path(cfg.source).is_dir():
+        raise DataError(f"data.channels={cfg.channels} would convert {name}'s {rows.shape[1]}-channel images, which a "
+                        "streamed .npy cannot: save the converted array, or set data.stream=off")
+    if np.issubdtype(rows.dtype, np.inexact):
+        check_finite_streamed(everything, name)
+    if cfg.text_encoder is not None:
+        if raw.captions is None:
+            raise DataError(f"data.text_encoder={cfg.text_encoder!r} embeds captions, and {name} has none (put "
+                            "captions.csv or captions.jsonl beside the images)")
+        raw.vectors = embed_texts(cfg.text_encoder, raw.captions)
+        raw.notes.append(f"{name}: captions embedded by {cfg.text_encoder} ({raw.vectors.shape[1]} values each)")
+    if cfg.label_column is not None:
+        raise DataError(f"data.label_column={cfg.label_column!r} applies to CSV files only; {name} is not one "
+                        "(image sub-folders give conditions there)")
+    train_idx, hold_idx = split_indices(len(rows), cfg.holdout, cfg.split_seed)
+    labels, vectors, captions = raw.labels, raw.vectors, raw.captions
+    ds = Dataset(
+        name=name, kind=raw.kind, train=everything.subset(train_idx),
+        holdout=np.ascontiguousarray(everything.subset(hold_idx)[:]),
+        train_labels=None if labels is None else labels[train_idx],
+        holdout_labels=None if labels is None else labels[hold_idx],
+        class_names=raw.class_names,
+        train_vectors=None if vectors is None else vectors[train_idx],
+        holdout_vectors=None if vectors is None else vectors[hold_idx],
+        train_captions=None if captions is None else [captions[i] for i in train_idx],
+        holdout_captions=None if captions is None else [captions[i] for i in hold_idx],
+        text_encoder=cfg.text_encoder, columns=raw.columns, notes=list(raw.notes), skipped=list(raw.skipped))
+    if ds.kind in ("vector", "series"):
+        ds.notes.extend(fit_normaliser(ds.train, ds.kind, ds.columns).notes)
+    return ds
+
+
+def fit_normaliser(train: np.ndarray | LazyItems, kind: str, columns: list[str] | None = None,
+                   table: Table | None = None) -> Normaliser:
+    """`Normaliser.fit` on the training split; streamed, in one pass over it (images: the value range, the same
+    as in memory) or on a sample of FIT_SAMPLE items (vectors, series; exact below that size), which it notes."""
+    if not is_lazy(train):
+        return Normaliser.fit(train, kind, columns, table)
+    if kind == "image":
+        lo, hi = value_range(train)
+        return Normaliser("image", lo=lo, hi=hi)
+    _, sample = train.sample(FIT_SAMPLE, seed=0)
+    norm = Normaliser.fit(sample, kind, columns, table)
+    if len(sample) < len(train):
+        norm.notes.append(f"normaliser fitted on {len(sample):,} of the {len(train):,} training items, drawn at random "
+                          "(data.stream)")
+    return norm
+
+
+def image_levels(train: np.ndarray | LazyItems) -> np.ndarray | None:
+    """What `Normaliser.image_step` reads the value levels from: the items, or (streamed) their distinct values
+    gathered block by block (None: more than MAX_LEVELS, so not on a grid of levels)."""
+    return distinct_values(train, MAX_LEVELS) if is_lazy(train) else train
 
 
 def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
@@ -283,8 +425,8 @@ def _windows(cfg: DataConfig, name: str, raw: Raw, x: np.ndarray) -> Dataset:
 
 def describe(ds: Dataset) -> str:
     """One line for the user, e.g. "digits: 1,500 train + 297 held-out images 1×8×8, values 0–16"."""
-    both = np.concatenate([ds.train, ds.holdout])
-    lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
+    ranges = [value_range(x) for x in (ds.train, ds.holdout) if len(x)]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     values = f"{lo:.4g}–{hi:.4g}" if lo >= 0 else f"{lo:.4g} to {hi:.4g}"
     missing = ds.missing_share
     if missing:
@@ -294,6 +436,8 @@ def describe(ds: Dataset) -> str:
     elif ds.kind == "series":
         c, length = ds.item_shape
         what = f"series of {c} channel{'s' if c != 1 else ''} × {length} steps"
+    elif ds.table is not None and ds.table.has_categories:
+        what = f"rows of {len(ds.table.columns)} columns ({ds.table.width} values: one-hot categories)"
     else:
         what = f"vectors of {ds.item_shape[0]} feature{'s' if ds.item_shape[0] != 1 else ''}"
     return f"{ds.name}: {len(ds.train):,} train + {len(ds.holdout):,} held-out {what}, values {values}"

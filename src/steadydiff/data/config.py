@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
+from .table import parse_columns
 
 DEFAULT_AUGMENT = 0.12
 
@@ -15,7 +16,7 @@ class DataConfig:
     """Where the data comes from and how it is prepared.
 
     `source` is a built-in name (`toy:grid25`, `toy:ring8`, `toy:swissroll`, `digits`, `mnist`, `iris`,
-    `wine`) or a path: a folder of PNG/JPEG images, a `.npy`/`.npz` array file, or a `.csv` file.
+    `wine`) or a path: a folder of PNG/JPEG images, a `.npy`/`.npz` array file, or a `.csv` or `.parquet` table.
     """
 
     source: str = "digits"
@@ -43,6 +44,11 @@ class DataConfig:
     # each distinct caption is embedded once and the run is conditional on the vectors. None: one is trained.
     text_encoder: str | None = None
     label_column: str | None = None  # a CSV column holding each row's class (numbers or text): the condition
+    # A table's column types where inference (data/table.py) should not decide, "COLUMN=TYPE,...", each TYPE one of
+    # numeric, integer, boolean, categorical: e.g. "species=categorical,year=integer". Integer codes with few values
+    # (a class written 0/1/2) are inferred integer, ordered and kept in range; declare them categorical to make them
+    # unordered categories (one-hot). None: every column inferred.
+    columns: str | None = None
     # An image file that cannot be read: "error" stops with its name, "skip" leaves it out (listed in dataset.json
     # and counted in the summary).
     bad_files: Literal["error", "skip"] = "error"
@@ -50,6 +56,14 @@ class DataConfig:
     # loss counts observed entries only and the run is mask-conditioned (train.masks), so `impute` fills them —
     # "error" refuses them. Images never take NaN; Inf is always refused.
     missing: Literal["learn", "error"] = "learn"
+    # Data larger than memory (data/stream.py): "on" reads an image folder through a preprocessed uint8 cache on
+    # disk (data/cache.py) and a .npy file row by row, holding only the batches in memory; "off" reads everything
+    # into memory; "auto" streams a folder or .npy whose items would take more than 2 GiB as float32.
+    stream: Literal["auto", "on", "off"] = "auto"
+    cache_dir: str | None = None  # the image cache's root; None: $XDG_CACHE_HOME/steadydiff/images or ~/.cache/...
+    # DataLoader worker processes that read and normalise streamed batches ahead of the step (pinned memory on a
+    # GPU). None: 0 on a CPU (a batch read costs little beside the step), 2 on a GPU; in-memory data uses none.
+    workers: int | None = None
 
     def resolved_augment(self, kind: str, fresh: bool) -> float:
         """data.augment, or its default: 0.12 for images in a new run, else 0 (see the field)."""
@@ -60,6 +74,7 @@ class DataConfig:
     def check(self) -> None:
         if not self.source:
             raise ConfigError("data.source is empty: give a built-in name (e.g. digits) or a path")
+        parse_columns(self.columns)  # raises on an unknown type or a malformed item
         if self.missing not in ("learn", "error"):
             raise ConfigError(f"data.missing must be 'learn' or 'error', got {self.missing!r}")
         if self.image_size < 4:
@@ -73,5 +88,9 @@ class DataConfig:
             raise ConfigError(f"data.window cuts a long series into windows; data.kind={self.kind} is not a series")
         if self.augment is not None and not 0 <= self.augment <= 1:
             raise ConfigError(f"data.augment is a probability in [0, 1], got {self.augment}")
+        if self.stream not in ("auto", "on", "off"):
+            raise ConfigError(f"data.stream must be 'auto', 'on' or 'off', got {self.stream!r}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"data.workers must be ≥ 0 (or unset for the default), got {self.workers}")
         if self.toy_samples < 2:
             raise ConfigError(f"data.toy_samples must be ≥ 2, got {self.toy_samples}")

@@ -1,4 +1,5 @@
-"""Write samples in the user's units: PNG (image grid, series line plots or 2-D scatter), .npy or .csv."""
+"""Write samples in the user's units: PNG (image grid, series line plots or 2-D scatter), .npy or .csv (a typed
+table's own columns)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SteadydiffError
+from .table import Table
 
 FORMATS = (".png", ".npy", ".csv")
 
@@ -119,8 +121,11 @@ def _series_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title: 
 
 
 def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tuple[float, float] | None = None,
-                 columns: list[str] | None = None, reference: np.ndarray | None = None, title: str = "") -> Path:
-    """Write `x` (user units) to `path`, choosing the format by its suffix; written atomically."""
+                 columns: list[str] | None = None, reference: np.ndarray | None = None, title: str = "",
+                 table: Table | None = None) -> Path:
+    """Write `x` (user units) to `path`, choosing the format by its suffix; written atomically. Rows of a typed table
+    (`table`, data/table.py) go to a CSV as the table's own columns, in its order and types: a category by its name,
+    a boolean as the file spelt it, an integer as one (a .npy holds the rows of numbers as they are)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -129,6 +134,11 @@ def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tup
     with atomic_path(path) as tmp:  # same suffix: np.save and the writers go by it
         if suffix == ".npy":
             np.save(tmp, x.astype(np.float32))
+        elif suffix == ".csv" and table is not None:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(table.names)
+                writer.writerows(table.decode(x.reshape(len(x), -1)))
         elif suffix == ".csv":
             flat = x.reshape(len(x), -1)
             if kind == "series":  # one row per series: each channel's steps in turn, named channel_t<step>

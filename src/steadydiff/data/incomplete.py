@@ -1,7 +1,8 @@
 """Reading data with missing values for `steadydiff impute`: NaN marks what is unknown.
 
 - `.npy` / `.npz` (the array, or the one named `x`): items shaped like the run's, NaN where unknown;
-- `.csv`: rows of the run's columns (a header row optional), empty cells and nan/NA unknown;
+- `.csv`: rows of the run's columns (a header row optional), empty cells and nan/NA unknown; for a run on a typed
+  table (data/table.py) its own columns — categories by name, booleans as true/false — encoded as its rows are;
 - an image (PNG/JPEG) with a mask image whose white pixels are unknown, both at the run's image size.
 """
 
@@ -14,15 +15,17 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .sources import IMAGE_SUFFIXES, _is_number, read_array_file
-from .sources import MISSING_CELLS as MISSING
+from .sources import IMAGE_SUFFIXES, _delimiter, _is_number, read_array_file
+from .table import MISSING_CELLS as MISSING
+from .table import Table
 
 
 def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str | Path | None = None,
                     columns: list[str] | None = None, value_range: tuple[float, float] | None = None,
-                    image_needs_mask: bool = True) -> np.ndarray:
+                    image_needs_mask: bool = True, table: Table | None = None) -> np.ndarray:
     """(N, *item_shape) float32 in the user's units, NaN where a value is unknown. An image's 8-bit pixels map
-    black..white onto the run's `value_range` (its images' units: 0..16 for digits)."""
+    black..white onto the run's `value_range` (its images' units: 0..16 for digits). `table`: the run's typed table,
+    whose columns a CSV holds (an unknown category is NaN in its whole one-hot block)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--in {path}: no such file")
@@ -32,6 +35,8 @@ def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str 
                         "with NaN (or empty CSV cells) instead")
     if suffix in (".npy", ".npz"):
         x = _array(path)
+    elif suffix == ".csv" and table is not None:
+        x = _table_csv(path, table)
     elif suffix == ".csv":
         x = _csv(path, columns)
     elif suffix in IMAGE_SUFFIXES:
@@ -87,6 +92,30 @@ def _csv(path: Path, columns: list[str] | None) -> np.ndarray:
                 raise DataError(f"{path.name}: data row {i + 1}, column {j + 1} holds {text!r}: give a number, or "
                                 "leave the cell empty where the value is unknown")
     return out
+
+
+def _table_csv(path: Path, table: Table) -> np.ndarray:
+    """Rows of the run's table columns (a header row of their names optional; the separator sniffed), each cell as
+    its column reads it, empty (or NA) where unknown: the run's rows of numbers, NaN where unknown."""
+    text = path.read_text(encoding="utf-8-sig")
+    numbered = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines(), delimiter=_delimiter(text)))
+                if r and any(c.strip() for c in r)]
+    if not numbered:
+        raise DataError(f"{path.name}: the CSV file is empty")
+    names = table.names
+    first = [c.strip() for c in numbered[0][1]]
+    if first == names:
+        numbered = numbered[1:]
+    elif set(first) & set(names):
+        raise DataError(f"{path.name}: columns {first}, but the run was trained on {names}; give the same columns in "
+                        "the same order")
+    for line, row in numbered:
+        if len(row) != len(names):
+            raise DataError(f"{path.name}: line {line} has {len(row)} fields; the run has {len(names)} columns "
+                            f"({', '.join(names)})")
+    lines = [line for line, _ in numbered]
+    cells = [[row[j].strip() for _, row in numbered] for j in range(len(names))]
+    return table.encode(cells, path.name, lines).astype(np.float32)
 
 
 def _image(path: Path, mask_path: Path | None, item_shape: tuple[int, ...]) -> np.ndarray:

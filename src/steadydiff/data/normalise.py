@@ -12,6 +12,15 @@ and invert it when sampling so samples come back in the user's units.
   samples stay non-negative by the transform, not by clipping alone; a column of whole numbers comes back
   rounded, and one of at most CODE_LEVELS distinct whole numbers (class codes, counts) also within the range
   its training values span, so no new code appears.
+- Tables with boolean and categorical columns (a `Table`, data/table.py): their entries are 0/1 in the user's
+  units (one per boolean, a one-hot block per categorical column) and map to −1/+1 by a fixed affine map (mean 0.5,
+  std 0.5), not a fitted one: the "analog bits" of Chen, Zhang & Hinton (2022), ±1 real numbers diffused as every
+  other entry is. Fitted standardisation would put a category of share p at (1 − p)/√(p(1 − p)) ≈ 1/√p, a rare
+  category far outside the unit scale σ_data is measured on. `inverse` decodes a boolean by its sign and a
+  categorical block by its argmax (one 1, the rest 0), as score-based models of one-hot tables do (STaSy, Kim et al.
+  2023); TabDDPM (Kotelnikov et al. 2023) diffuses categories multinomially instead, which has no place in one
+  σ-space. With one map for a whole block the argmax is the same in either units, so samples hold valid categories
+  only; a missing category (NaN in its whole block) stays NaN through `forward`.
 - Series (N, C, L): per-channel standardisation, the mean and std of each channel over all items and time
   steps — never per time step, which would erase the trends and levels a series is made of.
 """
@@ -25,10 +34,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .table import Table
 
 Kind = Literal["vector", "image", "series"]
 CODE_LEVELS = 20  # whole-number columns with at most this many distinct values are codes: kept in their range
 LOG_OFFSET = 0.1  # c of log(x + c), in units of the column's std
+CODE_MEAN, CODE_STD = 0.5, 0.5  # the fixed map of boolean and categorical entries: 0/1 → −1/+1 (module docstring)
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -47,6 +58,7 @@ class Normaliser:
         log_offset: Sequence[float | None] = (),
         integer: Sequence[bool] = (),
         code_range: Sequence[Sequence[float] | None] = (),
+        table: Table | None = None,
     ) -> None:
         if kind not in ("vector", "image", "series"):
             raise DataError(f"normaliser kind must be 'vector', 'image' or 'series', got {kind!r}")
@@ -59,6 +71,7 @@ class Normaliser:
         self.log_offset = [None if c is None else float(c) for c in log_offset]
         self.integer = [bool(v) for v in integer]
         self.code_range = [None if r is None else (float(r[0]), float(r[1])) for r in code_range]
+        self.table = table  # a table's column types (vectors): booleans and categories decoded by `inverse`
         if kind == "image":
             if not self.hi >= self.lo:
                 raise DataError(f"image normaliser needs lo ≤ hi, got lo={self.lo}, hi={self.hi}")
@@ -75,6 +88,9 @@ class Normaliser:
                             ("code_range", self.code_range)):
                 if v and (kind != "vector" or len(v) != self.mean.size):
                     raise DataError(f"{name} needs one entry per feature of a vector normaliser, got {len(v)}")
+            if table is not None and (kind != "vector" or table.width != self.mean.size):
+                raise DataError(f"a table of {table.width} entries needs a vector normaliser of as many features, got "
+                                f"{kind} of {self.mean.size}")
             self._shift = self.mean
             self._scale = 1.0 / self.std
             if kind == "series":  # per channel, broadcast over the time steps
@@ -82,9 +98,11 @@ class Normaliser:
 
     @classmethod
     def fit(
-        cls, x: np.ndarray | torch.Tensor, kind: Kind, columns: Sequence[str] | None = None
+        cls, x: np.ndarray | torch.Tensor, kind: Kind, columns: Sequence[str] | None = None,
+        table: Table | None = None,
     ) -> Normaliser:
-        """Fit on training items `x` ((N, D) vectors or (N, C, H, W) images); `columns` names features."""
+        """Fit on training items `x` ((N, D) vectors or (N, C, H, W) images); `columns` names features; `table`
+        (vectors read from a table) says which entries are booleans and categories (module docstring)."""
         a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         a = a.astype(np.float64)
         if a.ndim < 2 or a.shape[0] == 0:
@@ -97,11 +115,17 @@ class Normaliser:
         if a.ndim != (2 if kind == "vector" else 3):
             raise DataError(f"{kind} normaliser needs {'(N, D)' if kind == 'vector' else '(N, C, L)'} items, got "
                             f"shape {a.shape}")
+        if table is not None and (kind != "vector" or table.width != a.shape[1]):
+            raise DataError(f"a table of {table.width} entries needs (N, {table.width}) vectors, got {kind} items "
+                            f"shaped {a.shape[1:]}")
+        coded = table.coded() if table is not None else np.zeros(a.shape[1] if kind == "vector" else 0, bool)
         axes = 0 if kind == "vector" else (0, 2)
-        kinds: dict[str, Any] = column_kinds(a) if kind == "vector" else {}
+        kinds: dict[str, Any] = column_kinds(a, skip=coded) if kind == "vector" else {}
         if kinds:
             a = _log_columns(a, kinds["log_offset"], np)
         mean, std = np.nanmean(a, axis=axes), np.nanstd(a, axis=axes)  # over the observed entries (data.missing)
+        if coded.any():
+            mean, std = np.where(coded, CODE_MEAN, mean), np.where(coded, CODE_STD, std)
         constant = std <= 1e-12 * (1 + np.abs(mean))
         notes = []
         if constant.any():
@@ -122,7 +146,14 @@ class Normaliser:
                              f"training range: {_names(codes)}")
             if whole:
                 notes.append(f"whole numbers: samples rounded: {_names(whole)}")
-        return cls(kind, mean=mean, std=std, notes=notes, **kinds)
+        if table is not None and table.has_categories:
+            cats = [f"{c.name} ({c.width})" for c in table.columns if c.type == "categorical"]
+            bits = [c.name for c in table.columns if c.type == "boolean"]
+            if cats:
+                notes.append(f"categorical, one-hot at ±1 and sampled as the largest entry (argmax): {_names(cats)}")
+            if bits:
+                notes.append(f"boolean, at ±1 and sampled by sign: {_names(bits)}")
+        return cls(kind, mean=mean, std=std, notes=notes, table=table, **kinds)
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -156,7 +187,7 @@ class Normaliser:
 
     def _typed(self, y: Any, xp: Any) -> Any:
         """Standardised-back values of vectors turned into their columns' kinds (see the module docstring)."""
-        if not (self.log_offset or self.integer):
+        if not (self.log_offset or self.integer or self.table):
             return y
         cols = []
         for j in range(y.shape[-1]):
@@ -170,6 +201,12 @@ class Normaliser:
                     lo, hi = self.code_range[j]
                     v = xp.clip(v, lo, hi) if xp is np else v.clamp(lo, hi)
             cols.append(v)
+        if self.table is not None:
+            for j in self.table.bit_entries():
+                cols[j] = _as(y[..., j] > 0.5, y, xp)
+            for a, b in self.table.one_hot_spans():
+                hot = xp.argmax(y[..., a:b], axis=-1) if xp is np else y[..., a:b].argmax(-1)
+                cols[a:b] = [_as(hot == k, y, xp) for k in range(b - a)]
         return xp.stack(cols, -1) if xp is np else torch.stack(cols, -1)
 
     def forward(self, x: Array) -> Array:
@@ -197,6 +234,8 @@ class Normaliser:
         if self.log_offset or self.integer:
             out.update(log_offset=self.log_offset, integer=self.integer,
                        code_range=[None if r is None else list(r) for r in self.code_range])
+        if self.table is not None:
+            out["table"] = self.table.to_dict()
         return out
 
     @classmethod
@@ -206,7 +245,8 @@ class Normaliser:
             return cls("image", lo=d["lo"], hi=d["hi"], notes=d.get("notes", ()))
         if kind in ("vector", "series"):
             return cls(kind, mean=d["mean"], std=d["std"], notes=d.get("notes", ()), log_offset=d.get("log_offset", ()),
-                       integer=d.get("integer", ()), code_range=d.get("code_range", ()))
+                       integer=d.get("integer", ()), code_range=d.get("code_range", ()),
+                       table=Table.from_dict(d["table"]) if d.get("table") else None)
         raise DataError(f"saved normaliser has unknown kind {kind!r}; expected 'vector' or 'image' (is the "
                         "run directory from another program or version?)")
 
@@ -217,13 +257,19 @@ class Normaliser:
         return f"Normaliser({self.kind}, {self.mean.size} {what} standardised)"
 
 
-def column_kinds(a: np.ndarray) -> dict[str, Any]:
+def column_kinds(a: np.ndarray, skip: np.ndarray | None = None) -> dict[str, Any]:
     """Each column's kind from its (observed) training values (N, D): {"log_offset": c or None per column,
-    "integer": whole numbers?, "code_range": (min, max) of a code column or None}; see the module docstring."""
+    "integer": whole numbers?, "code_range": (min, max) of a code column or None}; see the module docstring. The
+    columns `skip` marks (a table's boolean and categorical entries) are none of these."""
     log_offset: list[float | None] = []
     integer: list[bool] = []
     code_range: list[tuple[float, float] | None] = []
     for j in range(a.shape[1]):
+        if skip is not None and skip[j]:
+            log_offset.append(None)
+            integer.append(False)
+            code_range.append(None)
+            continue
         v = a[:, j][~np.isnan(a[:, j])]
         std = float(v.std())
         whole = bool(np.all(v == np.round(v)))
@@ -245,6 +291,11 @@ def _log_columns(x: Any, offsets: Sequence[float | None], xp: Any) -> Any:
             xp.log(xp.maximum(x[..., j], 0.0) + c) if xp is np else (x[..., j].clamp(min=0.0) + c).log()
             for j, c in enumerate(offsets)]
     return xp.stack(cols, -1) if xp is np else torch.stack(cols, -1)
+
+
+def _as(flags: Any, like: Any, xp: Any) -> Any:
+    """Boolean `flags` as 0/1 in the dtype of `like` (numpy or torch)."""
+    return flags.astype(like.dtype) if xp is np else flags.to(like.dtype)
 
 
 def _names(names: list[str]) -> str:

@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import DataError
 from .cond import classes_from_values, condition_from_array
 from .config import DataConfig
+from .stream import object_array_message
+from .table import Table, infer_table, parse_columns
 
 Kind = Literal["vector", "image", "series"]
 
@@ -45,6 +47,7 @@ class Raw:
     mode_std: float | None = None
     mode_weights: np.ndarray | None = None  # (K,) the mixture's weights (summing to 1) where they are not equal
     lines: np.ndarray | None = None  # (N,) 1-based line of each item in a CSV file, for error messages
+    table: Table | None = None  # the column types of a CSV or parquet table; x holds its rows encoded (data/table.py)
     skipped: list[str] = field(default_factory=list)  # files left out (data.bad_files=skip), "name: why"
     notes: list[str] = field(default_factory=list)
 
@@ -268,7 +271,7 @@ def read_array_file(path: Path, npz_key: str | None, kind: str = "auto") -> Raw:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise DataError(_object_array_message(path.name)) from None
+            raise DataError(object_array_message(path.name)) from None
         raise DataError(f"{path.name}: cannot read the array file ({e}); is it a valid .npy/.npz?") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path.name}: cannot read the array file ({e}); is it a valid .npy/.npz?") from None
@@ -317,18 +320,14 @@ def _read_npz_array(loaded: Any, key: str, path: Path) -> np.ndarray:
         return loaded[key]
     except ValueError as e:
         if "pickle" in str(e).lower():
-            raise DataError(_object_array_message(f"{path.name}[{key!r}]")) from None
+            raise DataError(object_array_message(f"{path.name}[{key!r}]")) from None
         raise DataError(f"{path.name}[{key!r}]: cannot read the array ({e})") from None
 
 
-def _object_array_message(where: str) -> str:
-    return (f"{where}: the array holds Python objects (dtype=object), which steadydiff never unpickles "
-            "(loading pickles can run arbitrary code). Save a numeric array instead, e.g. "
-            "np.save(path, np.asarray(x, dtype=np.float32)).")
 
 
 # --------------------------------------------------------------------------------------------------
-# CSV tables of numbers.
+# Tables: CSV and parquet files with typed columns (data/table.py).
 
 
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -383,19 +382,16 @@ def _delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
-# Cells read as a missing value (NaN), compared in lower case
-MISSING_CELLS = ("", "nan", "na", "n/a", "null", "none", "?")
-
-
-def read_csv(path: Path, label_column: str | None = None) -> Raw:
-    """Read a table of numbers with pandas: .csv or .tsv, possibly .gz/.zip/.bz2/.xz compressed; the separator
-    sniffed (comma, semicolon, tab or bar).
+def read_csv(path: Path, label_column: str | None = None, column_types: str | None = None) -> Raw:
+    """Read a table with pandas: .csv or .tsv, possibly .gz/.zip/.bz2/.xz compressed; the separator sniffed (comma,
+    semicolon, tab or bar).
 
     The first non-blank row is a header when none of its cells is a number. Blank lines are skipped; a row with
-    more or fewer fields than the first is refused with its line. Every cell must parse as a number or be missing
-    (empty, NA, NaN, null, none or ?: NaN, learnt around or refused by data.missing); "inf" parses, and is then
-    refused by the finite check with its line and column. `label_column` names a
-    column of class labels (numbers or text), read as the condition.
+    more or fewer fields than the first is refused with its line. Each column's type — numeric, integer, boolean or
+    categorical — is inferred from its cells or declared by `column_types` (data.columns; data/table.py), and the rows
+    come back as numbers (`Raw.table` maps them back to cells). A missing cell (empty, NA, NaN, null, none or ?) is
+    NaN, learnt around or refused by data.missing; "inf" parses, and is then refused by the finite check with its
+    line and column. `label_column` names a column of class labels (numbers or text), read as the condition.
     """
     import io
 
@@ -446,45 +442,83 @@ def read_csv(path: Path, label_column: str | None = None) -> Raw:
         raise DataError(f"{path.name}: line {lines[i]} has {got} fields but {first_row} has {body.shape[1]}. "
                         "Every row needs the same number of columns (check for missing or extra separators).")
     body = body.apply(lambda col: col.str.strip())
-    width = body.shape[1]
-    columns = header if header is not None else [f"column {j + 1}" for j in range(width)]
-    labels = names = None
-    if label_column is not None:
-        if label_column not in columns:
-            close = difflib.get_close_matches(label_column, columns, n=1)
-            listing = ", ".join(repr(c) for c in columns[:20])
-            raise DataError(f"{path.name}: no column {label_column!r} for data.label_column; the columns are "
-                            f"{listing}" + (f". Did you mean {close[0]!r}?" if close else ""))
-        j = columns.index(label_column)
-        labels, names = classes_from_values(body.iloc[:, j].tolist(), f"{path.name}, column {label_column!r}")
-        body = body.drop(columns=body.columns[j])
-        columns = columns[:j] + columns[j + 1:]
-        width -= 1
-        if width == 0:
-            raise DataError(f"{path.name}: data.label_column={label_column!r} is the only column; nothing is left "
-                            "to train on")
-    x = np.empty((len(body), width), dtype=np.float64)
-    for j in range(width):
-        raw_col = body.iloc[:, j]
-        values = pd.to_numeric(raw_col, errors="coerce").to_numpy(dtype=np.float64)
-        said_nan = raw_col.str.lower().str.lstrip("+-").isin(MISSING_CELLS).to_numpy()
-        bad = np.isnan(values) & ~said_nan
-        if bad.any():
-            i = int(np.argmax(bad))
-            shown = repr(raw_col.iloc[i]) if raw_col.iloc[i] else "an empty cell"
-            raise DataError(
-                f"{path.name}: column '{columns[j]}' is not numeric: line {lines[i]} holds {shown}. "
-                "Every column must hold numbers (an empty cell, NA or NaN marks a missing value); drop the "
-                "column or encode it as numbers (e.g. categories as 0, 1, 2)."
-            )
-        x[:, j] = values
+    columns = header if header is not None else [f"column {j + 1}" for j in range(body.shape[1])]
+    cells = [body.iloc[:, j].to_numpy(dtype=str) for j in range(body.shape[1])]
     shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[delimiter]
-    notes = [f"{path.name}: read {len(body):,} rows × {width} columns ({shown_sep}-separated"
-             + (", first line is the header)" if header is not None else ", no header row found)")]
-    if names is not None:
-        notes.append(f"{path.name}: column {label_column!r} holds the class of each row ({len(names)} classes)")
-    return Raw(x=x, kind="vector", columns=columns, lines=np.asarray(lines), notes=notes, labels=labels,
-               class_names=names)
+    how = f"{shown_sep}-separated" + (", first line is the header" if header is not None else ", no header row found")
+    return _table_raw(path.name, columns, cells, np.asarray(lines), how, label_column, column_types)
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def read_parquet(path: Path, label_column: str | None = None, column_types: str | None = None) -> Raw:
+    """Read a parquet file through pandas (pyarrow): each column's values as text cells — floats as the shortest
+    text that reads back the same (always with a point, so they stay numeric), booleans as true/false, missing values
+    empty — then typed and encoded as a CSV's are (`read_csv`). Rows are numbered from 1 in messages (as lines)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError:
+        raise DataError(f"{path.name}: reading parquet files needs pyarrow: pip install 'steadydiff[parquet]' (or save "
+                        "the table as CSV)") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path.name}: cannot read the parquet file ({type(e).__name__}: {e})") from None
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise DataError(f"{path.name}: the parquet file holds no rows of data ({frame.shape[0]} rows × "
+                        f"{frame.shape[1]} columns)")
+    names = [str(c) for c in frame.columns]
+    cells = [_parquet_cells(frame.iloc[:, j]) for j in range(frame.shape[1])]
+    return _table_raw(path.name, names, cells, np.arange(1, len(frame) + 1), "parquet", label_column, column_types)
+
+
+def _parquet_cells(values: Any) -> np.ndarray:
+    """One parquet column (a pandas Series) as stripped text cells, "" where a value is missing."""
+    import pandas as pd
+
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(values.dtype):
+        text = ["true" if v is True or v == 1 else "false" for v in values.fillna(False).tolist()]
+    elif pd.api.types.is_float_dtype(values.dtype):
+        text = [repr(float(v)) for v in values.tolist()]
+    else:
+        text = [str(v).strip() for v in values.tolist()]
+    return np.where(missing, "", np.asarray(text, dtype=str))
+
+
+def _table_raw(where: str, names: list[str], cells: list[np.ndarray], lines: np.ndarray, how: str,
+               label_column: str | None, column_types: str | None) -> Raw:
+    """The Raw record of a table read as text cells (one array per column): `label_column` taken out as each row's
+    class (the condition), every other column typed (data.columns, else inferred; data/table.py) and encoded as
+    numbers. `how` says how the file was read, for the notes."""
+    labels = classes = None
+    if label_column is not None:
+        if label_column not in names:
+            close = difflib.get_close_matches(label_column, names, n=1)
+            listing = ", ".join(repr(c) for c in names[:20])
+            raise DataError(f"{where}: no column {label_column!r} for data.label_column; the columns are "
+                            f"{listing}" + (f". Did you mean {close[0]!r}?" if close else ""))
+        j = names.index(label_column)
+        labels, classes = classes_from_values(cells[j].tolist(), f"{where}, column {label_column!r}")
+        names, cells = names[:j] + names[j + 1:], cells[:j] + cells[j + 1:]
+        if not names:
+            raise DataError(f"{where}: data.label_column={label_column!r} is the only column; nothing is left "
+                            "to train on")
+    table = infer_table(names, cells, where, declared=parse_columns(column_types), lines=lines)
+    x = table.encode(cells, where, lines)
+    notes = [f"{where}: read {len(x):,} rows × {len(names)} columns ({how})",
+             f"{where}: column types {table.describe()}"
+             + (f"; a row is {table.width} values (a one-hot block per categorical column)"
+                if table.width != len(names) else "")]
+    if classes is not None:
+        notes.append(f"{where}: column {label_column!r} holds the class of each row ({len(classes)} classes)")
+    return Raw(x=x, kind="vector", columns=table.entry_names, lines=lines, notes=notes, labels=labels,
+               class_names=classes, table=table)
 
 
 def _is_number(text: str) -> bool:
@@ -551,14 +585,22 @@ def _open_image(path: Path, folder: Path) -> tuple[Image.Image, str, bool]:
     return img.convert("RGB"), mode, False
 
 
-def read_folder(folder: Path, image_size: int, channels: str, bad_files: str = "error") -> Raw:
-    """Read every PNG/JPEG under `folder` (recursively, sorted by path) as (N, C, S, S) uint8 images.
+@dataclass
+class FolderRead:
+    """What one pass over an image folder found: the images kept, and the counts its notes report."""
 
-    Non-square images are centre-cropped to a square, then resized to S × S with Lanczos resampling.
-    channels="auto" gives RGB if any image has colour (some pixel with R, G, B not all equal), else grey;
-    the images with colour are named in the notes. bad_files="skip" leaves unreadable images out (listed in
-    `Raw.skipped`) instead of stopping at the first.
-    """
+    kept: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    modes: Counter = field(default_factory=Counter)
+    colour: list[str] = field(default_factory=list)  # images with some pixel whose R, G, B differ
+    n_resized: int = 0
+    n_cropped: int = 0
+    n_alpha: int = 0
+
+
+def image_files(folder: Path) -> tuple[list[Path], int]:
+    """The image files `read_folder` reads (recursively, sorted by relative path) and how many other files the
+    folder holds; a clear error when it holds no image."""
     images, others = _image_files(folder)
     if not images:
         found = ", ".join(f"{n} {s}" for s, n in others.most_common(5)) if others else "nothing"
@@ -566,91 +608,124 @@ def read_folder(folder: Path, image_size: int, channels: str, bad_files: str = "
             f"{folder}: no image files found (looked recursively for {', '.join(IMAGE_SUFFIXES)}; found "
             f"{found}). Put PNG or JPEG images in the folder, or give a .npy/.npz/.csv file."
         )
+    return images, sum(others.values())
+
+
+def decode_folder(folder: Path, images: list[Path], image_size: int, bad_files: str,
+                  sink: Callable[[Image.Image], None]) -> FolderRead:
+    """Decode every image in turn (centre-cropped to a square, resized to image_size² with Lanczos), handing
+    each to `sink` in its own mode (L or RGB), and count what the notes report. bad_files="skip" leaves
+    unreadable images out instead of stopping at the first."""
     size = (image_size, image_size)
-    loaded: list[Image.Image] = []
-    modes: Counter = Counter()
-    n_resized = n_cropped = n_alpha = 0
-    colour: list[str] = []
-    kept: list[Path] = []
-    skipped: list[str] = []
+    found = FolderRead()
     for path in images:
         try:
             img, mode, alpha = _open_image(path, folder)
         except UnreadableImage as exc:
             if bad_files != "skip":
                 raise
-            skipped.append(f"{exc.name}: {exc.reason}")
+            found.skipped.append(f"{exc.name}: {exc.reason}")
             continue
-        kept.append(path)
-        modes[mode] += 1
-        n_alpha += alpha
+        found.kept.append(path)
+        found.modes[mode] += 1
+        found.n_alpha += alpha
         w, h = img.size
         box = None
         if w != h:
             side = min(w, h)
             left, top = (w - side) // 2, (h - side) // 2
             box = (left, top, left + side, top + side)
-            n_cropped += 1
+            found.n_cropped += 1
         if (w, h) != size:
             img = img.resize(size, Image.Resampling.LANCZOS, box=box)
-            n_resized += 1
+            found.n_resized += 1
         if img.mode == "RGB":
             a = np.asarray(img)
             if (a[..., 0] != a[..., 1]).any() or (a[..., 1] != a[..., 2]).any():
-                colour.append(path.relative_to(folder).as_posix())
-        loaded.append(img)
-    if not loaded:
-        raise DataError(f"{folder}: none of its {len(images):,} image files could be read (first: {skipped[0]})")
-    images, any_colour = kept, bool(colour)
+                found.colour.append(path.relative_to(folder).as_posix())
+        sink(img)
+    if not found.kept:
+        raise DataError(f"{folder}: none of its {len(images):,} image files could be read (first: "
+                        f"{found.skipped[0]})")
+    return found
+
+
+def folder_target(channels: str, found: FolderRead) -> str:
+    """The Pillow mode every image is converted to: data.channels, or for auto RGB if any image has colour."""
     if channels == "auto":
-        target = "RGB" if any_colour else "L"
-    elif channels == "grey":
-        target = "L"
-    elif channels == "rgb":
-        target = "RGB"
-    else:
-        raise DataError(f"data.channels must be 'auto', 'grey' or 'rgb', got {channels!r}")
-    x = np.stack([np.asarray(img.convert(target)) for img in loaded])
-    x = x[:, None] if target == "L" else x.transpose(0, 3, 1, 2)
-    n = len(images)
+        return "RGB" if found.colour else "L"
+    if channels in ("grey", "rgb"):
+        return "L" if channels == "grey" else "RGB"
+    raise DataError(f"data.channels must be 'auto', 'grey' or 'rgb', got {channels!r}")
+
+
+def folder_raw(folder: Path, x: Any, found: FolderRead, channels: str, image_size: int, target: str,
+               others: int) -> Raw:
+    """The Raw record of a read folder: its (N, C, S, S) images `x` (an array, or rows on disk), notes,
+    captions and the classes of the ImageFolder layout."""
+    n = len(found.kept)
     target_word = "RGB" if target == "RGB" else "grey"
     if channels != "auto":
         how = f"channels={channels}"
-    elif not any_colour:
+    elif not found.colour:
         how = "channels=auto: no image has colour"
     else:
+        colour = found.colour
         named = ", ".join(colour[:3]) + (f" and {len(colour) - 3:,} more" if len(colour) > 3 else "")
         how = (f"channels=auto: {len(colour):,} of {n:,} images have colour ({named})"
                + ("; set data.channels=grey to read the set as grey" if len(colour) < n / 2 else ""))
     notes = [f"{folder}: read {n:,} images as {target_word} ({how})"]
+    skipped = found.skipped
     if skipped:
         notes.append(f"left out {len(skipped):,} unreadable image file(s) (data.bad_files=skip): "
                      + "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5:,} more" if len(skipped) > 5 else ""))
-    if n_resized:
-        crop = f"; {n_cropped:,} non-square images were centre-cropped to a square first" if n_cropped else ""
-        notes.append(f"resized {n_resized:,} of {n:,} images to {image_size}×{image_size} (Lanczos){crop}")
-    converted = {m: k for m, k in modes.items() if m != target}
+    if found.n_resized:
+        crop = f"; {found.n_cropped:,} non-square images were centre-cropped to a square first" \
+            if found.n_cropped else ""
+        notes.append(f"resized {found.n_resized:,} of {n:,} images to {image_size}×{image_size} (Lanczos){crop}")
+    converted = {m: k for m, k in found.modes.items() if m != target}
     if converted:
         detail = ", ".join(f"{k:,} {m}" for m, k in sorted(converted.items()))
         notes.append(f"converted {sum(converted.values()):,} of {n:,} images to {target_word} ({detail})")
-    if n_alpha:
-        notes.append(f"{n_alpha:,} of {n:,} images had transparency: composited onto a white background")
+    if found.n_alpha:
+        notes.append(f"{found.n_alpha:,} of {n:,} images had transparency: composited onto a white background")
     if others:
-        notes.append(f"ignored {sum(others.values()):,} non-image files in {folder}")
-    raw = Raw(x=x, kind="image", notes=notes, skipped=skipped)
-    raw.captions = read_captions(folder, images)
+        notes.append(f"ignored {others:,} non-image files in {folder}")
+    raw = Raw(x=x, kind="image", notes=notes, skipped=list(skipped))
+    kept = found.kept
+    raw.captions = read_captions(folder, kept)
     if raw.captions is not None:
         raw.notes.append(f"{folder}: a caption per image from {_caption_file(folder).name}")
     # The ImageFolder layout: every image one level down, in at least two sub-folders: the folders are classes.
-    parts = [p.relative_to(folder).parts for p in images]
+    parts = [p.relative_to(folder).parts for p in kept]
     if all(len(q) == 2 for q in parts) and len({q[0] for q in parts}) >= 2:
         raw.class_names = sorted({q[0] for q in parts})  # as torchvision's ImageFolder: names sorted as text
-        raw.labels = np.asarray([raw.class_names.index(q[0]) for q in parts], dtype=np.int64)
+        index = {name: i for i, name in enumerate(raw.class_names)}
+        raw.labels = np.asarray([index[q[0]] for q in parts], dtype=np.int64)
         counts = np.bincount(raw.labels)
         raw.notes.append(f"{folder}: {len(raw.class_names)} classes from the sub-folders ("
                          + ", ".join(f"{n}: {c:,}" for n, c in zip(raw.class_names[:8], counts[:8], strict=False))
                          + (", …" if len(counts) > 8 else "") + ")")
     return raw
+
+
+def read_folder(folder: Path, image_size: int, channels: str, bad_files: str = "error") -> Raw:
+    """Read every PNG/JPEG under `folder` (recursively, sorted by path) as (N, C, S, S) uint8 images in memory.
+
+    Non-square images are centre-cropped to a square, then resized to S × S with Lanczos resampling.
+    channels="auto" gives RGB if any image has colour (some pixel with R, G, B not all equal), else grey;
+    the images with colour are named in the notes. bad_files="skip" leaves unreadable images out (listed in
+    `Raw.skipped`) instead of stopping at the first. (data/cache.py reads a folder into rows on disk instead.)
+    """
+    images, others = image_files(folder)
+    if channels not in ("auto", "grey", "rgb"):
+        folder_target(channels, FolderRead())  # the error, before any image is decoded
+    loaded: list[Image.Image] = []
+    found = decode_folder(folder, images, image_size, bad_files, loaded.append)
+    target = folder_target(channels, found)
+    x = np.stack([np.asarray(img.convert(target)) for img in loaded])
+    x = x[:, None] if target == "L" else x.transpose(0, 3, 1, 2)
+    return folder_raw(folder, x, found, channels, image_size, target, others)
 
 
 CAPTION_FILES = ("captions.csv", "captions.jsonl")
@@ -709,12 +784,16 @@ def read_captions(folder: Path, images: list[Path]) -> list[str] | None:
 # --------------------------------------------------------------------------------------------------
 # Dispatch.
 
-SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".csv.gz", ".csv.zip")
+SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".csv.gz", ".csv.zip", ".parquet")
 
 
 def read_source(cfg: DataConfig) -> Raw:
-    """Read `cfg.source`: a built-in name, else a folder of images or a .npy/.npz/.csv file."""
+    """Read `cfg.source`: a built-in name, else a folder of images or a .npy/.npz/.csv/.parquet file."""
     source = cfg.source
+    path = Path(source).expanduser()
+    if cfg.columns and not (source not in BUILTINS and path.is_file() and (is_csv(path) or is_parquet(path))):
+        raise DataError(f"data.columns={cfg.columns!r} types the columns of a CSV or parquet table; {source} is not "
+                        "one (arrays, images and the built-in sets have no typed columns): leave data.columns unset")
     if source in BUILTINS:
         return BUILTINS[source](cfg)
     path = Path(source).expanduser()
@@ -724,8 +803,8 @@ def read_source(cfg: DataConfig) -> Raw:
         suffix = path.suffix.lower()
         if suffix in (".npy", ".npz"):
             return read_array_file(path, cfg.npz_key, cfg.kind)
-        if is_csv(path):
-            return read_csv(path, cfg.label_column)
+        if is_csv(path) or is_parquet(path):
+            return _typed_table(path, cfg)
         if suffix in IMAGE_SUFFIXES:
             raise DataError(f"{source}: a single image; put the training images in a folder and give the "
                             "folder as data.source")
@@ -741,6 +820,18 @@ def read_source(cfg: DataConfig) -> Raw:
                         "or a .npy/.npz/.csv file.)")
     raise DataError(f"no such file or folder: {source} (looked for {path.absolute()}); built-in sets are: "
                     f"{names}")
+
+
+def _typed_table(path: Path, cfg: DataConfig) -> Raw:
+    """A CSV or parquet table, typed by data.columns (else inferred); one that data.window cuts into a series must be
+    numbers throughout."""
+    read = read_csv if is_csv(path) else read_parquet
+    raw = read(path, cfg.label_column, cfg.columns)
+    if cfg.window and raw.table is not None and raw.table.has_categories:
+        coded = [c.describe() for c in raw.table.columns if c.type in ("boolean", "categorical")]
+        raise DataError(f"{path.name}: data.window cuts one long series of numbers into windows, and its columns "
+                        f"{', '.join(coded)} are not numbers: drop them, or declare them integer in data.columns")
+    return raw
 
 
 def luma(x: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 
 from ..data import Dataset
 from ..data.normalise import Normaliser
+from ..data.stream import value_range
 from ..errors import SteadydiffError
 from ..imports import check_callable, import_callable
 from . import copy_fraction, frechet_terms, kid, mmd, mode_stats, prdc
@@ -202,7 +203,7 @@ def _inception_space(ds: Dataset, device: str | torch.device) -> tuple[FeatureFn
     if ds.name in SHIPPED_PIXEL_RANGE:
         (lo, hi), how = SHIPPED_PIXEL_RANGE[ds.name], "its pixel range"
     else:
-        lo, hi, how = float(ds.train.min()), float(ds.train.max()), "the range of its training pixels"
+        (lo, hi), how = value_range(ds.train), "the range of its training pixels"
     if not lo < hi:
         raise SteadydiffError(f"every training pixel of {ds.name} is {lo:g}: no image range to give Inception")
     net = load_inception(device=device)
@@ -316,7 +317,7 @@ class Reference:
 
     def _pixel_range(self) -> tuple[float, float]:
         """Black..white of images that are not a built-in set: the range their training pixels span."""
-        lo, hi = float(self.dataset.train.min()), float(self.dataset.train.max())
+        lo, hi = value_range(self.dataset.train)  # streamed data: block by block
         return (lo, hi) if lo < hi else (lo, lo + 1.0)
 
     def _net_input(self, x: np.ndarray) -> np.ndarray:
@@ -449,7 +450,7 @@ class Reference:
                 out.update(discriminative_score(held, x, repeats=GRU_REPEATS, iterations=disc_iterations))
                 out.update(predictive_score(x, held, repeats=GRU_REPEATS, iterations=pred_iterations))
         if self.dataset.kind == "vector" and x.shape[1] <= MAX_TABLE_COLUMNS:
-            out.update(table_scores(self._observed_holdout, x))
+            out.update(table_scores(self._observed_holdout, x, self.normaliser.table))
         if self._balance:
             predicted = predict(self.feature_net, self._net_input(x))
             balance = class_balance(predicted, self._train_shares)

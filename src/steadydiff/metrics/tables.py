@@ -7,13 +7,22 @@ table as absent, so they score data sets with no complete row at all. Both are s
 - `pair_trends`: per pair of columns, 1 − |r_real − r_fake| / 2 with r Pearson's correlation (the real one over the
   rows where both values are observed), averaged over pairs — SDMetrics' CorrelationSimilarity, the "column pair
   trends" half.
+
+Given the table's column types (a `Table`, data/table.py: rows hold a boolean as one 0/1 entry and a categorical
+column as its one-hot block), both score the table's own columns: a boolean or categorical column's shape is
+1 − the total variation distance between its category shares (SDMetrics' TVComplement), and a pair with such a
+column is compared by 1 − the total variation distance between the two columns' joint shares (SDMetrics'
+ContingencySimilarity), a numeric column of the pair cut at the real column's deciles.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..data.table import Table
+
 MIN_OBSERVED = 5  # a column (or pair) with fewer observed real values is left out of the average
+PAIR_BINS = 10  # a numeric column paired with a categorical one is cut into this many quantile bins of the real
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float:
@@ -24,15 +33,35 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
                                - np.searchsorted(b, grid, side="right") / len(b))))
 
 
-def column_shapes(real: np.ndarray, fake: np.ndarray) -> float:
-    """Mean over columns of 1 − KS(real column's observed values, fake column); see the module docstring."""
+def _groups(width: int, table: Table | None) -> list[tuple[int, int, bool]]:
+    """Each column's entries [start, stop) and whether it holds categories (boolean or categorical)."""
+    if table is None:
+        return [(j, j + 1, False) for j in range(width)]
+    coded = [c.type in ("boolean", "categorical") for c in table.columns]
+    return [(a, b, k) for (a, b), k in zip(table.spans(), coded, strict=True)]
+
+
+def _codes(block: np.ndarray) -> np.ndarray:
+    """The category of each row of a boolean entry (N, 1) or a one-hot block (N, K): 0/1, or the argmax."""
+    return (block[:, 0] > 0.5).astype(np.int64) if block.shape[1] == 1 else np.argmax(block, axis=1)
+
+
+def _tv(r: np.ndarray, f: np.ndarray, k: int) -> float:
+    """Total variation distance between the shares of categories 0..k−1 in codes r and f."""
+    return 0.5 * float(np.abs(np.bincount(r, minlength=k) / len(r) - np.bincount(f, minlength=k) / len(f)).sum())
+
+
+def column_shapes(real: np.ndarray, fake: np.ndarray, table: Table | None = None) -> float:
+    """Mean over columns of 1 − KS(real column's observed values, fake column), or with `table` 1 − TV for its
+    boolean and categorical columns; see the module docstring."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     scores = []
-    for j in range(real.shape[1]):
-        r = real[:, j][~np.isnan(real[:, j])]
-        f = fake[:, j][~np.isnan(fake[:, j])]
+    for a, b, coded in _groups(real.shape[1], table):
+        r, f = real[:, a:b], fake[:, a:b]
+        r, f = r[~np.isnan(r).any(1)], f[~np.isnan(f).any(1)]
         if len(r) >= MIN_OBSERVED and len(f):
-            scores.append(1.0 - _ks(r, f))
+            k = max(b - a, 2)
+            scores.append(1.0 - (_tv(_codes(r), _codes(f), k) if coded else _ks(r[:, 0], f[:, 0])))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -47,23 +76,50 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
 
 
-def pair_trends(real: np.ndarray, fake: np.ndarray) -> float:
-    """Mean over column pairs of 1 − |r_real − r_fake| / 2 (pairwise-complete real rows); see the module
-    docstring. NaN for a single column."""
+def _binned(real: np.ndarray, fake: np.ndarray, coded: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """Category codes of one column's real and fake rows, and how many there can be: its categories, or (numbers)
+    PAIR_BINS quantile bins of the real values."""
+    if coded:
+        return _codes(real), _codes(fake), max(real.shape[1], 2)
+    edges = np.unique(np.quantile(real[:, 0], np.linspace(0, 1, PAIR_BINS + 1)[1:-1]))
+    return np.searchsorted(edges, real[:, 0]), np.searchsorted(edges, fake[:, 0]), len(edges) + 1
+
+
+def _contingency(real: np.ndarray, fake: np.ndarray, gi: tuple[int, int, bool], gj: tuple[int, int, bool]
+                 ) -> float | None:
+    """1 − TV between the joint shares of two columns (rows where the real pair is observed)."""
+    (a, b, ci), (c, d, cj) = gi, gj
+    keep = ~(np.isnan(real[:, a:b]).any(1) | np.isnan(real[:, c:d]).any(1))
+    if keep.sum() < MIN_OBSERVED:
+        return None
+    ri, fi, ki = _binned(real[keep, a:b], fake[:, a:b], ci)
+    rj, fj, kj = _binned(real[keep, c:d], fake[:, c:d], cj)
+    return 1.0 - _tv(ri * kj + rj, fi * kj + fj, ki * kj)
+
+
+def pair_trends(real: np.ndarray, fake: np.ndarray, table: Table | None = None) -> float:
+    """Mean over column pairs of 1 − |r_real − r_fake| / 2 (pairwise-complete real rows), or with `table`
+    contingency similarity for a pair with a boolean or categorical column; see the module docstring. NaN for a
+    single column."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     scores = []
-    d = real.shape[1]
-    for i in range(d):
-        for j in range(i + 1, d):
-            r, f = _corr(real[:, i], real[:, j]), _corr(fake[:, i], fake[:, j])
-            if r is not None and f is not None:
-                scores.append(1.0 - abs(r - f) / 2)
+    groups = _groups(real.shape[1], table)
+    for i, gi in enumerate(groups):
+        for gj in groups[i + 1:]:
+            if gi[2] or gj[2]:
+                score = _contingency(real, fake, gi, gj)
+            else:
+                r, f = _corr(real[:, gi[0]], real[:, gj[0]]), _corr(fake[:, gi[0]], fake[:, gj[0]])
+                score = None if r is None or f is None else 1.0 - abs(r - f) / 2
+            if score is not None:
+                scores.append(score)
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def table_scores(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
-    """{"column_shapes", "pair_trends"} of `fake` against `real` (both (N, D) in the same units)."""
-    return {"column_shapes": column_shapes(real, fake), "pair_trends": pair_trends(real, fake)}
+def table_scores(real: np.ndarray, fake: np.ndarray, table: Table | None = None) -> dict[str, float]:
+    """{"column_shapes", "pair_trends"} of `fake` against `real` (both (N, D) in the same units; `table`: the
+    column types of a typed table's rows)."""
+    return {"column_shapes": column_shapes(real, fake, table), "pair_trends": pair_trends(real, fake, table)}
 
 
 def efficacy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,

@@ -50,7 +50,9 @@ class TrainConfig:
     ema_rampup: float = 0.04
     phema_stds: tuple[float, ...] = (0.05, 0.10)  # power-function EMA profiles tracked for post-hoc EMA (σ_rel)
     phema_every: int = 500  # steps between post-hoc EMA snapshots in RUN/phema/; 0: no post-hoc EMA
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast for the backbone only
+    # bf16, fp16: autocast for the backbone only; fp16 with a dynamic loss scale (train/scaler.py), whose overflow
+    # steps the guard counts apart (fp16_overflow) and never treats as faults
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False  # torch.compile the training step's model (a failure falls back to eager, with a warning)
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl lines

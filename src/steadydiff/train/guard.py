@@ -50,6 +50,7 @@ from .config import GuardConfig
 from .rundir import JsonlLog
 
 NON_FINITE, SPIKE, EXPLOSION = 1, 2, 4
+SCALER = 8  # fp16: the gradients overflowed at the loss scale (train/scaler.py): not a fault, never learnt from
 PENDING_HEAD = ("flags", "grad_norm", "first_bad", "n_bad")  # then per channel: deviations, z-scores, bin items
 OVERFIT_TRAIN_RATIO = 1.1  # training loss within this of its value at the best validation: not a collapse
 _MAD_TO_STD = 1.4826  # MAD × 1.4826 estimates the standard deviation of a normal distribution
@@ -231,7 +232,8 @@ class Guard:
 
     # -- device side, every step ----------------------------------------------------------------------------
     @torch.no_grad()
-    def gate(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+    def gate(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor,
+             overflow: torch.Tensor | None = None) -> torch.Tensor:
         """A bool tensor: True when this step's update must not be applied. No host synchronisation.
 
         `per_sample` is the batch's loss per item, `bin_index` each item's σ-bin, and `grad_norm` the gradient
@@ -244,12 +246,16 @@ class Guard:
         batch that is corrupted, or a model that has gone wrong, lifts every item, while one hard item lifts it
         by only log(its ratio) / (items in the bin). Its spread shrinks as 1/√n with the n items behind it, so the
         threshold is scaled by √(n_typical / n) (`n_typical` = batch / bins, the bins being equally likely).
+
+        `overflow` (fp16) marks a step whose gradients overflowed at the loss scale: rejected, flagged SCALER
+        alone, and kept out of the history — the scaler's business, not evidence about the model.
         """
         if self.host_gate:
-            return self._gate_host(per_sample, bin_index, grad_norm)
+            return self._gate_host(per_sample, bin_index, grad_norm, overflow)
         c = self.cfg
+        over = torch.zeros((), dtype=torch.bool, device=per_sample.device) if overflow is None else overflow
         bad_items = ~torch.isfinite(per_sample)
-        finite = ~bad_items.any() & torch.isfinite(grad_norm)
+        finite = ~bad_items.any() & (torch.isfinite(grad_norm) | over)
         log_loss = per_sample.float().clamp(min=1e-30).log().nan_to_num(0.0, 0.0, 0.0)  # non-finite: judged above
         sums = log_loss.new_zeros(self.bins, 2).index_add_(0, bin_index, torch.stack([torch.ones_like(log_loss),
                                                                                       log_loss], 1))
@@ -261,27 +267,30 @@ class Guard:
         ready = self.hist.count >= c.min_history
         high = ready & (dev > torch.maximum(self.strict_z * spread, self.strict_log))
         raised = ready & (dev > (c.confirm_z * spread).clamp(min=math.log(c.confirm_ratio)))
-        spike = high[:-1].any() & raised[-1]  # a σ-bin's loss far out, the gradient norm agreeing
-        explode = high[-1] & raised[:-1].any()  # the gradient norm far out, a σ-bin's loss agreeing
+        spike = high[:-1].any() & raised[-1] & ~over  # a σ-bin's loss far out, the gradient norm agreeing
+        explode = high[-1] & raised[:-1].any() & ~over  # the gradient norm far out, a σ-bin's loss agreeing
         bad = ~finite | spike | explode
-        flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION
+        flags = (~finite).float() * NON_FINITE + spike.float() * SPIKE + explode.float() * EXPLOSION + \
+            over.float() * SCALER
         head = torch.stack([flags, grad_norm.reshape(()).float(), bad_items.float().argmax().float(),
                             bad_items.float().sum()])
         self.pending[len(self.pending_steps) % self.check_every] = torch.cat([head, dev, dev / spread, n])
-        self.hist.push(stat, ~bad)
+        self.hist.push(stat, ~bad & ~over)
+        bad = bad | over
         if self.hist.pos % self.refresh_every == 0:
             self.hist.refresh()
         return bad
 
-    def _gate_host(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor
-                   ) -> torch.Tensor:
+    def _gate_host(self, per_sample: torch.Tensor, bin_index: torch.Tensor, grad_norm: torch.Tensor,
+                   overflow: torch.Tensor | None = None) -> torch.Tensor:
         """`gate` in NumPy on CPU tensors (shared memory, no copies): the same float32 arithmetic, step for step,
         writing the same history and pending rows (tests/test_guard.py holds the two paths to each other)."""
         c, h, k, f32 = self.cfg, self.hist, self.bins, np.float32
         loss = per_sample.detach().float().numpy()
         g = f32(grad_norm.detach().float().reshape(()).item())
+        over = overflow is not None and bool(overflow)
         bad_items = ~np.isfinite(loss)
-        finite = not bad_items.any() and bool(np.isfinite(g))
+        finite = not bad_items.any() and (bool(np.isfinite(g)) or over)
         idx = bin_index.numpy()
         stat = np.empty(k + 1, dtype=f32)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -298,13 +307,14 @@ class Guard:
             high = ready & (dev > np.maximum(self.strict_z.numpy() * spread, self.strict_log.numpy()))
             raised = ready & (dev > np.maximum(f32(c.confirm_z) * spread, f32(math.log(c.confirm_ratio))))
             z = dev / spread
-        spike = bool(high[:-1].any() and raised[-1])
-        explode = bool(high[-1] and raised[:-1].any())
+        spike = bool(high[:-1].any() and raised[-1]) and not over
+        explode = bool(high[-1] and raised[:-1].any()) and not over
         bad = not finite or spike or explode
         pending = self.pending[len(self.pending_steps) % self.check_every].numpy()
-        pending[:len(PENDING_HEAD)] = ((not finite) * NON_FINITE + spike * SPIKE + explode * EXPLOSION, g,
-                                       bad_items.argmax(), bad_items.sum())
+        pending[:len(PENDING_HEAD)] = ((not finite) * NON_FINITE + spike * SPIKE + explode * EXPLOSION + over * SCALER,
+                                       g, bad_items.argmax(), bad_items.sum())
         pending[len(PENDING_HEAD):] = np.concatenate([dev, z, n])
+        bad = bad or over
         if not bad:
             row, keep = h.values[h.pos % h.size].numpy(), np.isfinite(stat)
             row[keep] = stat[keep]
@@ -352,6 +362,9 @@ class Guard:
         for row, step, idx in zip(rows, steps, items, strict=True):
             flags = int(row[0])
             if not flags:
+                continue
+            if flags == SCALER:  # fp16's loss scale halved: the scaler's routine, neither a fault nor a skip to judge
+                self.state.counts["fp16_overflow"] = self.state.counts.get("fp16_overflow", 0) + 1
                 continue
             r = self._evidence_row(row)
             self.state.skip_steps.add(step)
@@ -656,10 +669,14 @@ def cond_response(backbone: nn.Module, item_shape: tuple[int, ...], device: torc
 
 
 def roundtrip_error(normaliser: Any, x: np.ndarray) -> float:
-    """Largest |inverse(forward(x)) − x|, relative to the data's spread."""
+    """Largest |inverse(forward(x)) − x| over the observed (not NaN) values, relative to their spread."""
+    x = np.asarray(x, dtype=np.float64)
     back = np.asarray(normaliser.inverse(np.asarray(normaliser.forward(x))), dtype=np.float64)
-    spread = float(np.std(x)) or 1.0
-    return float(np.max(np.abs(back - x))) / spread
+    seen = ~np.isnan(x)
+    if not seen.any():
+        return 0.0
+    spread = float(np.std(x[seen])) or 1.0
+    return float(np.max(np.abs(back - x)[seen])) / spread
 
 
 def weights_fingerprint(tensors: dict[str, torch.Tensor]) -> float:

@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_npy_atomic, write_text_atomic
-from ..data import Dataset, describe, load_data
+from ..data import Dataset, describe, fit_normaliser, image_levels, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
@@ -57,6 +57,7 @@ from ..threads import choose_threads
 from ..typed_config import validate
 from . import checkpoint as ckpt
 from . import distributed as dist
+from .batches import Reader, StreamedItems
 from .config import RunConfig
 from .distributed import World
 from .ema import EMA, ema_beta
@@ -78,6 +79,7 @@ from .order import Stream, batch_indices, derive_seed
 from .phema import PowerEMA, write_snapshot
 from .rundir import JsonlLog, NullLog, check_resume_config, remove_newer, save_config
 from .sample_metrics import SKIPPED, SampleMetrics, best_evaluation, is_due, rounded
+from .scaler import LossScaler
 from .tensorboard import TensorBoardLog
 from .validation import FixedValidation, sigma_grid
 
@@ -92,9 +94,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def measure_sigma_data(x: np.ndarray) -> float:
+def measure_sigma_data(x: torch.Tensor | StreamedItems) -> float:
     """σ_data: the standard deviation of the normalised training data over all (observed) entries."""
-    return float(np.nanstd(x.astype(np.float64)))
+    if isinstance(x, StreamedItems):
+        return x.std()
+    return float(np.nanstd(x.numpy().astype(np.float64)))
+
+
+SCAN_SAMPLE = 20_000  # the data scan of a streamed set reads this many training items, drawn at random
+
+
+def normalised_items(ds: Dataset, norm: Normaliser) -> torch.Tensor | StreamedItems:
+    """The normalised training items: a tensor in memory, or read on demand for streamed data (data.stream)."""
+    if ds.streamed:
+        return StreamedItems(ds.train, norm)
+    return torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
+
+
+def data_workers(cfg: RunConfig, ds: Dataset, device: torch.device) -> int:
+    """DataLoader workers for streamed batches: data.workers, else 0 on a CPU and 2 on a GPU (DataConfig)."""
+    if not ds.streamed:
+        return 0
+    if cfg.data.workers is not None:
+        return cfg.data.workers
+    return 2 if device.type == "cuda" else 0
 
 
 def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: float,
@@ -106,7 +129,7 @@ def build_denoiser(cfg: RunConfig, item_shape: tuple[int, ...], sigma_data: floa
                                   cond_dim=cond.dim if cond is not None and cond.kind == "vector" else 0,
                                   cond_tokens=(cond.tokeniser.size, cond.max_len) if cond is not None and
                                   cond.kind == "text" else (0, 0))
-    autocast = torch.bfloat16 if cfg.train.precision == "bf16" else None
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.precision)
     return Denoiser(backbone, sigma_data, cfg.diffusion.parameterization, autocast_dtype=autocast)
 
 
@@ -153,10 +176,10 @@ def summary_quality(ds: Dataset, norm: Normaliser, samples_user: np.ndarray,
         if ds.kind == "vector" and np.isfinite(samples_user).all() and ds.item_shape[0] <= MAX_TABLE_COLUMNS:
             # a table with too few complete rows is still scored column by column, missing values read as absent
             held = len(ds.holdout) >= PRDC_K + 1
-            q.update(rounded(table_scores(ds.holdout if held else ds.train, samples_user)))
+            q.update(rounded(table_scores(ds.holdout if held else ds.train, samples_user, norm.table)))
             q["table_scores_against"] = "held-out rows" if held else "training rows (no held-out rows to use)"
             if held:
-                q["real_data"] = rounded(table_scores(ds.holdout, ds.train[:len(samples_user)]))
+                q["real_data"] = rounded(table_scores(ds.holdout, ds.train[:len(samples_user)], norm.table))
         return q
     scores = ref.score(samples_user, labels=labels)
     if "non_finite_samples" in scores:
@@ -175,7 +198,8 @@ class Parts:
     world: World  # this process among the training processes (rank 0 of 1 without torchrun)
     ds: Dataset
     norm: Normaliser
-    train_x: torch.Tensor  # the normalised training items (missing entries at 0, the observed mean)
+    # the normalised training items (missing entries at 0, the observed mean); streamed data: read on demand
+    train_x: torch.Tensor | StreamedItems
     train_obs: torch.Tensor | None  # 1 where a training entry is observed (None: the data has no missing values)
     cond: CondSpec | None  # the run's condition (None: unconditional)
     mask_kinds: tuple[str, ...]  # train.masks, parsed ('' : no mask-conditioned training)
@@ -197,6 +221,8 @@ class Parts:
     params: list[torch.nn.Parameter]
     clip_history: RobustHistory | None  # adaptive clipping's own history when the guard (which keeps one) is off
     batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None
+    reader: Reader | None = None  # streamed batches (data.stream); None: indexed from train_x in memory
+    scaler: LossScaler | None = None  # fp16's dynamic loss scale (train.precision=fp16)
 
     @property
     def sigma_data(self) -> float:
@@ -281,6 +307,8 @@ def run(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
             continue
         write_outputs(p, st)
     st.bar.close()
+    if p.reader is not None:
+        p.reader.close()
     if not p.world.main:
         return TrainResult(run_dir=p.run_dir, config=p.cfg, net=p.net, skipped_steps=skipped(p))
     loop_share = st.eval_s / max(time.perf_counter() - st.t_start, 1e-9)  # the share train.eval_budget governs
@@ -324,10 +352,10 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         log.info("data: %s", note)
     norm_path = run_dir / "normaliser.json"
     norm = Normaliser.from_dict(json.loads(norm_path.read_text())) if norm_path.exists() else \
-        Normaliser.fit(ds.train, ds.kind, ds.columns)
-    train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
+        fit_normaliser(ds.train, ds.kind, ds.columns, ds.table)
+    train_x = normalised_items(ds, norm)
     resolve_config(cfg, ds, norm, train_x, backbone, fresh=saved_cfg is None)
-    train_x, train_obs = observed(train_x)
+    train_x, train_obs = observed(train_x) if isinstance(train_x, torch.Tensor) else (train_x, None)
     if train_obs is not None:
         log.info("data: %.3g%% of the training values are missing: the loss counts observed values only, and "
                  "the run is mask-conditioned (train.masks=%s), so `impute` fills gaps", 100 * ds.missing_share,
@@ -349,7 +377,7 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
                     "of %d instead (set train.batch_size to silence this)", len(train_x), tc.batch_size, batch)
     dist.check_batch(batch, world, tc.accumulate)
-    findings = scan_data(ds, train_x.numpy()) if gc.enabled and world.main else []
+    findings = scan_data(ds, train_x, norm) if gc.enabled and world.main else []
 
     # 2. Networks, loss, optimiser ---------------------------------------------------------------
     sigma_data = cfg.diffusion.sigma_data
@@ -392,6 +420,12 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
               metrics_log=logs(run_dir / "metrics.jsonl"), board=None, probe=None,
               params=list(net.parameters()), clip_history=RobustHistory(200, 1, device) if guard is None else None,
               batch_transform=batch_transform)
+    if tc.precision == "fp16":
+        p.scaler = LossScaler(device)
+    if ds.streamed:
+        workers = data_workers(cfg, ds, device)
+        p.reader = Reader(train_x, tc.seed, batch, p.total_samples, workers=workers, pin=device.type == "cuda")
+        log.info("data: streamed from disk, %d DataLoader worker(s) reading ahead", workers)
     # The state at step 0 (weights from the seed alone), for a restart at a lower LR (Guard.observe_weights).
     initial = take_snapshot(0, 0, net, ema, opt, guard, phema=phema) \
         if guard is not None and gc.weight_growth and gc.growth_steps else None
@@ -488,7 +522,7 @@ def write_run_files(cfg: RunConfig, run_dir: Path, ds: Dataset, norm: Normaliser
         write_text_atomic(run_dir / "captions.json", json.dumps(list(ds.train_captions)))
 
 
-def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch.Tensor,
+def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch.Tensor | StreamedItems,
                    backbone: nn.Module | None, *, fresh: bool) -> None:
     """Settings resolved from the data when a run starts, then written to config.toml as used: σ_data, the
     training noise's P_mean, augmentation and the sampling σ_min."""
@@ -497,7 +531,7 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
                           f"{ds.kind} items shaped {ds.item_shape}. Set train.window_level=false, or give series "
                           "(data.kind=series).")
     if cfg.diffusion.sigma_data is None:
-        cfg.diffusion.sigma_data = round(measure_sigma_data(train_x.numpy()), 6)
+        cfg.diffusion.sigma_data = round(measure_sigma_data(train_x), 6)
     cfg.diffusion.p_mean = cfg.diffusion.resolved_p_mean(ds.kind)
     explicit_augment = cfg.data.augment
     cfg.data.augment = cfg.data.resolved_augment(ds.kind, fresh=fresh)
@@ -514,7 +548,9 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
         raise ConfigError(f"data.augment={cfg.data.augment} applies to images only; this data has items shaped "
                           f"{ds.item_shape}. Set data.augment=0.")
     if cfg.diffusion.sigma_min is None:  # from the data's value levels
-        cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(norm.image_step(ds.train), cfg.diffusion.sigma_data)
+        levels = image_levels(ds.train)
+        step = None if levels is None else norm.image_step(levels)
+        cfg.diffusion.sigma_min = cfg.diffusion.resolved_sigma_min(step, cfg.diffusion.sigma_data)
     if ds.missing_share and not cfg.train.masks:
         # Missing values: the network must be told which values it is given (CSDI's conditional mask), and a
         # mask-conditioned run is what imputes them afterwards.
@@ -527,9 +563,8 @@ def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
     config with the settings taken from the data filled in, the data, and the denoiser."""
     cfg = copy.deepcopy(cfg)
     ds = load_data(cfg.data, data)
-    norm = Normaliser.fit(ds.train, ds.kind, ds.columns)
-    train_x = torch.as_tensor(np.asarray(norm.forward(ds.train), dtype=np.float32))
-    resolve_config(cfg, ds, norm, train_x, backbone, fresh=True)
+    norm = fit_normaliser(ds.train, ds.kind, ds.columns, ds.table)
+    resolve_config(cfg, ds, norm, normalised_items(ds, norm), backbone, fresh=True)
     net = build_denoiser(cfg, ds.item_shape, cfg.diffusion.sigma_data, backbone=backbone,
                          cond=ds.condition(cfg.train.conditional))
     return cfg, ds, net
@@ -608,6 +643,8 @@ def resume(p: Parts, saved_cfg: RunConfig | None) -> tuple[int, int, float, int]
         p.guard.load(state["state"]["guard"], state["extra"]["guard"])
     if p.phema is not None and "phema" in state["state"]:
         p.phema.load_state_dict(state["extra"]["phema"], state["state"]["phema"])
+    if p.scaler is not None and "scaler" in state["state"]:
+        p.scaler.load_state_dict(state["state"]["scaler"])
     log.info("resuming %s from step %d (%d samples seen)", p.run_dir, step, samples_seen)
     tc = p.cfg.train
     if saved_cfg is not None and saved_cfg.train.steps != tc.steps and tc.lr_schedule == "cosine":
@@ -653,7 +690,8 @@ def train_batch(p: Parts, st: RunState, transform: bool = True) -> Batch:
     training the global batch would have there (each augments the whole batch: cheap beside the network)."""
     cfg, step = p.cfg, st.step
     idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
-    x = p.train_x[torch.from_numpy(idx)].to(p.device)
+    x = p.train_x[torch.from_numpy(idx)] if p.reader is None else p.reader.get(st.samples_seen, idx)
+    x = x.to(p.device, non_blocking=p.reader is not None)
     if cfg.data.hflip and p.ds.kind == "image":
         x = hflip(x, torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.HFLIP, step)))
     aug_labels = None
@@ -722,13 +760,17 @@ def train_step(p: Parts, st: RunState) -> None:
     local = share_backward(p, batch, sigma, noise)
     per_sample = p.world.gather(local)  # the whole batch's losses, for the guard and the log
     loss = per_sample.mean()
+    if p.scaler is not None:
+        p.scaler.unscale_(params)  # the gradients in their own units before clipping and the step
     if tc.grad_clip_adaptive > 0:
         recent = p.clip_history.values if p.clip_history is not None else guard.hist.values[:, -1].exp()
         grad_norm = clip_gradients(params, tc.grad_clip, tc.grad_clip_adaptive, recent)
         if p.clip_history is not None:
-            p.clip_history.push(grad_norm.reshape(1).float(), torch.ones((), dtype=torch.bool, device=device))
+            keep = torch.ones((), dtype=torch.bool, device=device) if p.scaler is None else torch.isfinite(grad_norm)
+            p.clip_history.push(grad_norm.reshape(1).float(), keep)
     else:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
+    overflow = None if p.scaler is None else p.scaler.overflowed(per_sample.detach(), grad_norm)
     with torch.no_grad():
         b = torch.bucketize(sigma.to(device), p.bin_edges)
         step_sum = torch.zeros(SIGMA_BINS, device=device, dtype=torch.float64).index_add_(
@@ -738,13 +780,19 @@ def train_step(p: Parts, st: RunState) -> None:
     logged = (st.step + 1) % tc.log_every == 0 or st.step + 1 == tc.steps
     before = [q.detach().clone() for q in params] if logged else None  # for the update/weight ratio
     if guard is not None:
-        bad = guard.gate(per_sample.detach(), b, grad_norm)
+        bad = guard.gate(per_sample.detach(), b, grad_norm, overflow)
         guard.apply_gate(p.opt, bad)
         guard.note_step(st.step, idx)
         ok = (~bad).double()
+    elif overflow is not None:
+        if not bool(overflow):
+            p.opt.step()
+        ok = (~overflow).double()
     else:
         p.opt.step()
         ok = torch.ones((), device=device, dtype=torch.float64)
+    if p.scaler is not None:
+        p.scaler.update(overflow)
     window = st.window
     if before is not None:
         window["update_ratio"] = update_ratio(params, before)
@@ -775,7 +823,7 @@ def share_backward(p: Parts, batch: Batch, sigma: torch.Tensor, noise: torch.Ten
     if k == 1 and not tc.mmd_weight:
         local, _ = p.loss_fn(p.model, mine.x, generator=None, sigma=sigma[rows], n=noise[rows], aug=mine.aug,
                              cond=mine.cond, extra=mine.extra, target=mine.target)
-        (local.mean() + penalty if penalty is not None else local.mean()).backward()
+        scaled(p, local.mean() + penalty if penalty is not None else local.mean()).backward()
         return local.detach()
     n, per = len(mine.x), len(mine.x) // k
     parts = []
@@ -790,9 +838,14 @@ def share_backward(p: Parts, batch: Batch, sigma: torch.Tensor, noise: torch.Ten
             share = out.sum() / n  # the micro-batches' gradients sum to the share's mean
             if tc.mmd_weight:  # each micro-batch's own MMD, averaged over them
                 share = share + tc.mmd_weight / k * mmd_term(denoised, part.x, sigma[rows][cut], p.sigma_data)
-            (share + penalty if penalty is not None and j == 0 else share).backward()
+            scaled(p, share + penalty if penalty is not None and j == 0 else share).backward()
         parts.append(out.detach())
     return torch.cat(parts)
+
+
+def scaled(p: Parts, loss: torch.Tensor) -> torch.Tensor:
+    """The loss to differentiate: times fp16's loss scale (train/scaler.py), else as it is."""
+    return loss if p.scaler is None else loss * p.scaler.scale
 
 
 def guard_check(p: Parts, st: RunState) -> Rollback | None:
@@ -1008,6 +1061,8 @@ def checkpoint(p: Parts, st: RunState) -> None:
         meta["guard"], tensors["guard"] = p.guard.state_json(), p.guard.tensors()
     if p.phema is not None:
         meta["phema"], tensors["phema"] = p.phema.metadata(), p.phema.state_dict()
+    if p.scaler is not None:
+        meta["scaler"] = p.scaler.state_dict()
     ckpt.save_checkpoint(p.run_dir / "checkpoints", st.step, model=p.net.state_dict(), ema=p.ema.state_dict(),
                          optimizer=p.opt.state_dict(), keep=p.cfg.train.keep_checkpoints, extra=tensors,
                          state={"step": st.step, "samples_seen": st.samples_seen, "batch_size": p.batch,
@@ -1166,9 +1221,17 @@ def observed(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return torch.where(obs, x, torch.zeros((), dtype=x.dtype)), obs.to(x.dtype)
 
 
-def scan_data(ds: Dataset, normalised: np.ndarray) -> list[Any]:
+def scan_data(ds: Dataset, train_x: torch.Tensor | StreamedItems, norm: Normaliser) -> list[Any]:
     """The pre-training data scan (data/scan.py): constant features, outliers, duplicates. Missing values are
-    scanned as their column's (channel's) observed mean, as the normalised items hold them."""
+    scanned as their column's (channel's) observed mean, as the normalised items hold them. A streamed set is
+    scanned on a sample of SCAN_SAMPLE items (duplicates among them only), which the log says."""
+    if isinstance(train_x, StreamedItems):
+        _, sample = ds.train.sample(SCAN_SAMPLE, seed=0)
+        if len(sample) < len(ds.train):
+            log.info("data: the scan reads %s of the %s training items, drawn at random (data.stream)",
+                     f"{len(sample):,}", f"{len(ds.train):,}")
+        return scan(sample, np.asarray(norm.forward(sample), dtype=np.float32), ds.kind, ds.columns)
+    normalised = train_x.numpy()
     train = ds.train
     if ds.missing_share:
         axes = 0 if ds.kind == "vector" else (0, 2)
@@ -1194,7 +1257,7 @@ def start_canaries(net: Denoiser, norm: Normaliser, ds: Dataset, device: torch.d
             f"(relative change {response:.1e} between σ=0.05 and σ=20): it ignores its c_noise input, so it "
             "cannot learn to denoise at every noise level. Use c_noise in forward(x, c_noise, cond), or set "
             "guard.canaries=false to train it anyway.")
-    error = roundtrip_error(norm, np.nan_to_num(ds.train[:256]))  # missing values (NaN) as 0: the map is affine
+    error = roundtrip_error(norm, ds.train[:256])  # over the observed values (a missing one stays NaN)
     if error > 1e-3:
         raise SteadydiffError(f"canary: the normaliser does not invert (round-trip error {error:.2e} of the data's "
                               "std): samples would come back in the wrong units")
