@@ -17,7 +17,7 @@ Three parts, each a set of real `steadydiff train` runs (subprocesses; torchrun 
   end-of-run summary included) trains streamed and in memory (data.stream=off). Peak resident memory is the
   child process's ru_maxrss (os.wait4), so page cache is not counted: the kernel keeps it, not the process.
 - precision: one training step (forward, backward, AdamW; `train.loop.measure_step`, the step `--dry-run` times)
-  of the default `digits` (batch 128) and `mnist` (batch 32) networks at fp32, bf16 autocast and fp32 with
+  of the default `digits` (batch 128) and `mnist` (batch 32) networks at fp32, bf16 and fp16 autocast and fp32 with
   torch.compile, one thread, median of 5 steps after a warm-up, configurations in turn over rounds.
 
 The CPU must be otherwise idle; the load average at the start is printed with the figures.
@@ -143,7 +143,8 @@ def precision(quick: bool, rounds: int) -> None:
     from steadydiff.config import RunConfig, apply_overrides
     from steadydiff.train.loop import measure_step, plan
 
-    configs = {"fp32": [], "bf16": ["train.precision=bf16"], "fp32 + compile": ["train.compile=true"]}
+    configs = {"fp32": [], "bf16": ["train.precision=bf16"], "fp16": ["train.precision=fp16"],
+               "fp32 + compile": ["train.compile=true"]}
     out: dict[str, dict[str, list[float]]] = {}
     for data, batch in (("digits", 128), ("mnist", 32)):
         for _ in range(rounds):
