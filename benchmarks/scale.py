@@ -158,7 +158,15 @@ def precision(quick: bool, rounds: int) -> None:
                 out.setdefault(f"{data}|{batch}", {}).setdefault(name, []).append(m["samples_per_s"])
                 print(data, name, round(m["samples_per_s"], 1), flush=True)
     if not quick:
-        save_result(RESULTS, "precision", {"rates": out, "load_at_start": LOAD_AT_START})
+        save_result(RESULTS, "precision", {"rates": out, "load_at_start": LOAD_AT_START,
+                                           "reduced_precision_instructions": reduced_precision_flags()})
+
+
+def reduced_precision_flags() -> list[str]:
+    """The CPU's instructions for bf16/fp16 arithmetic; without them torch has no fast kernels for either."""
+    from steadydiff.threads import REDUCED_PRECISION_FLAGS, cpu_flags
+
+    return sorted(cpu_flags() & {f for names in REDUCED_PRECISION_FLAGS.values() for f in names})
 
 
 COLOURS = [(255, 255, 255), (255, 80, 80), (80, 255, 80), (90, 140, 255), (255, 220, 60), (255, 120, 255),
@@ -265,8 +273,13 @@ def report() -> str:
             base = statistics.median(by["fp32"])
             rows += [[data, batch, name, " ".join(f"{v:.0f}" for v in vs), f"{statistics.median(vs):.0f}",
                       f"{statistics.median(vs) / base:.2f}×"] for name, vs in by.items()]
+        flags = pr.get("reduced_precision_instructions")
+        cpu = "" if flags is None else ("\n\nThe CPU's bf16/fp16 instructions: " + (", ".join(flags) if flags else
+                                        "none (no AVX-512 BF16/FP16, no AMX): torch has no fast kernels for "
+                                        "either here, so reduced precision only pays on a CPU that has them, or "
+                                        "on a GPU") + ".")
         parts.append("### Precision and compile on this CPU (one training step, one thread)\n\n" + table(
-            ["data", "batch", "setting", "samples/s per round", "median", "against fp32"], rows))
+            ["data", "batch", "setting", "samples/s per round", "median", "against fp32"], rows) + cpu)
     mem = sorted((v for k, v in res.items() if k.startswith("memory/")), key=lambda r: r["n"])
     if mem:
         rows = [[f"{r['n']:,}", f"{r['build_s']:.0f} s / {r['build_mb']:,.0f} MiB",

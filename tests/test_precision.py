@@ -75,3 +75,15 @@ def test_fp16_trains_like_fp32(tmp_path, guard):
         cfg.guard.enabled = guard
         losses[precision] = steadydiff.train(cfg, out=tmp_path / precision, progress=False).summary["final_loss"]
     assert abs(losses["fp16"] - losses["fp32"]) < 0.2 * losses["fp32"]
+
+
+def test_reduced_precision_is_flagged_slow_only_without_its_instructions(monkeypatch):
+    from steadydiff import threads
+
+    monkeypatch.setattr(threads, "cpu_flags", lambda: {"avx2", "fma"})
+    assert threads.slow_reduced_precision("bf16") and threads.slow_reduced_precision("fp16")
+    assert not threads.slow_reduced_precision("fp32")
+    monkeypatch.setattr(threads, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert not threads.slow_reduced_precision("bf16") and threads.slow_reduced_precision("fp16")
+    monkeypatch.setattr(threads, "cpu_flags", set)  # flags unknown: no claim
+    assert not threads.slow_reduced_precision("bf16")

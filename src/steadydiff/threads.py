@@ -75,3 +75,27 @@ def threads_for_loading(work: Callable[[], object]) -> tuple[int, str]:
     else:
         torch.set_num_threads(_FOR_LOADING[0])
     return _FOR_LOADING
+
+
+REDUCED_PRECISION_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where the OS does not say)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def slow_reduced_precision(precision: str) -> bool:
+    """Whether `precision` (bf16, fp16) lacks the CPU instructions that make it fast: without them torch has no
+    fast kernels and a step runs many times slower than fp32 (BENCHMARKS.md, scale: precision). False where the
+    flags cannot be read."""
+    wanted = REDUCED_PRECISION_FLAGS.get(precision)
+    flags = cpu_flags()
+    return bool(wanted) and bool(flags) and not flags & set(wanted)

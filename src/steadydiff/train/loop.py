@@ -53,7 +53,7 @@ from ..metrics.reference import (
 from ..metrics.tables import table_scores
 from ..nets import build_backbone, count_parameters
 from ..sampling import generate, nfe, null_like
-from ..threads import choose_threads
+from ..threads import REDUCED_PRECISION_FLAGS, choose_threads, slow_reduced_precision
 from ..typed_config import validate
 from . import checkpoint as ckpt
 from . import distributed as dist
@@ -422,6 +422,10 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
               batch_transform=batch_transform)
     if tc.precision == "fp16":
         p.scaler = LossScaler(device)
+    if device.type == "cpu" and slow_reduced_precision(tc.precision):
+        log.warning("train.precision=%s on a CPU without %s instructions: steps run many times slower than fp32 here "
+                    "(no fast kernels); use train.precision=fp32 on this machine", tc.precision,
+                    " or ".join(REDUCED_PRECISION_FLAGS[tc.precision]))
     if ds.streamed:
         workers = data_workers(cfg, ds, device)
         p.reader = Reader(train_x, tc.seed, batch, p.total_samples, workers=workers, pin=device.type == "cuda")
