@@ -284,3 +284,17 @@ def test_window_refuses_categories_and_encoding_refuses_bad_cells(tmp_path):
         table.encode([["1"], ["maybe"]], "t.csv", lines=[7])
     with pytest.raises(DataError, match=r"column 'n' holds numbers, and row 1 holds 'x'"):
         table.encode([["x"], ["yes"]], "t.csv")
+
+
+def test_training_masks_keep_a_category_whole():
+    """A one-hot block is given or hidden as a whole in training, as impute gives or hides a category."""
+    import torch
+
+    from steadydiff.data.masks import draw_masks, whole_blocks
+
+    known = draw_masks(200, (7,), ("scattered",), 0.0, torch.Generator().manual_seed(0))
+    kept = whole_blocks(known, [(1, 4), (5, 7)])
+    for a, b in [(1, 4), (5, 7)]:
+        assert (kept[:, a:b] == kept[:, a:a + 1]).all()
+    assert torch.equal(kept[:, [0, 4]], known[:, [0, 4]])  # numeric entries as drawn
+    assert (known[:, 1:4] != known[:, 1:2]).any()  # drawn per entry, the block would be split

@@ -136,3 +136,14 @@ def draw_masks(n: int, item_shape: Sequence[int], kinds: Sequence[str], none_sha
             m = {"boxes": _box, "strokes": _strokes, "half": _half}[kind](h, w, generator)
             out[i] = m.expand(shape)
     return out
+
+
+def whole_blocks(known: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """(n, D) masks with each one-hot block [a, b) known or unknown as a whole (the state of its first entry): a
+    category is given or asked for as one value, as `impute` does, never a part of its one-hot code."""
+    if not spans:
+        return known
+    out = known.clone()
+    for a, b in spans:
+        out[:, a:b] = known[:, a:a + 1]
+    return out

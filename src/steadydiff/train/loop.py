@@ -33,7 +33,7 @@ from ..data import Dataset, describe, fit_normaliser, image_levels, load_data
 from ..data.augment import AUG_DIM, augment, hflip
 from ..data.cond import CondSpec, blocked_classes, draw_conditions, model_conditions
 from ..data.export import save_samples
-from ..data.masks import draw_masks, lowres_of, parse_masks, window_level
+from ..data.masks import draw_masks, lowres_of, parse_masks, whole_blocks, window_level
 from ..data.normalise import Normaliser
 from ..data.scan import scan
 from ..diffusion import Denoiser, DenoisingLoss
@@ -714,6 +714,8 @@ def train_batch(p: Parts, st: RunState, transform: bool = True) -> Batch:
     if p.mask_kinds:
         g = torch.Generator().manual_seed(derive_seed(cfg.train.seed, Stream.MASKS, step))
         known = draw_masks(len(idx), p.ds.item_shape, p.mask_kinds, cfg.train.mask_none, g).to(p.device)
+        if p.norm.table is not None:
+            known = whole_blocks(known, p.norm.table.one_hot_spans())
         target, flag = 1 - known, known
         if p.train_obs is not None:  # missing values are neither given nor learnt (CSDI's observed mask)
             obs = p.train_obs[torch.from_numpy(idx)].to(p.device)
