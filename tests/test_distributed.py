@@ -135,3 +135,21 @@ def test_train_nproc_starts_torchrun(tmp_path: Path) -> None:
     assert "distributed: 2 processes (gloo), 16 items each of the global batch 32" in result.stderr
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]
+
+
+def test_two_streaming_processes_follow_one_in_memory(tmp_path: Path) -> None:
+    """Two processes reading a .npy row by row (data.stream=on) train what one process holding it in memory does."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 5, (2000, 2)) * 2 - 4 + 0.05 * rng.standard_normal((2000, 2))).astype(np.float32)
+    np.save(tmp_path / "grid.npy", x)
+    one, two = tmp_path / "one", tmp_path / "two"
+    ok(run_worker(one, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=off", nproc=1))
+    ok(run_worker(two, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=on"))
+    for name in ("model", "ema"):
+        assert relative_difference(one / "checkpoints/step-60", two / "checkpoints/step-60", name) < TOLERANCE, name
+    assert ranks(two)[0] == ranks(two)[1]
+    info = json.loads((two / "dataset.json").read_text())
+    assert info["fingerprint"] == json.loads((one / "dataset.json").read_text())["fingerprint"]
+    assert any("read row by row" in n for n in info["notes"])
