@@ -298,3 +298,14 @@ def test_training_masks_keep_a_category_whole():
         assert (kept[:, a:b] == kept[:, a:a + 1]).all()
     assert torch.equal(kept[:, [0, 4]], known[:, [0, 4]])  # numeric entries as drawn
     assert (known[:, 1:4] != known[:, 1:2]).any()  # drawn per entry, the block would be split
+
+
+def test_pair_trends_read_a_missing_synthetic_cell_as_absent():
+    """A synthetic row with a missing category is left out of that pair's shares, not counted as category 0."""
+    table = Table((Column("x", "numeric"), Column("c", "categorical", ("a", "b", "c"))))
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, 2000)
+    real = np.column_stack([codes + 0.1 * rng.normal(size=2000), np.eye(3)[codes]])
+    holes = real.copy()
+    holes[::3, 1:] = np.nan  # a third of the synthetic categories missing
+    assert table_scores(real, holes, table)["pair_trends"] == pytest.approx(1.0, abs=0.03)

@@ -87,13 +87,17 @@ def _binned(real: np.ndarray, fake: np.ndarray, coded: bool) -> tuple[np.ndarray
 
 def _contingency(real: np.ndarray, fake: np.ndarray, gi: tuple[int, int, bool], gj: tuple[int, int, bool]
                  ) -> float | None:
-    """1 − TV between the joint shares of two columns (rows where the real pair is observed)."""
+    """1 − TV between the joint shares of two columns, each side over its rows where the pair is observed."""
     (a, b, ci), (c, d, cj) = gi, gj
-    keep = ~(np.isnan(real[:, a:b]).any(1) | np.isnan(real[:, c:d]).any(1))
-    if keep.sum() < MIN_OBSERVED:
+
+    def observed(x: np.ndarray) -> np.ndarray:
+        return ~(np.isnan(x[:, a:b]).any(1) | np.isnan(x[:, c:d]).any(1))
+
+    keep, kept = observed(real), observed(fake)  # a missing cell is absent, never a category or a bin
+    if keep.sum() < MIN_OBSERVED or not kept.any():
         return None
-    ri, fi, ki = _binned(real[keep, a:b], fake[:, a:b], ci)
-    rj, fj, kj = _binned(real[keep, c:d], fake[:, c:d], cj)
+    ri, fi, ki = _binned(real[keep, a:b], fake[kept, a:b], ci)
+    rj, fj, kj = _binned(real[keep, c:d], fake[kept, c:d], cj)
     return 1.0 - _tv(ri * kj + rj, fi * kj + fj, ki * kj)
 
 
