@@ -101,7 +101,9 @@ def measure_sigma_data(x: torch.Tensor | StreamedItems) -> float:
     return float(np.nanstd(x.numpy().astype(np.float64)))
 
 
-SCAN_SAMPLE = 20_000  # the data scan of a streamed set reads this many training items, drawn at random
+# The data scan of a streamed set reads training items drawn at random, at most 20,000 and at most 32 MiB of float32
+# (so its sample, held twice — user units and normalised — stays small beside the run whatever the item size)
+SCAN_SAMPLE, SCAN_SAMPLE_BYTES = 20_000, 32 << 20
 
 
 def normalised_items(ds: Dataset, norm: Normaliser) -> torch.Tensor | StreamedItems:
@@ -1230,9 +1232,10 @@ def observed(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
 def scan_data(ds: Dataset, train_x: torch.Tensor | StreamedItems, norm: Normaliser) -> list[Any]:
     """The pre-training data scan (data/scan.py): constant features, outliers, duplicates. Missing values are
     scanned as their column's (channel's) observed mean, as the normalised items hold them. A streamed set is
-    scanned on a sample of SCAN_SAMPLE items (duplicates among them only), which the log says."""
+    scanned on a sample (SCAN_SAMPLE; duplicates among them only), which the log says."""
     if isinstance(train_x, StreamedItems):
-        _, sample = ds.train.sample(SCAN_SAMPLE, seed=0)
+        per_item = 4 * int(np.prod(ds.item_shape))
+        _, sample = ds.train.sample(max(1, min(SCAN_SAMPLE, SCAN_SAMPLE_BYTES // per_item)), seed=0)
         if len(sample) < len(ds.train):
             log.info("data: the scan reads %s of the %s training items, drawn at random (data.stream)",
                      f"{len(sample):,}", f"{len(ds.train):,}")
