@@ -264,9 +264,19 @@ def memory(quick: bool, modes: list[str]) -> None:
             save_result(RESULTS, f"memory/{n}", row)
 
 
+PROVENANCE = (
+    "The equivalence, throughput and thread tables come from `.venv/bin/python benchmarks/scale.py` (2026-12-02 "
+    "12:14 UTC, source f9c024f9ad63), the precision table from `--part precision` (12:19 UTC, source 1d6a458d4f4b), "
+    "each on an idle CPU of a machine whose bf16 steps ran faster than fp32 (another machine than the memory "
+    "table's, whose CPU has no bf16/fp16 instructions; the precision part now records them). The memory table's "
+    "in-memory columns come from `--part memory` at commit 0d7e482 (started 2026-12-02 20:58 UTC), its streamed "
+    "columns and cache builds from `--part memory --memory-modes on` at commit dd3afd6 (started 21:57 UTC), after "
+    "the streamed scan's sample was capped at 32 MiB.")
+
+
 def report() -> str:
     res = load_results(RESULTS)
-    parts = []
+    parts = [PROVENANCE]
     eq = [v for k, v in res.items() if k.startswith("equivalence/")]
     if eq:
         parts.append("### One process against two (DDP, gloo)\n\n" + table(
