@@ -69,6 +69,18 @@ def write_csv(path: Path, x: np.ndarray, columns: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def to_entries(table, x: np.ndarray) -> np.ndarray:
+    """Rows of column values (NaN where missing) as the run's rows of entries: each cell written as in the CSV and
+    encoded by the run's column schema (a class column of few codes is a one-hot block)."""
+    cells = [["" if np.isnan(v) else f"{v:.10g}" for v in x[:, j]] for j in range(x.shape[1])]
+    return table.encode(cells, "benchmark rows")
+
+
+def to_values(table, e: np.ndarray) -> np.ndarray:
+    """Rows of entries back to one number per column (a category as its code), NaN for an empty cell."""
+    return np.array([[float(c) if c else np.nan for c in row] for row in table.decode(e)], dtype=np.float64)
+
+
 def one(name: str, quick: bool) -> dict:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (makes IterativeImputer importable)
     from sklearn.impute import IterativeImputer, KNNImputer
@@ -90,8 +102,9 @@ def one(name: str, quick: bool) -> dict:
     train_s = time.perf_counter() - t0
     model = steadydiff.load(run.dir)
     t0 = time.perf_counter()
-    draws = model.impute(holes, draws=5 if quick else DRAWS, seed=0)  # (K, N, D)
+    draws = model.impute(to_entries(model.table, holes), draws=5 if quick else DRAWS, seed=0)  # (K, N, entries)
     impute_s = time.perf_counter() - t0
+    draws = np.stack([to_values(model.table, d) for d in draws])  # (K, N, columns)
     gone = np.isnan(holes)
     std = x.std(0)
     median = np.median(draws, 0)
@@ -105,10 +118,11 @@ def one(name: str, quick: bool) -> dict:
     coverage = float(np.mean(((x >= lo) & (x <= hi))[gone]))
     iterative = IterativeImputer(max_iter=10, random_state=0).fit_transform(holes)
     knn = KNNImputer(n_neighbors=5).fit_transform(holes)
-    samples = model.sample(2000, seed=0)
+    samples = to_values(model.table, model.sample(2000, seed=0))
     never_negative = x.min(0) >= 0
     negative_cols = int(((samples < 0) & never_negative).any(0).sum())
     result = {"name": name, "rows": len(x), "columns": len(columns), "missing": float(gone.mean()),
+              "column_types": model.table.describe(), "date": today(), "source": SOURCE_AT_START,
               "train_s": round(train_s, 1), "impute_s": round(impute_s, 1), "steps": run.config.train.steps,
               "masks": run.config.train.masks, "rmse": {"steadydiff": rmse(median), "iterative": rmse(iterative),
                                                         "knn": rmse(knn), "mean": rmse(np.where(gone, np.nanmean(
@@ -144,13 +158,15 @@ def utility(name: str, quick: bool) -> dict:
     if quick:
         cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
     run = steadydiff.train(cfg, out=out / "run", progress=False)
-    fake = steadydiff.load(run.dir).sample(len(train), seed=0)
+    model = steadydiff.load(run.dir)
+    fake = to_values(model.table, model.sample(len(train), seed=0))
     y = lambda a: a[:, -1].round().astype(int)  # noqa: E731  (the class column, last)
     real_acc = efficacy(train[:, :-1], y(train), test[:, :-1], y(test))
     fake_acc = efficacy(fake[:, :-1], y(fake), test[:, :-1], y(test)) if len(np.unique(y(fake))) > 1 else 0.0
     scale = train.std(0)
     scale = np.where(scale > 0, scale, 1.0)
     return {"rows": len(train), "efficacy_real": real_acc, "efficacy_synthetic": fake_acc,
+            "date": today(), "source": SOURCE_AT_START, "column_types": model.table.describe(),
             "dcr_synthetic": float(np.median(closest_record(fake, train, scale))),
             "dcr_holdout": float(np.median(closest_record(test, train, scale)))}
 
@@ -432,7 +448,10 @@ def penguins_report(results: dict) -> list[str]:
              "", "Closest-record distance (median, column stds, training rows): samples "
                  f"{_spread([r['dcr_synthetic'] for r in runs])}, held-out real rows {runs[0]['dcr_holdout']:.3f}.",
              "", f"Penguins rows measured {runs[-1]['date']} from source {runs[-1]['source']}; the wine and "
-                 "breast-cancer rows above are kept from earlier runs in benchmarks/results/tables.json."]
+                 "breast-cancer rows above: " + "; ".join(
+                     f"{k} {r.get('date', 'before 2026-12-03')}" + (f" (source {r['source']})" if "source" in r else "")
+                     for k, r in results.items() if k in ("wine", "breast-cancer", "wine/utility",
+                                                          "breast-cancer/utility")) + "."]
     return text
 
 

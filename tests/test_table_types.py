@@ -32,7 +32,7 @@ def penguin_rows(n: int, seed: int) -> list[list[str]]:
     for i in range(n):
         species = SPECIES[i % 3]
         length = {"Adelie": 38.0, "Chinstrap": 49.0, "Gentoo": 47.0}[species] + rng.normal()
-        count = int(rng.integers(0, 4)) + (3 if species == "Gentoo" else 0)
+        count = int(rng.integers(0, 12)) + (6 if species == "Gentoo" else 0)  # 18 values: an integer
         flag = (species == "Adelie") != (rng.random() < 0.1)
         island = "Biscoe" if species == "Gentoo" else ISLANDS[1 + i % 2]
         rows.append([f"{length:.1f}", str(count), str(flag), species, island])
@@ -178,9 +178,11 @@ def test_data_columns_overrides_inference(tmp_path):
     rows = [[str(2000 + i % 5), str(i % 2), str(i % 3), f"{i}.25"] for i in range(40)]
     path = write_csv(tmp_path / "t.csv", rows, ["year", "sick", "class", "dose"])
     inferred = load_data(DataConfig(source=str(path), holdout=0)).table
-    assert [c.type for c in inferred.columns] == ["integer", "integer", "integer", "numeric"]  # codes stay integer
+    # whole numbers of at most 10 values are codes, read as categories
+    assert [c.type for c in inferred.columns] == ["categorical", "categorical", "categorical", "numeric"]
+    assert inferred.columns[0].categories == ("2000", "2001", "2002", "2003", "2004")
     cfg = RunConfig()
-    apply_overrides(cfg, ["data.columns=class=categorical, sick=boolean,dose=numeric"])
+    apply_overrides(cfg, ["data.columns=year=integer,class=categorical, sick=boolean,dose=numeric"])
     ds = load_data(dataclasses.replace(cfg.data, source=str(path), holdout=0))
     assert [c.type for c in ds.table.columns] == ["integer", "boolean", "categorical", "numeric"]
     assert ds.table.columns[1].categories == ("0", "1") and ds.table.columns[2].categories == ("0", "1", "2")
@@ -209,20 +211,21 @@ def test_parquet_columns_keep_their_types(tmp_path):
     frame.to_parquet(tmp_path / "p.parquet")
     ds = load_data(DataConfig(source=str(tmp_path / "p.parquet"), holdout=0))
     assert [(c.name, c.type) for c in ds.table.columns] == [
-        ("mass", "numeric"), ("year", "integer"), ("male", "boolean"), ("species", "categorical")]
-    assert ds.train.shape == (40, 1 + 1 + 1 + 3)
-    assert np.isnan(ds.train[2, 0]) and np.isnan(ds.train[2, 3:]).all() and np.isnan(ds.train[3, 1])
-    np.testing.assert_array_equal(ds.train[0, :6], [3750.0, 2007, 1, 1, 0, 0])
+        ("mass", "numeric"), ("year", "categorical"), ("male", "boolean"), ("species", "categorical")]
+    assert ds.table.columns[1].categories == ("2007", "2008", "2009")  # three survey years: codes
+    assert ds.train.shape == (40, 1 + 3 + 1 + 3)
+    assert np.isnan(ds.train[2, 0]) and np.isnan(ds.train[2, 5:]).all() and np.isnan(ds.train[3, 1:4]).all()
+    np.testing.assert_array_equal(ds.train[0], [3750.0, 1, 0, 0, 1, 1, 0, 0])
     assert ds.table.decode(ds.train[:2]) == [["3750.0", "2007", "true", "Adelie"], ["3800.5", "2008", "false",
                                                                                      "Gentoo"]]
-    ds = load_data(DataConfig(source=str(tmp_path / "p.parquet"), columns="year=categorical", holdout=0))
-    assert ds.table.columns[1].categories == ("2007", "2008", "2009")
+    ds = load_data(DataConfig(source=str(tmp_path / "p.parquet"), columns="year=integer", holdout=0))
+    assert ds.table.columns[1].type == "integer" and ds.train[0, 1] == 2007 and np.isnan(ds.train[3, 1])
 
 
 def test_a_numeric_csv_keeps_its_normaliser(tmp_path):
     rng = np.random.default_rng(0)
     rows = [[f"{v:.3f}", str(k), f"{abs(w):.2f}"] for v, k, w in
-            zip(rng.normal(size=80), rng.integers(0, 3, 80), rng.normal(size=80), strict=True)]
+            zip(rng.normal(size=80), rng.integers(0, 15, 80), rng.normal(size=80), strict=True)]
     ds = load_data(DataConfig(source=str(write_csv(tmp_path / "n.csv", rows, ["a", "code", "size"])), holdout=0))
     with_table = Normaliser.fit(ds.train, "vector", ds.columns, ds.table).to_dict()
     assert with_table.pop("table")["columns"][1]["type"] == "integer"
@@ -271,6 +274,28 @@ def test_table_scores_read_categories_as_categories():
     skewed = real.copy()
     skewed[:, 1:] = np.eye(3)[np.zeros(2000, int)]
     assert table_scores(real, skewed, table)["column_shapes"] < 0.7
+
+
+def test_few_valued_whole_numbers_are_categories_unless_the_table_is_small():
+    """Codes (≤ 10 values) become one-hot blocks; more values, or about as many values as rows (a small table's
+    counts), stay one ordered integer."""
+    codes = [str(i % 4) for i in range(40)]
+    counts = [str(i % 11) for i in range(40)]
+    tiny = [str(i % 6) for i in range(10)]
+    table = infer_table(["code", "count"], [codes, counts], "t.csv")
+    assert [c.type for c in table.columns] == ["categorical", "integer"]
+    assert table.columns[0].categories == ("0", "1", "2", "3")
+    assert infer_table(["n"], [tiny], "t.csv").columns[0].type == "integer"  # 6 values in 10 rows
+    assert infer_table(["one"], [["3"] * 40], "t.csv").columns[0].type == "integer"  # a constant is no code
+
+
+def test_a_series_keeps_few_valued_channels_as_numbers(tmp_path):
+    """data.window cuts a long series of numbers: a channel of whole numbers with few values stays one channel."""
+    rows = [[f"{np.sin(i / 5):.3f}", str(i % 3)] for i in range(120)]
+    write_csv(tmp_path / "long.csv", rows, ["v", "phase"])
+    ds = load_data(DataConfig(source=str(tmp_path / "long.csv"), window=24, stride=4))
+    assert ds.train.shape[1:] == (2, 24) and ds.kind == "series"
+    assert set(np.unique(ds.train[:, 1])) == {0.0, 1.0, 2.0}
 
 
 def test_window_refuses_categories_and_encoding_refuses_bad_cells(tmp_path):

@@ -364,7 +364,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise SteadydiffError(f"--in {args.input!r}: no such file; give the history as a CSV (rows = time steps, a "
                               "column per channel) or a .npy of shape (steps,) or (steps, channels)")
-    history = read_csv(path).x if is_csv(path) else np.load(path, allow_pickle=False)
+    history = read_csv(path, codes=False).x if is_csv(path) else np.load(path, allow_pickle=False)
     paths = model.forecast(history, args.horizon, draws=args.draws, seed=args.seed, steps=args.steps,
                            resample=args.resample, ensemble=ensemble_choice(args, model))
     names = model.columns or [f"channel{c}" for c in range(paths.shape[1])]

@@ -382,7 +382,8 @@ def _delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
-def read_csv(path: Path, label_column: str | None = None, column_types: str | None = None) -> Raw:
+def read_csv(path: Path, label_column: str | None = None, column_types: str | None = None, *,
+             codes: bool = True) -> Raw:
     """Read a table with pandas: .csv or .tsv, possibly .gz/.zip/.bz2/.xz compressed; the separator sniffed (comma,
     semicolon, tab or bar).
 
@@ -392,6 +393,7 @@ def read_csv(path: Path, label_column: str | None = None, column_types: str | No
     come back as numbers (`Raw.table` maps them back to cells). A missing cell (empty, NA, NaN, null, none or ?) is
     NaN, learnt around or refused by data.missing; "inf" parses, and is then refused by the finite check with its
     line and column. `label_column` names a column of class labels (numbers or text), read as the condition.
+    `codes=False` keeps whole numbers of few values integer (a series' channels), not categorical.
     """
     import io
 
@@ -446,7 +448,7 @@ def read_csv(path: Path, label_column: str | None = None, column_types: str | No
     cells = [body.iloc[:, j].to_numpy(dtype=str) for j in range(body.shape[1])]
     shown_sep = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[delimiter]
     how = f"{shown_sep}-separated" + (", first line is the header" if header is not None else ", no header row found")
-    return _table_raw(path.name, columns, cells, np.asarray(lines), how, label_column, column_types)
+    return _table_raw(path.name, columns, cells, np.asarray(lines), how, label_column, column_types, codes)
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -456,7 +458,8 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
 
 
-def read_parquet(path: Path, label_column: str | None = None, column_types: str | None = None) -> Raw:
+def read_parquet(path: Path, label_column: str | None = None, column_types: str | None = None, *,
+                 codes: bool = True) -> Raw:
     """Read a parquet file through pandas (pyarrow): each column's values as text cells — floats as the shortest
     text that reads back the same (always with a point, so they stay numeric), booleans as true/false, missing values
     empty — then typed and encoded as a CSV's are (`read_csv`). Rows are numbered from 1 in messages (as lines)."""
@@ -474,7 +477,8 @@ def read_parquet(path: Path, label_column: str | None = None, column_types: str 
                         f"{frame.shape[1]} columns)")
     names = [str(c) for c in frame.columns]
     cells = [_parquet_cells(frame.iloc[:, j]) for j in range(frame.shape[1])]
-    return _table_raw(path.name, names, cells, np.arange(1, len(frame) + 1), "parquet", label_column, column_types)
+    return _table_raw(path.name, names, cells, np.arange(1, len(frame) + 1), "parquet", label_column, column_types,
+                      codes)
 
 
 def _parquet_cells(values: Any) -> np.ndarray:
@@ -492,7 +496,7 @@ def _parquet_cells(values: Any) -> np.ndarray:
 
 
 def _table_raw(where: str, names: list[str], cells: list[np.ndarray], lines: np.ndarray, how: str,
-               label_column: str | None, column_types: str | None) -> Raw:
+               label_column: str | None, column_types: str | None, codes: bool = True) -> Raw:
     """The Raw record of a table read as text cells (one array per column): `label_column` taken out as each row's
     class (the condition), every other column typed (data.columns, else inferred; data/table.py) and encoded as
     numbers. `how` says how the file was read, for the notes."""
@@ -509,7 +513,7 @@ def _table_raw(where: str, names: list[str], cells: list[np.ndarray], lines: np.
         if not names:
             raise DataError(f"{where}: data.label_column={label_column!r} is the only column; nothing is left "
                             "to train on")
-    table = infer_table(names, cells, where, declared=parse_columns(column_types), lines=lines)
+    table = infer_table(names, cells, where, declared=parse_columns(column_types), lines=lines, codes=codes)
     x = table.encode(cells, where, lines)
     notes = [f"{where}: read {len(x):,} rows × {len(names)} columns ({how})",
              f"{where}: column types {table.describe()}"
@@ -824,9 +828,9 @@ def read_source(cfg: DataConfig) -> Raw:
 
 def _typed_table(path: Path, cfg: DataConfig) -> Raw:
     """A CSV or parquet table, typed by data.columns (else inferred); one that data.window cuts into a series must be
-    numbers throughout."""
+    numbers throughout (its few-valued whole numbers stay integer)."""
     read = read_csv if is_csv(path) else read_parquet
-    raw = read(path, cfg.label_column, cfg.columns)
+    raw = read(path, cfg.label_column, cfg.columns, codes=not cfg.window)
     if cfg.window and raw.table is not None and raw.table.has_categories:
         coded = [c.describe() for c in raw.table.columns if c.type in ("boolean", "categorical")]
         raise DataError(f"{path.name}: data.window cuts one long series of numbers into windows, and its columns "
