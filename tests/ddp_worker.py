@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ def digest(state: dict[str, torch.Tensor]) -> str:
 def main() -> None:
     out, case, data, steps, batch, *overrides = sys.argv[1:]
     rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO, format=f"rank {rank}: %(message)s")
     cfg = RunConfig()
     apply_overrides(cfg, [f"data.source={data}", f"train.steps={steps}", f"train.batch_size={batch}",
                           "train.sample_metrics_every=0", "train.sample_every=0", "train.checkpoint_every=25",

@@ -35,8 +35,9 @@ def run_worker(out: Path, case: str, data: str, steps: int, batch: int, *overrid
                           capture_output=True, text=True, timeout=timeout)
 
 
-def ok(result: subprocess.CompletedProcess) -> None:
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
 
 
 def relative_difference(a: Path, b: Path, name: str = "model") -> float:
@@ -146,10 +147,16 @@ def test_two_streaming_processes_follow_one_in_memory(tmp_path: Path) -> None:
     np.save(tmp_path / "grid.npy", x)
     one, two = tmp_path / "one", tmp_path / "two"
     ok(run_worker(one, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=off", nproc=1))
-    ok(run_worker(two, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=on"))
-    for name in ("model", "ema"):
-        assert relative_difference(one / "checkpoints/step-60", two / "checkpoints/step-60", name) < TOLERANCE, name
-    assert ranks(two)[0] == ranks(two)[1]
+    streamed = ok(run_worker(two, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=on"))
+    # each process reads its share of a batch from disk (rank 0's log; the other ranks do not log)
+    assert "rank 0: data: streamed from disk, 0 DataLoader worker(s) reading ahead, this process's 32 of each " \
+           "batch's 64 items" in streamed.stderr
+    ahead = tmp_path / "ahead"  # the same, read ahead by a DataLoader worker in each process
+    ok(run_worker(ahead, "clean", str(tmp_path / "grid.npy"), 60, 64, *GRID[2:], "data.stream=on", "data.workers=1"))
+    for run in (two, ahead):
+        for name in ("model", "ema"):
+            assert relative_difference(one / "checkpoints/step-60", run / "checkpoints/step-60", name) < TOLERANCE, name
+        assert ranks(run)[0] == ranks(run)[1]
     info = json.loads((two / "dataset.json").read_text())
     assert info["fingerprint"] == json.loads((one / "dataset.json").read_text())["fingerprint"]
     assert any("read row by row" in n for n in info["notes"])

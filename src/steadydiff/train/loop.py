@@ -430,8 +430,13 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                     " or ".join(REDUCED_PRECISION_FLAGS[tc.precision]))
     if ds.streamed:
         workers = data_workers(cfg, ds, device)
-        p.reader = Reader(train_x, tc.seed, batch, p.total_samples, workers=workers, pin=device.type == "cuda")
-        log.info("data: streamed from disk, %d DataLoader worker(s) reading ahead", workers)
+        # Under torchrun a process reads only its share of each batch (batches.py), unless a user's batch_transform,
+        # which sees the whole batch, might read the other rows.
+        mine = world.shard(batch) if world.active and batch_transform is None else None
+        p.reader = Reader(train_x, tc.seed, batch, p.total_samples, workers=workers, pin=device.type == "cuda",
+                          rows=mine)
+        log.info("data: streamed from disk, %d DataLoader worker(s) reading ahead%s", workers,
+                 f", this process's {mine.stop - mine.start} of each batch's {batch} items" if mine else "")
     # The state at step 0 (weights from the seed alone), for a restart at a lower LR (Guard.observe_weights).
     initial = take_snapshot(0, 0, net, ema, opt, guard, phema=phema) \
         if guard is not None and gc.weight_growth and gc.growth_steps else None
@@ -693,7 +698,8 @@ class Batch:
 def train_batch(p: Parts, st: RunState, transform: bool = True) -> Batch:
     """The step's global batch: the data order from (seed, epoch), augmentation, condition dropout and masks from
     (seed, step), then the user's batch_transform. Every process draws it whole, so its share is what one process
-    training the global batch would have there (each augments the whole batch: cheap beside the network)."""
+    training the global batch would have there (each augments the whole batch: cheap beside the network); streamed
+    data is read from disk for the process's share only (batches.py)."""
     cfg, step = p.cfg, st.step
     idx = batch_indices(len(p.train_x), cfg.train.seed, st.samples_seen, p.batch)
     x = p.train_x[torch.from_numpy(idx)] if p.reader is None else p.reader.get(st.samples_seen, idx)
