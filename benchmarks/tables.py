@@ -10,21 +10,25 @@ steadydiff trains on the CSV with the defaults — the missing cells learnt arou
 - validity of 2,000 samples: columns that are never negative in the data with a negative sample, sampled class
   codes outside {0, 1, 2}, and the class shares against the data's;
 - utility and privacy (complete tables, breast-cancer with its diagnosis as a 0/1 column): a run on a seeded 70 %
-  of the rows, as many samples as training rows; machine-learning efficacy (a gradient-boosted classifier of the
-  class column trained on the samples, accuracy on the other 30 % of real rows, against the same classifier
-  trained on the real 70 %; goal ≥ 0.9×) and the distance to the closest training record (median, column stds)
-  of samples against that of the held-out real rows;
+  of the rows, as many samples as training rows; column shapes and pair trends against the other 30 %,
+  machine-learning efficacy (a gradient-boosted classifier of the class column trained on the samples, accuracy on
+  the other 30 % of real rows, against the same classifier trained on the real 70 %; goal ≥ 0.9×) and the
+  distance to the closest training record (median, column stds) of samples against that of the held-out real rows;
+- anchors (`--sdv`, on every table's split): SDV's GaussianCopula, CTGAN and TVAE synthesizers with their defaults,
+  one fit each, three draws of as many samples as training rows, scored by the same functions (goal of the issue:
+  every metric at least the best synthesizer's);
 - mixed types with real gaps (`--tables penguins`): the Palmer penguins CSV shipped in the `palmerpenguins` package
   (species, island, sex as text, NA cells as the file has them), a seeded 70/30 split, trained with the defaults for
   each of `--seeds` (0 1 2): column shapes and column-pair trends (metrics/tables.py) of as many samples as training
   rows against the held-out rows, beside the real training rows' (the floor); species accuracy of a gradient-boosted
   classifier trained on the samples against one trained on the real rows (goal ≥ 0.9×); a CSV sampled through
   `steadydiff sample RUN --out FILE.csv` checked for the input's header and column types and valid categories; and
-  SDV's GaussianCopulaSynthesizer with its defaults on the same split, scored by the same functions. sdv 2 needs
-  pandas < 3, so it is installed into benchmarks/out/sdv-site (benchmarks/README.md) and run in a subprocess.
+  the SDV anchors on the same split. sdv 2 needs pandas < 3, so it is installed into benchmarks/out/sdv-site
+  (benchmarks/README.md) and run in a subprocess.
 
-    .venv/bin/python benchmarks/tables.py                      # ~25 min on one core
-    .venv/bin/python benchmarks/tables.py --tables penguins    # ~10 min
+    .venv/bin/python benchmarks/tables.py                      # ~40 min on one core
+    .venv/bin/python benchmarks/tables.py --tables penguins    # ~15 min
+    .venv/bin/python benchmarks/tables.py --sdv-only           # the SDV anchors alone, ~8 min
     .venv/bin/python benchmarks/tables.py --quick    # a smoke run: tiny step counts, nothing written
 """
 
@@ -137,11 +141,12 @@ def one(name: str, quick: bool) -> dict:
     return result
 
 
-def utility(name: str, quick: bool) -> dict:
-    import steadydiff
-    from steadydiff.metrics.tables import closest_record, efficacy
+TARGETS = {"wine": "class", "breast-cancer": "diagnosis", "penguins": "species"}  # the efficacy classifier's label
 
-    torch.set_num_threads(1)
+
+def utility_split(name: str) -> tuple[Path, Path]:
+    """A complete table (breast-cancer with its diagnosis as a 0/1 column) split 70/30 by a seeded permutation,
+    written as train.csv and test.csv."""
     x, columns = data_sets()[name]
     if name == "breast-cancer":
         from sklearn.datasets import load_breast_cancer
@@ -149,26 +154,41 @@ def utility(name: str, quick: bool) -> dict:
         x, columns = np.column_stack([x, load_breast_cancer().target]), columns + ["diagnosis"]
     perm = np.random.default_rng(0).permutation(len(x))
     cut = int(0.7 * len(x))
-    train, test = x[perm[:cut]], x[perm[cut:]]
     out = ROOT_OUT / f"{name}-utility"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    write_csv(out / "train.csv", train, columns)
-    cfg = {"data": {"source": str(out / "train.csv"), "holdout": 0.0}, "train": {"seed": 0}}
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "train.csv", x[perm[:cut]], columns)
+    write_csv(out / "test.csv", x[perm[cut:]], columns)
+    return out / "train.csv", out / "test.csv"
+
+
+def utility(name: str, quick: bool) -> dict:
+    """A run on the training split with the defaults; as many samples as training rows, scored against the
+    held-out rows as the SDV anchors are (`scores`), beside the real training rows (the floor)."""
+    import steadydiff
+    from steadydiff.metrics.tables import closest_record
+
+    torch.set_num_threads(1)
+    train_csv, test_csv = utility_split(name)
+    shutil.rmtree(train_csv.parent / "run", ignore_errors=True)
+    cfg = {"data": {"source": str(train_csv), "holdout": 0.0}, "train": {"seed": 0}}
     if quick:
         cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
-    run = steadydiff.train(cfg, out=out / "run", progress=False)
+    t0 = time.perf_counter()
+    run = steadydiff.train(cfg, out=train_csv.parent / "run", progress=False)
+    train_s = time.perf_counter() - t0
     model = steadydiff.load(run.dir)
-    fake = to_values(model.table, model.sample(len(train), seed=0))
-    y = lambda a: a[:, -1].round().astype(int)  # noqa: E731  (the class column, last)
-    real_acc = efficacy(train[:, :-1], y(train), test[:, :-1], y(test))
-    fake_acc = efficacy(fake[:, :-1], y(fake), test[:, :-1], y(test)) if len(np.unique(y(fake))) > 1 else 0.0
-    scale = train.std(0)
+    schema = model.table
+    train_rows = schema.encode(read_cells(train_csv)[1], train_csv.name)
+    test_rows = schema.encode(read_cells(test_csv)[1], test_csv.name)
+    fake = model.sample(len(train_rows), seed=0)
+    ours, real = scores(test_rows, fake, schema, TARGETS[name]), scores(test_rows, train_rows, schema, TARGETS[name])
+    scale = np.nanstd(train_rows, 0)
     scale = np.where(scale > 0, scale, 1.0)
-    return {"rows": len(train), "efficacy_real": real_acc, "efficacy_synthetic": fake_acc,
-            "date": today(), "source": SOURCE_AT_START, "column_types": model.table.describe(),
-            "dcr_synthetic": float(np.median(closest_record(fake, train, scale))),
-            "dcr_holdout": float(np.median(closest_record(test, train, scale)))}
+    return {"rows": len(train_rows), "efficacy_real": real["efficacy"], "efficacy_synthetic": ours["efficacy"],
+            "steadydiff": ours, "real_train": real, "train_s": round(train_s, 1), "steps": run.config.train.steps,
+            "date": today(), "source": SOURCE_AT_START, "column_types": schema.describe(),
+            "dcr_synthetic": float(np.median(closest_record(fake, train_rows, scale))),
+            "dcr_holdout": float(np.median(closest_record(test_rows, train_rows, scale)))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,18 +204,22 @@ import sys, time
 import pandas as pd
 import sdv
 from sdv.metadata import Metadata
-from sdv.single_table import GaussianCopulaSynthesizer
-source, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
+kind, source, target, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 data = pd.read_csv(source)  # "NA" cells read as missing
 t0 = time.perf_counter()
-metadata = Metadata.detect_from_dataframes({"penguins": data})
-synthesizer = GaussianCopulaSynthesizer(metadata)  # the defaults
-synthesizer.fit({"penguins": data})  # sdv 2: a table is a {name: DataFrame}
+metadata = Metadata.detect_from_dataframes({"table": data})
+make = {"gaussian-copula": GaussianCopulaSynthesizer, "ctgan": CTGANSynthesizer, "tvae": TVAESynthesizer}[kind]
+synthesizer = make(metadata)  # the defaults (CTGAN and TVAE: 300 epochs)
+synthesizer.fit({"table": data})  # sdv 2: a table is a {name: DataFrame}
 fit_s = time.perf_counter() - t0
 rows = synthesizer.sample(n)
-(rows["penguins"] if isinstance(rows, dict) else rows).to_csv(target, index=False)
+(rows["table"] if isinstance(rows, dict) else rows).to_csv(target, index=False)
 print(f"sdv {sdv.__version__}, pandas {pd.__version__}, fit {fit_s:.2f} s")
 """
+SDV_KINDS = ("gaussian-copula", "ctgan", "tvae")
+SDV_NAMES = {"gaussian-copula": "SDV GaussianCopulaSynthesizer", "ctgan": "SDV CTGANSynthesizer",
+             "tvae": "SDV TVAESynthesizer"}
 
 
 def penguins_csv() -> Path:
@@ -226,20 +250,25 @@ def penguin_split() -> tuple[Path, Path]:
     return out / "train.csv", out / "test.csv"
 
 
-def scores(real_test: np.ndarray, fake: np.ndarray, schema) -> dict:
-    """Column shapes and pair trends against the held-out rows, and machine-learning efficacy for species (its
-    one-hot block first in the row): HistGradientBoosting trained on `fake`, accuracy on the held-out rows. Fake rows
-    with a missing cell are left out of the shape and trend scores (metrics/tables.py's contingency similarity reads
-    the real side's gaps only)."""
+def scores(real_test: np.ndarray, fake: np.ndarray, schema, target: str = "species") -> dict:
+    """Column shapes and pair trends against the held-out rows, and machine-learning efficacy for the `target`
+    column (a categorical block read by argmax, else its rounded number): HistGradientBoosting trained on `fake`'s
+    other entries, accuracy on the held-out rows. Fake rows with a missing cell are left out of the shape and trend
+    scores (metrics/tables.py's contingency similarity reads the real side's gaps only)."""
     from steadydiff.metrics.tables import efficacy, table_scores
 
-    (a, b), *_ = schema.spans()
-    species = lambda rows: np.argmax(np.nan_to_num(rows[:, a:b], nan=-1.0), 1)  # noqa: E731
-    features = lambda rows: rows[:, b:]  # noqa: E731
+    j = schema.names.index(target)
+    a, b = schema.spans()[j]
+    if schema.columns[j].type == "categorical":
+        label = lambda rows: np.argmax(np.nan_to_num(rows[:, a:b], nan=-1.0), 1)  # noqa: E731
+    else:
+        label = lambda rows: np.nan_to_num(rows[:, a], nan=-1.0).round().astype(int)  # noqa: E731
+    features = lambda rows: np.delete(rows, np.s_[a:b], axis=1)  # noqa: E731
     complete = fake[~np.isnan(fake).any(1)]
     out = table_scores(real_test, complete, schema)
     known = ~np.isnan(fake[:, a:b]).any(1)
-    out["efficacy"] = efficacy(features(fake[known]), species(fake[known]), features(real_test), species(real_test))
+    out["efficacy"] = efficacy(features(fake[known]), label(fake[known]), features(real_test), label(real_test)) \
+        if len(np.unique(label(fake[known]))) > 1 else 0.0
     out["rows_scored"] = len(complete)
     return out
 
@@ -312,9 +341,9 @@ def penguins_seed(seed: int, quick: bool) -> dict:
             "source": SOURCE_AT_START, "date": today()}
 
 
-def penguins_sdv(quick: bool) -> dict:
-    """SDV's GaussianCopulaSynthesizer (defaults) on the same training split, one fit; as many samples as training
-    rows for each of PENGUIN_SEEDS (consecutive chunks of one draw), scored by the same functions."""
+def sdv_anchor(kind: str, train_csv: Path, test_csv: Path, target: str, draws: int) -> dict:
+    """One SDV synthesizer (`kind`, its defaults) fitted once on `train_csv`; `draws` sets of as many samples as
+    training rows (consecutive chunks of one draw), scored against `test_csv` by the same functions as steadydiff."""
     import os
     import subprocess
     import sys
@@ -322,26 +351,25 @@ def penguins_sdv(quick: bool) -> dict:
     import steadydiff  # noqa: F401
     from steadydiff.data.sources import read_csv
 
-    train_csv, test_csv = penguin_split()
     schema = read_csv(train_csv).table
     train_rows = schema.encode(read_cells(train_csv)[1], train_csv.name)
     test_rows = schema.encode(read_cells(test_csv)[1], test_csv.name)
     n = len(train_rows)
-    target = ROOT_OUT / "penguins" / "sdv-gaussian-copula.csv"
+    out = train_csv.parent / f"sdv-{kind}.csv"
     env = dict(os.environ)
     if SDV_SITE.is_dir():
         env["PYTHONPATH"] = os.pathsep.join([str(SDV_SITE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", SDV_SCRIPT, str(train_csv), str(target), str(n * len(PENGUIN_SEEDS))],
+    done = subprocess.run([sys.executable, "-c", SDV_SCRIPT, kind, str(train_csv), str(out), str(n * draws)],
                           env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     wall_s = time.perf_counter() - t0
     # SDV writes integer columns as floats where it samples missing cells ("181.0"): read as numbers, same entries
-    fake_all = schema.encode(read_cells(target)[1], target.name)
-    draws = [scores(test_rows, fake_all[k * n:(k + 1) * n], schema) for k in range(len(PENGUIN_SEEDS))]
-    header = read_cells(target)[0]
-    return {"version": done.stdout.strip(), "wall_s": round(wall_s, 1), "rows": n, "draws": draws,
+    fake_all = schema.encode(read_cells(out)[1], out.name)
+    header = read_cells(out)[0]
+    return {"kind": kind, "version": done.stdout.strip(), "wall_s": round(wall_s, 1), "rows": n,
+            "draws": [scores(test_rows, fake_all[k * n:(k + 1) * n], schema, target) for k in range(draws)],
             "missing_cells": float(schema.missing_cells(fake_all).mean()), "header_equal": header == schema.names,
             "source": SOURCE_AT_START, "date": today()}
 
@@ -375,6 +403,12 @@ def report(results: dict) -> str:
         text += ["", "Utility and privacy (complete tables; a run on 70 % of the rows, as many samples):", "",
                  table(["table", "training rows", "accuracy, trained on samples", "accuracy, trained on real",
                         "ratio", "≥ 0.9×", "closest-record distance: samples", "held-out real rows"], rows_u)]
+        for k, v in util.items():
+            if "steadydiff" in v:
+                text += versus_sdv(results, k, [v["steadydiff"]], "1 training seed (0)",
+                                   f"{v['train_s'] / 60:.1f}", v["real_train"],
+                                   f"{k} (types as read: {v['column_types']}), its 70 % training split ({v['rows']} "
+                                   f"rows, {v['steps']:,} steps)")
     wine = results.get("wine")
     if wine and "class_shares" in wine:
         s, d = wine["class_shares"]["samples"], wine["class_shares"]["data"]
@@ -382,6 +416,45 @@ def report(results: dict) -> str:
                      f"shares {', '.join(f'{100 * v:.1f} %' for v in s)} against the data's "
                      f"{', '.join(f'{100 * v:.1f} %' for v in d)}."]
     return "\n".join(text + penguins_report(results))
+
+
+def versus_sdv(results: dict, name: str, ours: list[dict], over: str, minutes: str, floor: dict,
+               what: str) -> list[str]:
+    """Column shapes, pair trends and efficacy of steadydiff's samples beside each SDV synthesizer's and the real
+    training rows', with the goal line: every metric at least the best SDV synthesizer's (means)."""
+    real_acc, target = floor["efficacy"], TARGETS[name]
+    groups = [("steadydiff (defaults)", ours, over, minutes)]
+    anchors = {kind: results.get(f"{name}/sdv-{kind}") for kind in SDV_KINDS}
+    for kind, r in anchors.items():
+        if r and "draws" in r:
+            groups.append((f"{SDV_NAMES[kind]} (defaults)", r["draws"], f"one fit, {len(r['draws'])} sample draws",
+                           f"{r['wall_s'] / 60:.1f}"))
+    groups.append(("real training rows (the floor)", [floor], "complete rows for shapes and trends", ""))
+    rows = []
+    for label, draws, seeds, mins in groups:
+        acc = [d["efficacy"] for d in draws]
+        rows.append([label, _spread([d["column_shapes"] for d in draws]), _spread([d["pair_trends"] for d in draws]),
+                     _spread(acc), _spread([a / real_acc for a in acc], 2) + "×",
+                     "yes" if min(acc) >= 0.9 * real_acc else "**no**", seeds, mins])
+    metrics = ("column_shapes", "pair_trends", "efficacy")
+    mean = lambda draws, k: float(np.mean([d[k] for d in draws]))  # noqa: E731
+    measured = [r for r in anchors.values() if r and "draws" in r]
+    goals = [f"{target} accuracy ≥ 0.9× train-on-real: {'met' if rows[0][5] == 'yes' else 'NOT met'}"]
+    if measured:
+        best = {k: max(mean(r["draws"], k) for r in measured) for k in metrics}
+        goals.append(f"at least the best of {len(measured)} SDV synthesizers (means): " + ", ".join(
+            f"{k.replace('_', ' ')} {'yes' if mean(ours, k) >= best[k] else 'NO'} ({mean(ours, k):.3f} vs "
+            f"{best[k]:.3f})" for k in metrics))
+    missing = [f"{SDV_NAMES[k]}: {r['error']}" for k, r in anchors.items() if r and "error" in r]
+    versions = sorted({r["version"].split(", fit")[0] for r in measured})
+    return ["", f"**{name} against SDV: {'; '.join(goals)}.**", "",
+            f"{what}: as many samples as training rows, scored against the held-out 30 % (column shapes 1 − KS or "
+            f"1 − TV, pair trends correlation or contingency similarity, efficacy: HistGradientBoostingClassifier of "
+            f"{target} trained on the rows, accuracy on the held-out rows). SDV ran in its own folder "
+            f"({', '.join(versions) or 'not run'})" + (f"; not measured: {'; '.join(missing)}" if missing else "")
+            + ".", "",
+            table(["rows", "column shapes", "pair trends", f"{target} accuracy", "ratio to real", "≥ 0.9×", "over",
+                   "fit/train + sample (min)"], rows)]
 
 
 def _spread(values: list[float], digits: int = 3) -> str:
@@ -397,44 +470,19 @@ def penguins_report(results: dict) -> list[str]:
     runs = [results[k] for k in sorted(results) if k.startswith("penguins/seed-")]
     if not runs:
         return []
-    floor, sdv = runs[0]["real_train"], results.get("penguins/sdv-gaussian-copula")
-    real_acc = floor["efficacy"]
-    rows, groups = [], [("steadydiff (defaults)", [r["steadydiff"] for r in runs],
-                         f"{len(runs)} training seeds ({', '.join(str(r['seed']) for r in runs)})",
-                         _spread([(r["train_s"] + r["sample_s"]) / 60 for r in runs], 1))]
-    if sdv and "draws" in sdv:
-        groups.append(("SDV GaussianCopulaSynthesizer (defaults)", sdv["draws"],
-                       f"one fit, {len(sdv['draws'])} sample draws", f"{sdv['wall_s'] / 60:.1f}"))
-    groups.append(("real training rows (the floor)", [floor], "complete rows for shapes and trends", ""))
-    for name, draws, over, minutes in groups:
-        acc = [d["efficacy"] for d in draws]
-        rows.append([name, _spread([d["column_shapes"] for d in draws]), _spread([d["pair_trends"] for d in draws]),
-                     _spread(acc), _spread([a / real_acc for a in acc], 2) + "×",
-                     "yes" if min(acc) >= 0.9 * real_acc else "**no**", over, minutes])
-    ours = groups[0][1]
-    goals = [f"species accuracy ≥ 0.9× train-on-real: {'met' if rows[0][5] == 'yes' else 'NOT met'}"]
-    if sdv and "draws" in sdv:
-        mean = lambda draws, k: float(np.mean([d[k] for d in draws]))  # noqa: E731
-        better = {k: mean(ours, k) >= mean(sdv["draws"], k) for k in ("column_shapes", "pair_trends", "efficacy")}
-        goals.append("at least SDV GaussianCopula's (means): " + ", ".join(
-            f"{k.replace('_', ' ')} {'yes' if v else 'NO'}" for k, v in better.items()))
-    text = ["", f"**Penguins goals: {'; '.join(goals)}.**", "",
-            f"Palmer penguins (the `palmerpenguins` package's CSV, {runs[0]['rows_train'] + runs[0]['rows_test']} "
-                f"rows with its NA cells; types as read: {runs[0]['columns']}), a seeded 70/30 split: trained on the "
-                f"{runs[0]['rows_train']} training rows with the defaults ({runs[0]['steps']:,} steps × "
-                f"{runs[0]['batch']}), as many samples as training rows, scored against the {runs[0]['rows_test']} "
-                "held-out rows (metrics/tables.py: column shapes 1 − KS or 1 − TV, column-pair trends correlation or "
-                "contingency similarity; machine-learning efficacy: HistGradientBoostingClassifier of species trained "
-                "on these rows, accuracy on the held-out rows). Mean ± standard deviation; rows with a missing cell "
-                "are left out of shapes and trends on the synthetic side.", "",
-            table(["rows", "column shapes", "pair trends", "species accuracy", "ratio to real", "≥ 0.9×", "over",
-                   "train + sample (min)"], rows)]
-    if sdv and "draws" in sdv:
-        text += ["", f"SDV ran in its own folder ({sdv['version']}; sdv 2.0 needs pandas < 3): "
-                     f"{100 * sdv['missing_cells']:.1f} % of its sampled cells are missing (it models NA cells), "
-                     f"header equal to the input's: {'yes' if sdv['header_equal'] else 'no'}."]
-    elif sdv:
-        text += ["", f"SDV not measured: {sdv['error']}"]
+    ours = [r["steadydiff"] for r in runs]
+    rows_all = runs[0]["rows_train"] + runs[0]["rows_test"]
+    text = versus_sdv(
+        results, "penguins", ours, f"{len(runs)} training seeds ({', '.join(str(r['seed']) for r in runs)})",
+        _spread([(r["train_s"] + r["sample_s"]) / 60 for r in runs], 1), runs[0]["real_train"],
+        f"Palmer penguins (the `palmerpenguins` package's CSV, {rows_all} rows with its NA cells; types as read: "
+        f"{runs[0]['columns']}), a seeded 70/30 split, trained on the {runs[0]['rows_train']} training rows with the "
+        f"defaults ({runs[0]['steps']:,} steps × {runs[0]['batch']}); rows with a missing cell are left out of shapes "
+        "and trends on the synthetic side")
+    gc = results.get("penguins/sdv-gaussian-copula")
+    if gc and "draws" in gc:
+        text += ["", f"SDV's Gaussian copula models NA cells: {100 * gc['missing_cells']:.1f} % of its sampled cells "
+                     f"are missing; header equal to the input's: {'yes' if gc['header_equal'] else 'no'}."]
     v = [r["validity"] for r in runs]
     bad = sum(sum(x["invalid_category_cells"].values()) for x in v)
     empty = sum(sum(x["empty_cells"].values()) for x in v)
@@ -455,6 +503,17 @@ def penguins_report(results: dict) -> list[str]:
     return text
 
 
+def run_anchors(name: str, train_csv: Path, test_csv: Path, args) -> dict:
+    """Each SDV synthesizer of --sdv on one table's split (3 sample draws each); the results kept."""
+    results = load_results(RESULTS)
+    for kind in args.sdv:
+        r = sdv_anchor(kind, train_csv, test_csv, TARGETS[name], len(PENGUIN_SEEDS))
+        print(json.dumps(r), flush=True)
+        if not args.quick:
+            results = save_result(RESULTS, f"{name}/sdv-{kind}", r)
+    return results
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
         ("--tables", {"nargs": "+", "default": ["wine", "breast-cancer", "penguins"],
@@ -462,10 +521,16 @@ def main() -> None:
         ("--seeds", {"nargs": "+", "type": int, "default": list(PENGUIN_SEEDS), "help": "penguins' training seeds"}),
         ("--report-only", {"action": "store_true", "help": "write the section from results.json, train nothing"}),
         ("--utility-only", {"action": "store_true", "help": "measure only the utility and privacy part"}),
+        ("--sdv", {"nargs": "*", "default": list(SDV_KINDS), "choices": list(SDV_KINDS),
+                   "help": "SDV synthesizers to fit beside steadydiff (none: --sdv with no name)"}),
+        ("--sdv-only", {"action": "store_true", "help": "fit only the SDV synthesizers of --sdv on --tables"}),
     ])
     np.seterr(all="ignore")
     results = load_results(RESULTS)
-    if args.utility_only:
+    if args.sdv_only:
+        for name in args.tables:
+            results = run_anchors(name, *(penguin_split() if name == "penguins" else utility_split(name)), args)
+    elif args.utility_only:
         for name in [t for t in args.tables if t != "penguins"]:
             r = utility(name, args.quick)
             print(json.dumps(r), flush=True)
@@ -480,16 +545,14 @@ def main() -> None:
             if not args.quick:
                 save_result(RESULTS, name, r)
                 results = save_result(RESULTS, f"{name}/utility", u)
+            results = run_anchors(name, *utility_split(name), args)
         if "penguins" in args.tables:
             for seed in args.seeds:
                 r = penguins_seed(seed, args.quick)
                 print(json.dumps(r), flush=True)
                 if not args.quick:
                     results = save_result(RESULTS, f"penguins/seed-{seed}", r)
-            r = penguins_sdv(args.quick)
-            print(json.dumps(r), flush=True)
-            if not args.quick:
-                results = save_result(RESULTS, "penguins/sdv-gaussian-copula", r)
+            results = run_anchors("penguins", *penguin_split(), args)
     if args.quick:
         return
     text = report(results)
