@@ -312,8 +312,9 @@ def main() -> None:
         write_section("defaults", "Defaults chosen on a validation split (benchmarks/defaults.py)",
                       "Results kept in benchmarks/results/defaults.json (measured 2026-12-02 15:01–17:08 UTC by "
                       "`defaults.py --workers 2`, the seed-1 run of cond_dropout 0.2 added alone; CPU shared with 2–3 "
-                      "other jobs; the unconditional run added 2026-12-03 00:00–00:22 UTC by `defaults.py --workers 1`, "
-                      "beside one other benchmark, its feature net trained again from the same seed). The report split (297 held-out digits of data.split_seed 0) is never read "
+                      "other jobs; the unconditional run added 2026-12-03 00:00–00:22 UTC by `defaults.py "
+                      "--workers 1`, beside one other benchmark, its feature net trained again from the same seed). "
+                      "The report split (297 held-out digits of data.split_seed 0) is never read "
                       "here.\n\n" + text)
 
 

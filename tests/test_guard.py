@@ -404,6 +404,20 @@ class UsesSigma(IgnoresSigma):
         return self.net(x) * (1 + c_noise.reshape(-1, 1))
 
 
+def test_a_small_fresh_mlp_passes_the_noise_level_canary():
+    """A 32-wide MLP's jittered output is small at first (~5e-3 for some seeds): the canary grows the jitter until
+    it can judge, instead of stopping a healthy run before it starts."""
+    from steadydiff.nets.config import MLPConfig
+    from steadydiff.nets.mlp import MLPBackbone
+    from steadydiff.train.loop import Stream, derive_seed
+
+    for seed in range(6):  # train.seed 1 gave NaN ("too small to judge") with a fixed jitter
+        torch.manual_seed(derive_seed(seed, Stream.INIT))  # the run's initial weights
+        net = MLPBackbone(3, MLPConfig(width=32, blocks=1))
+        assert sigma_response(net, (3,), torch.device("cpu"), jitter=True) > 1e-4, seed
+    assert sigma_response(IgnoresSigma(), (2,), torch.device("cpu"), jitter=True) == 0.0
+
+
 def test_backbone_that_ignores_sigma_is_caught_before_training(tmp_path):
     with pytest.raises(SteadydiffError, match="ignores its c_noise"):
         steadydiff.train(tiny(10), out=tmp_path / "bad", progress=False, backbone=IgnoresSigma())

@@ -30,9 +30,9 @@ from torch import nn
 
 from ..atomic import write_text_atomic
 from ..errors import SteadydiffError, TrainingStopped
-from ..typed_config import validate
+from ..typed_config import load_toml, validate
 from .config import RunConfig
-from .loop import TrainResult
+from .loop import TrainResult, epoch_capped_steps
 from .loop import train as train_run
 from .rundir import check_resume_config
 
@@ -76,12 +76,16 @@ def refuse_ensemble(path: str | Path, what: str) -> None:
 
 
 def is_finished(run_dir: Path, steps: int) -> bool:
-    """A member whose summary.json says it trained the configured steps (the summary is written after the final
-    checkpoint, so that checkpoint is there)."""
+    """A member whose summary.json says it trained the steps it was to train: `steps`, or fewer where the member's
+    train.max_epochs lowers them for its data (the summary is written after the final checkpoint, so that
+    checkpoint is there)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text()).get("steps") == steps
-    except (OSError, json.JSONDecodeError):
+        done = json.loads((run_dir / "summary.json").read_text()).get("steps")
+        items = json.loads((run_dir / "dataset.json").read_text())["n_train"]
+        tc = load_toml(run_dir / "config.toml", RunConfig()).train
+    except (OSError, KeyError, json.JSONDecodeError, SteadydiffError):
         return False
+    return done == epoch_capped_steps(steps, tc.max_epochs or 0.0, items, tc.batch_size, tc.accumulate)
 
 
 def write_manifest(out: Path, cfg: RunConfig, done: list[bool]) -> None:

@@ -626,26 +626,30 @@ def sigma_response(backbone: nn.Module, item_shape: tuple[int, ...], device: tor
     A backbone that ignores c_noise gives exactly 0. At initialisation the output layer is zero (so the output
     is 0 at every σ): with `jitter`, a copy with every parameter perturbed is asked instead. Returns NaN when
     the output is still too small to judge (|F| < 1e-2 on average: early training, when F is mostly the
-    output layer's bias; a trained F has unit scale, EDM's c_out sees to that).
+    output layer's bias; a trained F has unit scale, EDM's c_out sees to that), with jitter after growing it
+    100-fold.
     """
-    net = backbone
-    if jitter:
-        net = copy.deepcopy(backbone)
-        g = torch.Generator().manual_seed(0)
-        for p in net.parameters():
-            # A scalar is a gain (EDM2's zero-initialised output gain among them): move it to order one.
-            scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.5
-            p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (scale + 0.01))
-    was_training = net.training
-    net.eval()
-    x = torch.randn((4, *item_shape), generator=torch.Generator().manual_seed(1)).to(device)
-    lo = net(x, torch.full((4,), math.log(0.05) / 4, device=device))
-    hi = net(x, torch.full((4,), math.log(20.0) / 4, device=device))
-    net.train(was_training)
-    size = float(lo.abs().mean() + hi.abs().mean()) / 2
-    if size < 1e-2:
-        return math.nan
-    return float((lo - hi).abs().mean()) / size
+    # A small network's jittered output can stay under the size threshold (a 32-wide MLP: ~5e-3 for some seeds),
+    # so the jitter grows tenfold until the output can be judged; a network that ignores c_noise gives 0 at any size.
+    for gain in (1.0, 10.0, 100.0) if jitter else (None,):
+        net = backbone
+        if gain is not None:
+            net = copy.deepcopy(backbone)
+            g = torch.Generator().manual_seed(0)
+            for p in net.parameters():
+                # A scalar is a gain (EDM2's zero-initialised output gain among them): move it to order one.
+                scale = 0.05 * float(p.detach().float().std()) if p.numel() > 1 else 0.5
+                p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (scale + 0.01) * gain)
+        was_training = net.training
+        net.eval()
+        x = torch.randn((4, *item_shape), generator=torch.Generator().manual_seed(1)).to(device)
+        lo = net(x, torch.full((4,), math.log(0.05) / 4, device=device))
+        hi = net(x, torch.full((4,), math.log(20.0) / 4, device=device))
+        net.train(was_training)
+        size = float(lo.abs().mean() + hi.abs().mean()) / 2
+        if size >= 1e-2:
+            return float((lo - hi).abs().mean()) / size
+    return math.nan
 
 
 @torch.no_grad()

@@ -566,6 +566,28 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
         # Missing values: the network must be told which values it is given (CSDI's conditional mask), and a
         # mask-conditioned run is what imputes them afterwards.
         cfg.train.masks = "scattered"
+    tc = cfg.train
+    if tc.max_epochs is None:
+        tc.max_epochs = VECTOR_MAX_EPOCHS if ds.kind == "vector" else 0.0
+    steps = epoch_capped_steps(tc.steps, tc.max_epochs, len(train_x), tc.batch_size, tc.accumulate)
+    if steps < tc.steps:
+        log.warning("train: %d steps instead of train.steps=%d: that many would pass over the %d training items %.0f "
+                    "times, and longer training memorises a small data set (train.max_epochs=%g; 0 trains every step "
+                    "asked for)", steps, tc.steps, len(train_x), tc.steps * min(tc.batch_size, len(train_x)) /
+                    len(train_x), tc.max_epochs)
+        tc.steps = steps
+
+
+VECTOR_MAX_EPOCHS = 400.0  # train.max_epochs for vectors and tables (config.py says why)
+
+
+def epoch_capped_steps(steps: int, max_epochs: float, items: int, batch_size: int, accumulate: int = 1) -> int:
+    """train.steps, lowered where that many steps of the batch the run trains with (the whole data set when it is
+    smaller than a batch) would pass over the items more than `max_epochs` times (0: no limit)."""
+    if not max_epochs or items <= 0:
+        return steps
+    batch = batch_size if items >= batch_size else max(1, items - items % accumulate)
+    return max(1, min(steps, math.ceil(max_epochs * items / batch)))
 
 
 def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
