@@ -122,18 +122,20 @@ def test_dry_run_prints_the_config_and_writes_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "lr = 0.0001" in r.stdout and "parameters" in r.stdout
     # the settings the data decides are printed with their values, marked as derived
-    for key in ("sigma_data", "p_mean", "sigma_min", "augment"):
+    for key in ("sigma_data", "p_mean", "sigma_min", "augment", "max_epochs"):
         assert any(line.startswith(f"{key} = ") and "# derived" in line for line in r.stdout.splitlines()), key
+    # 135 iris rows: at most 400 passes (train.max_epochs) of batches of 128 are 422 steps, not the 3,000 asked for
+    assert "steps = 422  # derived (was 3000)" in r.stdout.splitlines()
     assert "condition: class-conditional on 3 classes" in r.stdout
     assert not (tmp_path / "run").exists()
     # one step measured: an MLP's forward and backward cost ~6 FLOPs per parameter and item (Kaplan et al. 2020)
     params = int(re.search(r"backbone \w+: ([\d,]+) parameters", r.stdout).group(1).replace(",", ""))
     m = re.search(r"one step measured here: ([\d.,]+) MFLOP per item .*, ([\d.,]+) ms per step of 128 items.*"
-                  r"3,000 steps ≈ ([\d.,]+) min", r.stdout)
+                  r"422 steps ≈ ([\d.,]+) min", r.stdout)
     assert m is not None, r.stdout
     flops, step_ms, minutes = (float(g.replace(",", "")) for g in m.groups())
     assert 4 * params <= flops * 1e6 <= 8 * params
-    assert minutes == pytest.approx(3000 * step_ms / 60_000, rel=0.05, abs=0.051)
+    assert minutes == pytest.approx(422 * step_ms / 60_000, rel=0.05, abs=0.051)
 
 
 @pytest.mark.parametrize("args,message", [

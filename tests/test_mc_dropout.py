@@ -40,3 +40,21 @@ def test_dropout_spread_is_real_and_deterministic(tmp_path):
         model.sample(4, uncertainty=True)
     with pytest.raises(SteadydiffError, match="mc_dropout must be ≥ 0"):
         model.sample(4, mc_dropout=-1)
+
+
+def test_imputation_with_dropout_on_widens_the_draws_and_keeps_known_values(tmp_path):
+    model = trained(tmp_path, 0.2)
+    points = model.sample(30, seed=3)
+    given = points.copy()
+    given[:, 1] = np.nan  # one coordinate hidden, the other known
+    plain = model.impute(given, draws=8, seed=0, steps=6, resample=1)
+    dropped = model.impute(given, draws=8, seed=0, steps=6, resample=1, mc_dropout=1)
+    np.testing.assert_array_equal(dropped, model.impute(given, draws=8, seed=0, steps=6, resample=1, mc_dropout=1))
+    np.testing.assert_array_equal(dropped[:, :, 0], np.broadcast_to(given[:, 0], (8, 30)))  # known values, exactly
+    assert not np.allclose(dropped, plain, atol=1e-4)
+    assert not model.denoiser.training
+    no_dropout = trained(tmp_path, 0.0)  # dropout 0: the passes agree, the plain draws come back
+    np.testing.assert_allclose(no_dropout.impute(given, draws=2, seed=0, steps=6, resample=1, mc_dropout=1),
+                               no_dropout.impute(given, draws=2, seed=0, steps=6, resample=1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(SteadydiffError, match="mc_dropout must be ≥ 0"):
+        model.impute(given, mc_dropout=-1)

@@ -144,6 +144,13 @@ class Model:
         return generate(self.denoiser, self.item_shape, n, seed=seed, device=self.device,
                         **self.config.sampling(self.denoiser.sigma_data), **kw)
 
+    def _with_dropout(self, n: int, passes: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
+        """`_generate` with the denoiser's dropout on (MC dropout, `passes` per step; a network without dropout
+        gives the plain draws)."""
+        keeper = MCDropout(self.denoiser, passes, seed=derive_seed(seed, passes), rows=n).eval()
+        return generate(keeper, self.item_shape, n, seed=seed, device=self.device,
+                        **self.config.sampling(self.denoiser.sigma_data), **kw)
+
     @torch.no_grad()
     def seconds_for(self, n: int, *, steps: int | None = None, sampler: str | None = None,
                     batch_size: int = 500, ensemble: str | None = None) -> float:
@@ -197,7 +204,7 @@ class Model:
 
     def impute(self, x: Any, *, draws: int = 1, seed: int = 0, steps: int | None = None, sampler: str | None = None,
                resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500,
-               method: str = "auto", ensemble: str | None = None) -> np.ndarray:
+               method: str = "auto", ensemble: str | None = None, mc_dropout: int = 0) -> np.ndarray:
         """Fill every NaN of `x` (user units, items shaped like the data's, or one item): known values come back
         unchanged, bit for bit. Returns (N, ...) completions, or (draws, N, ...) with `draws` > 1 (draw k of item i
         depends on (seed, k, i) alone). Training-free (sampling/impute.py): the known values replace the model's
@@ -208,8 +215,13 @@ class Model:
         values and their mask as extra inputs, as CSDI does; no resampling) or "auto" (masked where the run was
         trained so). A run trained with train.window_level samples each item relative to its level (per channel,
         the mean of its known values) and adds the level back, by either method. `ensemble` as in `sample`: with
-        mixture each draw comes from one member, chosen by the draw's seed."""
+        mixture each draw comes from one member, chosen by the draw's seed. `mc_dropout` = M > 0 samples with the
+        network's dropout left on, the mean of M passes per step (sampling/mc_dropout.py): each draw then also
+        carries the network's own uncertainty (M = 1 most, as one dropped network per step), and depends on the
+        batch it is drawn in."""
         mode = self._ensemble_mode(ensemble)
+        if mc_dropout < 0:
+            raise SteadydiffError(f"mc_dropout must be ≥ 0 (the dropout passes per step; 0: off), got {mc_dropout}")
         if method not in ("auto", "replace", "masked"):
             raise SteadydiffError(f"method must be auto, replace or masked, got {method!r}")
         if method == "masked" and not self.config.train.masks:
@@ -247,9 +259,12 @@ class Model:
         # and back on after, as in training; the replacement path shifts alike, which moves the known values to
         # levels the network has seen
         level = window_level(given, ~torch.isnan(given)) if self.config.train.window_level else None
-        out = self._generate(n * draws, seed=seed, mode=mode, steps=steps, sampler=sampler, batch_size=batch_size,
-                             cond=c, guidance=guidance, known=given if level is None else given - level,
-                             resample=resample, seeds=seeds, masked=masked)
+        kw = dict(steps=steps, sampler=sampler, batch_size=batch_size, cond=c, guidance=guidance,
+                  known=given if level is None else given - level, resample=resample, seeds=seeds, masked=masked)
+        if mc_dropout:
+            out = self._with_dropout(n * draws, mc_dropout, seed=seed, mode=mode, **kw)
+        else:
+            out = self._generate(n * draws, seed=seed, mode=mode, **kw)
         out = (out if level is None else out + level).numpy()
         user = np.asarray(self.normaliser.inverse(out), dtype=np.float32).reshape(draws, n, *self.item_shape)
         mask = ~np.isnan(arr)
@@ -356,6 +371,10 @@ class Ensemble(Model):
     def _spread_keeper(self, seeds: list[int], mc_dropout: int, mode: str) -> torch.nn.Module:
         pick = torch.from_numpy(member_of(seeds, len(self.members))) if mode == "mixture" else None
         return EnsembleDenoiser([m.denoiser for m in self.members], pick=pick, rows=len(seeds))
+
+    def _with_dropout(self, n: int, passes: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
+        raise SteadydiffError("mc_dropout on an ensemble is not built: the members' spread is its uncertainty; "
+                              "impute with one member (load OUT/members/K) for MC dropout")
 
     def _generate(self, n: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
         if (mode or self.config.sample.ensemble) == "mean":
