@@ -334,3 +334,32 @@ def test_pair_trends_read_a_missing_synthetic_cell_as_absent():
     holes = real.copy()
     holes[::3, 1:] = np.nan  # a third of the synthetic categories missing
     assert table_scores(real, holes, table)["pair_trends"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_impute_and_sample_read_and_write_parquet_with_the_tables_types(penguins):
+    pytest.importorskip("pyarrow")
+    root, path, run = penguins
+    gaps = pd.DataFrame({"length": [40.1, None, 47.3], "count": pd.array([2, 5, None], dtype="Int64"),
+                         "flag": pd.array([True, None, False], dtype="boolean"),
+                         "species": ["Adelie", "Gentoo", None], "island": [None, None, None]})
+    gaps.to_parquet(root / "gaps.parquet", index=False)
+    out = root / "done.parquet"
+    r = subprocess.run([sys.executable, "-m", "steadydiff", "impute", str(run.dir), "--in", str(root / "gaps.parquet"),
+                        "--out", str(out), "--steps", "6", "--resample", "1"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    done = pd.read_parquet(out)
+    assert list(done.columns) == HEADER and len(done) == 3 and not done.isna().any().any()
+    assert [str(t) for t in done.dtypes] == ["Float64", "Int64", "boolean", "string", "string"]
+    assert done["length"][0] == 40.1 and done["count"][1] == 5 and not done["flag"][2]  # known cells as given
+    assert set(done["species"]) <= set(SPECIES) and set(done["island"]) <= set(ISLANDS)
+    model = steadydiff.load(run.dir)
+    sampled = save_samples(root / "samples.parquet", model.sample(50, steps=6, seed=0), kind=model.kind,
+                           columns=model.columns, table=model.table)
+    again = load_data(DataConfig(source=str(sampled), holdout=0))  # read back as the same typed table
+    assert [(c.name, c.type) for c in again.table.columns] == [(c.name, c.type) for c in model.table.columns]
+    wrong = gaps.rename(columns={"count": "n"})
+    wrong.to_parquet(root / "wrong.parquet", index=False)
+    r = subprocess.run([sys.executable, "-m", "steadydiff", "impute", str(run.dir), "--in", str(root / "wrong.parquet"),
+                        "--out", str(root / "never.parquet")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "but the run was trained on" in r.stderr and not (root / "never.parquet").exists()

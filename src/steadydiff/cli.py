@@ -735,7 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step list; vp-uniform: uniform in the VP time of the schedule the run trained with "
                         "(default: the run's sample.schedule)")
     s.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone, whatever --n")
-    s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npy or FILE.csv")
+    s.add_argument("--out", required=True,
+                   help="FILE.png (grid or scatter), FILE.npy, FILE.csv or FILE.parquet (tables)")
     _weights_args(s)
     s.add_argument("--class", dest="cls", default=None, metavar="NAME|ID|all",
                    help="class-conditional runs: the class of every sample (name or id), or 'all': --n per class "
@@ -776,10 +777,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = parser("impute", help="fill the unknown values (NaN, empty CSV cells, a mask's white pixels)")
     m.add_argument("run", help="run directory")
-    m.add_argument("--in", dest="input", required=True, help="FILE.npy/.npz/.csv with NaN, or an image with --mask")
+    m.add_argument("--in", dest="input", required=True, help="FILE.npy/.npz/.csv/.parquet with NaN (or empty "
+                   "cells), or an image with --mask")
     m.add_argument("--mask", default=None, help="with an image: MASK.png, white where pixels are unknown "
                                                 "(default: none; arrays and tables mark unknown values as NaN)")
-    m.add_argument("--out", required=True, help="FILE.npy, FILE.csv or FILE.png (the completions)")
+    m.add_argument("--out", required=True, help="FILE.npy, FILE.csv, FILE.parquet or FILE.png (the "
+                   "completions)")
     m.add_argument("--draws", type=int, default=1, help="completions per item; >1 writes their median and all draws")
     m.add_argument("--resample", type=int, default=5,
                    help="RePaint resampling: each Heun step taken this many times (1: plain replacement)")

@@ -11,9 +11,9 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SteadydiffError
-from .table import Table
+from .table import TRUE_CELLS, Table
 
-FORMATS = (".png", ".npy", ".csv")
+FORMATS = (".png", ".npy", ".csv", ".parquet")
 
 
 def image_grid(x: np.ndarray, value_range: tuple[float, float], *, cols: int | None = None,
@@ -120,16 +120,51 @@ def _series_png(path: Path, x: np.ndarray, reference: np.ndarray | None, title: 
     plt.close(fig)
 
 
+def _write_parquet(path: Path, x: np.ndarray, table: Table | None, columns: list[str] | None) -> None:
+    """Rows as a parquet file: a typed table's own columns with their types (numeric as float, integer as nullable
+    Int64, boolean as nullable boolean, categorical as its text; missing values as nulls), else one float column
+    per feature."""
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401  (pandas writes parquet through it)
+    except ImportError:
+        raise SteadydiffError("writing parquet files needs pandas and pyarrow: pip install 'steadydiff[parquet]' (or "
+                              "write .csv)") from None
+    flat = x.reshape(len(x), -1)
+    if table is None:
+        names = columns if columns and len(columns) == flat.shape[1] else [f"x{i}" for i in range(flat.shape[1])]
+        pd.DataFrame(flat.astype(np.float64), columns=names).to_parquet(path, index=False)
+        return
+    rows = table.decode(flat)
+    data = {}
+    for j, col in enumerate(table.columns):
+        cells = [r[j] for r in rows]
+        if col.type == "numeric":
+            data[col.name] = pd.array([float(c) if c else None for c in cells], dtype="Float64")
+        elif col.type == "integer":
+            data[col.name] = pd.array([int(c) if c else None for c in cells], dtype="Int64")
+        elif col.type == "boolean":
+            data[col.name] = pd.array([None if not c else c.lower() in TRUE_CELLS for c in cells], dtype="boolean")
+        else:
+            data[col.name] = pd.array([c or None for c in cells], dtype="string")
+    pd.DataFrame(data).to_parquet(path, index=False)
+
+
 def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tuple[float, float] | None = None,
                  columns: list[str] | None = None, reference: np.ndarray | None = None, title: str = "",
                  table: Table | None = None) -> Path:
     """Write `x` (user units) to `path`, choosing the format by its suffix; written atomically. Rows of a typed table
-    (`table`, data/table.py) go to a CSV as the table's own columns, in its order and types: a category by its name,
-    a boolean as the file spelt it, an integer as one (a .npy holds the rows of numbers as they are)."""
+    (`table`, data/table.py) go to a CSV or parquet file as the table's own columns, in its order and types: a
+    category by its name, a boolean as the file spelt it (parquet: as a boolean), an integer as one (a .npy holds the
+    rows of numbers as they are)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise SteadydiffError(f"cannot write samples to {str(path)!r}: use a name ending in .png, .npy or .csv")
+        raise SteadydiffError(f"cannot write samples to {str(path)!r}: use a name ending in .png, .npy, .csv or "
+                              ".parquet")
+    if suffix == ".parquet" and kind != "vector":
+        raise SteadydiffError(f"cannot write {kind} samples to {str(path)!r}: .parquet holds tables and vectors; "
+                              "write .npy (or .png) instead")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # same suffix: np.save and the writers go by it
         if suffix == ".npy":
@@ -139,6 +174,8 @@ def save_samples(path: str | Path, x: np.ndarray, *, kind: str, value_range: tup
                 writer = csv.writer(fh)
                 writer.writerow(table.names)
                 writer.writerows(table.decode(x.reshape(len(x), -1)))
+        elif suffix == ".parquet":
+            _write_parquet(tmp, x, table, columns)
         elif suffix == ".csv":
             flat = x.reshape(len(x), -1)
             if kind == "series":  # one row per series: each channel's steps in turn, named channel_t<step>

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .sources import IMAGE_SUFFIXES, _delimiter, _is_number, read_array_file
+from .sources import IMAGE_SUFFIXES, PARQUET_SUFFIXES, _delimiter, _is_number, parquet_cells, read_array_file
 from .table import MISSING_CELLS as MISSING
 from .table import Table
 
@@ -37,6 +37,8 @@ def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str 
         x = _array(path)
     elif suffix == ".csv" and table is not None:
         x = _table_csv(path, table)
+    elif suffix in PARQUET_SUFFIXES:
+        x = _parquet(path, table, columns)
     elif suffix == ".csv":
         x = _csv(path, columns)
     elif suffix in IMAGE_SUFFIXES:
@@ -47,7 +49,7 @@ def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str 
             lo, hi = value_range
             x = (lo + (hi - lo) * x / 255.0).astype(np.float32)
     else:
-        raise DataError(f"--in {path.name}: give a .npy/.npz array, a .csv table or an image with --mask")
+        raise DataError(f"--in {path.name}: give a .npy/.npz array, a .csv or .parquet table or an image with --mask")
     if x.shape == item_shape:
         x = x[None]
     if x.shape[1:] != item_shape:
@@ -116,6 +118,27 @@ def _table_csv(path: Path, table: Table) -> np.ndarray:
     lines = [line for line, _ in numbered]
     cells = [[row[j].strip() for _, row in numbered] for j in range(len(names))]
     return table.encode(cells, path.name, lines).astype(np.float32)
+
+
+def _parquet(path: Path, table: Table | None, columns: list[str] | None) -> np.ndarray:
+    """A parquet file of the run's columns (in its order; missing values where unknown): the run's rows of numbers,
+    NaN where unknown — each value read as a CSV cell would be (sources.parquet_cells)."""
+    names, cells = parquet_cells(path)
+    expected = table.names if table is not None else columns
+    if expected is not None and names != expected:
+        raise DataError(f"{path.name}: columns {names}, but the run was trained on {expected}; give the same columns "
+                        "in the same order")
+    if table is not None:
+        return table.encode(cells, path.name).astype(np.float32)
+    out = np.full((len(cells[0]), len(cells)), np.nan, dtype=np.float32)
+    for j, (name, col) in enumerate(zip(names, cells, strict=True)):
+        for i, cell in enumerate(col):
+            if cell.lower() in MISSING:
+                continue
+            if not _is_number(cell):
+                raise DataError(f"{path.name}: row {i + 1}, column {name!r} holds {cell!r}, not a number")
+            out[i, j] = float(cell)
+    return out
 
 
 def _image(path: Path, mask_path: Path | None, item_shape: tuple[int, ...]) -> np.ndarray:

@@ -463,6 +463,13 @@ def read_parquet(path: Path, label_column: str | None = None, column_types: str 
     """Read a parquet file through pandas (pyarrow): each column's values as text cells — floats as the shortest
     text that reads back the same (always with a point, so they stay numeric), booleans as true/false, missing values
     empty — then typed and encoded as a CSV's are (`read_csv`). Rows are numbered from 1 in messages (as lines)."""
+    names, cells = parquet_cells(path)
+    return _table_raw(path.name, names, cells, np.arange(1, len(cells[0]) + 1), "parquet", label_column, column_types,
+                      codes)
+
+
+def parquet_cells(path: Path) -> tuple[list[str], list[np.ndarray]]:
+    """A parquet file's column names and each column's values as text cells (`_parquet_cells`)."""
     import pandas as pd
 
     try:
@@ -475,10 +482,7 @@ def read_parquet(path: Path, label_column: str | None = None, column_types: str 
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"{path.name}: the parquet file holds no rows of data ({frame.shape[0]} rows × "
                         f"{frame.shape[1]} columns)")
-    names = [str(c) for c in frame.columns]
-    cells = [_parquet_cells(frame.iloc[:, j]) for j in range(frame.shape[1])]
-    return _table_raw(path.name, names, cells, np.arange(1, len(frame) + 1), "parquet", label_column, column_types,
-                      codes)
+    return [str(c) for c in frame.columns], [_parquet_cells(frame.iloc[:, j]) for j in range(frame.shape[1])]
 
 
 def _parquet_cells(values: Any) -> np.ndarray:
