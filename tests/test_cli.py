@@ -168,7 +168,7 @@ def test_csv_with_a_text_column_names_it(tmp_path):
 def test_sample_bad_output_suffix(trained_run, tmp_path):
     out, _ = trained_run
     r = steadydiff("sample", out, "--n", "4", "--out", tmp_path / "x.jpg")
-    assert r.returncode == 2 and ".png, .npy or .csv" in r.stderr
+    assert r.returncode == 2 and ".png, .npy, .csv or .parquet" in r.stderr
 
 
 def test_summary_json_matches_printed(trained_run):
