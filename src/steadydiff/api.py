@@ -138,18 +138,18 @@ class Model:
         """The denoiser of one batch of samples that keeps the spread of its estimates (`spread()`)."""
         return MCDropout(self.denoiser, mc_dropout, seed=derive_seed(seeds[0], mc_dropout), rows=len(seeds))
 
-    def _generate(self, n: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
-        """`sampling.generate` with this model's denoiser and sampling settings (normalised units); `mode` (the
-        ensemble's way of combining members) matters to an `Ensemble` only."""
-        return generate(self.denoiser, self.item_shape, n, seed=seed, device=self.device,
-                        **self.config.sampling(self.denoiser.sigma_data), **kw)
+    def _generate(self, n: int, *, seed: int, mode: str | None = None, denoiser: torch.nn.Module | None = None,
+                  **kw: Any) -> torch.Tensor:
+        """`sampling.generate` with this model's denoiser (or `denoiser`, a wrapper of it) and sampling settings
+        (normalised units); `mode` (the ensemble's way of combining members) matters to an `Ensemble` only."""
+        return generate(self.denoiser if denoiser is None else denoiser, self.item_shape, n, seed=seed,
+                        device=self.device, **self.config.sampling(self.denoiser.sigma_data), **kw)
 
     def _with_dropout(self, n: int, passes: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
         """`_generate` with the denoiser's dropout on (MC dropout, `passes` per step; a network without dropout
         gives the plain draws)."""
         keeper = MCDropout(self.denoiser, passes, seed=derive_seed(seed, passes), rows=n).eval()
-        return generate(keeper, self.item_shape, n, seed=seed, device=self.device,
-                        **self.config.sampling(self.denoiser.sigma_data), **kw)
+        return self._generate(n, seed=seed, mode=mode, denoiser=keeper, **kw)
 
     @torch.no_grad()
     def seconds_for(self, n: int, *, steps: int | None = None, sampler: str | None = None,

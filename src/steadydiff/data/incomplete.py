@@ -17,7 +17,7 @@ from PIL import Image
 from ..errors import DataError
 from .sources import IMAGE_SUFFIXES, PARQUET_SUFFIXES, _delimiter, _is_number, parquet_cells, read_array_file
 from .table import MISSING_CELLS as MISSING
-from .table import Table
+from .table import Column, Table
 
 
 def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str | Path | None = None,
@@ -128,17 +128,9 @@ def _parquet(path: Path, table: Table | None, columns: list[str] | None) -> np.n
     if expected is not None and names != expected:
         raise DataError(f"{path.name}: columns {names}, but the run was trained on {expected}; give the same columns "
                         "in the same order")
-    if table is not None:
-        return table.encode(cells, path.name).astype(np.float32)
-    out = np.full((len(cells[0]), len(cells)), np.nan, dtype=np.float32)
-    for j, (name, col) in enumerate(zip(names, cells, strict=True)):
-        for i, cell in enumerate(col):
-            if cell.lower() in MISSING:
-                continue
-            if not _is_number(cell):
-                raise DataError(f"{path.name}: row {i + 1}, column {name!r} holds {cell!r}, not a number")
-            out[i, j] = float(cell)
-    return out
+    if table is None:  # a run on an array: every column a number, read and checked as a table's numeric column
+        table = Table(tuple(Column(name, "numeric") for name in names))
+    return table.encode(cells, path.name).astype(np.float32)
 
 
 def _image(path: Path, mask_path: Path | None, item_shape: tuple[int, ...]) -> np.ndarray:

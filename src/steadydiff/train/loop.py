@@ -373,9 +373,8 @@ def setup(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
                                   f"now {'without one' if cond is None else cond.describe()}; resume it with the same "
                                   "data and train.conditional, or choose a new --out for a new run")
     train_cond = None if cond is None else torch.as_tensor(model_conditions(cond, ds.conditions("train")))
-    batch = tc.batch_size
-    if len(train_x) < batch and not world.active:
-        batch = len(train_x) - len(train_x) % tc.accumulate
+    batch = tc.batch_size if world.active else training_batch(tc.batch_size, len(train_x), tc.accumulate)
+    if batch != tc.batch_size:
         log.warning("the data set has %d training items, fewer than one batch of %d: training with batches "
                     "of %d instead (set train.batch_size to silence this)", len(train_x), tc.batch_size, batch)
     dist.check_batch(batch, world, tc.accumulate)
@@ -573,21 +572,27 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
     if steps < tc.steps:
         log.warning("train: %d steps instead of train.steps=%d: that many would pass over the %d training items %.0f "
                     "times, and longer training memorises a small data set (train.max_epochs=%g; 0 trains every step "
-                    "asked for)", steps, tc.steps, len(train_x), tc.steps * min(tc.batch_size, len(train_x)) /
-                    len(train_x), tc.max_epochs)
+                    "asked for)", steps, tc.steps, len(train_x),
+                    tc.steps * training_batch(tc.batch_size, len(train_x), tc.accumulate) / len(train_x),
+                    tc.max_epochs)
         tc.steps = steps
 
 
 VECTOR_MAX_EPOCHS = 400.0  # train.max_epochs for vectors and tables (config.py says why)
 
 
+def training_batch(batch_size: int, items: int, accumulate: int = 1) -> int:
+    """The batch a one-process run trains with: train.batch_size, or the whole data set (a multiple of
+    train.accumulate) when it holds fewer items."""
+    return batch_size if items >= batch_size else max(1, items - items % accumulate)
+
+
 def epoch_capped_steps(steps: int, max_epochs: float, items: int, batch_size: int, accumulate: int = 1) -> int:
-    """train.steps, lowered where that many steps of the batch the run trains with (the whole data set when it is
-    smaller than a batch) would pass over the items more than `max_epochs` times (0: no limit)."""
+    """train.steps, lowered where that many steps of the batch the run trains with would pass over the items more
+    than `max_epochs` times (0: no limit)."""
     if not max_epochs or items <= 0:
         return steps
-    batch = batch_size if items >= batch_size else max(1, items - items % accumulate)
-    return max(1, min(steps, math.ceil(max_epochs * items / batch)))
+    return max(1, min(steps, math.ceil(max_epochs * items / training_batch(batch_size, items, accumulate))))
 
 
 def plan(cfg: RunConfig, data: Any = None, backbone: nn.Module | None = None
