@@ -418,7 +418,7 @@ def report(results: dict) -> str:
                    f"{100 * v['coverage_90']:.1f} %", f"{v['class_shares']['samples'][1] * 100:.1f} %"]
                   for e, v in sweep]
         text += ["", "Wine's imputation against train.max_epochs (`tables.py --epochs 0 800 600 400 300`; the default "
-                 "400 chose from this): the passes over the 178 rows bound the steps (3,000 × 128 asked for); "
+                 "400 was chosen from these): the passes over the 178 rows bound the steps (3,000 × 128 asked for); "
                  f"IterativeImputer's RMSE {sweep[0][1]['rmse']['iterative']:.3f}; the data's middle class share "
                  f"{sweep[0][1]['class_shares']['data'][1] * 100:.1f} %.", "",
                  table(["train.max_epochs", "steps", "RMSE steadydiff", "90 % coverage",
