@@ -21,11 +21,18 @@ defaults: RePaint resampling 5): the share of true values inside the central 90 
 95 % quantiles) for the single model's draws and the ensembles' mixture draws, beside the same band from 50 draws of
 the exact conditional distribution (what a perfect model scores with 50 draws).
 
+`--part speed`: training throughput of ensembles batched (`train.ensemble_batched=on`: members in lockstep, their
+network passes vmapped) against one member after another (`off`: K separate runs, bit for bit), for K = 2 and 4 on
+`toy:grid25` (MLP, batch 256, 600 steps) and `digits` (U-Net, batch 128, 150 steps), defaults otherwise, one thread;
+the loop's member-samples/s (from each member's metrics.jsonl: first to last log line, members' spans added when
+they train one after another), the whole `train` call's wall time, peak resident memory is not separated (one
+process), and the largest relative difference of a member's final weights between the two ways.
+
 `--part nll`: the default `digits` run (3,000 × 128, a checkpoint every 500 steps) and at each checkpoint the
 likelihood (`steadydiff eval --nll`: EMA weights, 200 training and 200 held-out digits, 64 Heun steps, Hutchinson
 with 4 probes) in bits/dim: where memorisation starts, and the runtime per 1,000 items.
 
-    .venv/bin/python benchmarks/uncertainty.py [--part mmd mcdropout ensemble nll] [--weights 0 1] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/uncertainty.py [--part mmd mcdropout ensemble speed nll] [--weights 0 1] [--seeds 0 1 2]
         [--quick]
 """
 
@@ -284,6 +291,77 @@ def ensemble_report(res: dict) -> str:
     return "\n\n".join(parts)
 
 
+SPEED_RUNS = {"grid25": ({"source": "toy:grid25"}, 256, 600), "digits": ({"source": "digits"}, 128, 150)}
+
+
+def loop_seconds(run_dir: Path) -> tuple[float, int]:
+    """Seconds and steps from a run's first to its last log line (the training loop, not setup or the summary)."""
+    recs = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    return recs[-1]["wall_s"] - recs[0]["wall_s"], recs[-1]["step"] - recs[0]["step"]
+
+
+def run_speed(name: str, ks: list[int], quick: bool) -> dict:
+    import time
+
+    from safetensors.torch import load_file
+
+    from _common import today
+
+    data, batch, steps = SPEED_RUNS[name]
+    steps = 40 if quick else steps
+    started, rows = today(), []
+    for k in ks:
+        row: dict = {"k": k}
+        for mode in ("off", "on"):
+            out = ROOT_OUT / f"speed-{name}-k{k}-{mode}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            train({"data": data, "train": {"steps": steps, "batch_size": batch, "ensemble": k,
+                                           "ensemble_batched": mode, "log_every": max(steps // 12, 1),
+                                           "sample_metrics_every": 0, "sample_every": 0}}, out=out, progress=False)
+            wall = time.perf_counter() - t0
+            spans = [loop_seconds(out / "members" / str(i)) for i in range(k)]
+            loop = max(s for s, _ in spans) if mode == "on" else sum(s for s, _ in spans)
+            row[mode] = {"train_wall_s": round(wall, 1), "loop_s": round(loop, 1),
+                         "member_samples_per_s": round(k * spans[0][1] * batch / loop, 1),
+                         "training": json.loads((out / "ensemble.json").read_text())["training"]}
+            print(name, k, mode, json.dumps(row[mode]), flush=True)
+        diffs = []
+        for i in range(k):
+            a, b = (load_file(str(ROOT_OUT / f"speed-{name}-k{k}-{m}" / "members" / str(i) / "checkpoints" /
+                                  f"step-{steps}" / "model.safetensors")) for m in ("off", "on"))
+            diffs.append(max(float((a[t] - b[t]).abs().max() / (a[t].abs().max() + 1e-12)) for t in a))
+        row["weights_rel_diff"] = max(diffs)
+        rows.append(row)
+    return {"data": name, "batch": batch, "steps": steps, "started": started, "finished": today(), "rows": rows}
+
+
+def speed_report(res: dict) -> str:
+    runs = [v for k, v in sorted(res.items()) if k.startswith("speed/")]
+    if not runs:
+        return ""
+    lines = []
+    for r in runs:
+        for row in r["rows"]:
+            off, on = row["off"], row["on"]
+            lines.append([r["data"], f"{r['steps']} × {r['batch']}", row["k"], f"{off['member_samples_per_s']:,.0f}",
+                          f"{on['member_samples_per_s']:,.0f}",
+                          f"{on['member_samples_per_s'] / off['member_samples_per_s']:.2f}×",
+                          f"{off['train_wall_s']:.0f} s", f"{on['train_wall_s']:.0f} s",
+                          f"{row['weights_rel_diff']:.1e}"])
+    when = "; ".join(f"{r['data']} {r['started']} – {r['finished']}" for r in runs)
+    return ("### Ensembles trained batched against one member after another (`--part speed`)\n\n"
+            + table(["data", "steps × batch", "members", "one after another: member-samples/s",
+                     "batched: member-samples/s", "batched / one after another", "train() wall, one after another",
+                     "train() wall, batched", "largest relative weight difference"], lines)
+            + f"\n\nOne thread (OMP_NUM_THREADS=1) on a CPU shared with other work ({when}). Member-samples/s: "
+            "the members' training samples per second of the training loop, from each member's metrics.jsonl "
+            "(first to last log line; validation included, setup and the final summary not); one after another "
+            "is K separate runs, bit for bit. The wall time is the whole `train` call (setup, final samples and "
+            "summaries of every member included). The last column compares each member's final weights between "
+            "the two ways: batched members follow their separate runs to float rounding.")
+
+
 def run_nll(quick: bool) -> dict:
     from steadydiff.evaluate import likelihood
 
@@ -331,7 +409,7 @@ def report() -> str:
         f" The ensemble tables (seed {r['seed']}) come from `.venv/bin/python benchmarks/uncertainty.py --part "
         f"ensemble` ({r['started']} – {r['finished']}), one thread (OMP_NUM_THREADS=1) on a CPU shared with other "
         "benchmarks." for r in runs if "started" in r)
-    parts = [where, mmd_report(res), mcdropout_report(res), ensemble_report(res), nll_report(res)]
+    parts = [where, mmd_report(res), mcdropout_report(res), ensemble_report(res), speed_report(res), nll_report(res)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -390,8 +468,10 @@ def mmd_report(res: dict) -> str:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
-        ("--part", {"nargs": "+", "default": ["mmd", "mcdropout", "ensemble", "nll"],
-                    "choices": ["mmd", "mcdropout", "ensemble", "nll"]}),
+        ("--part", {"nargs": "+", "default": ["mmd", "mcdropout", "ensemble", "speed", "nll"],
+                    "choices": ["mmd", "mcdropout", "ensemble", "speed", "nll"]}),
+        ("--speed-data", {"nargs": "+", "default": ["grid25", "digits"], "choices": list(SPEED_RUNS)}),
+        ("--members", {"nargs": "+", "type": int, "default": [2, 4]}),
         ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
         ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
         ("--report-only", {"action": "store_true"}),
@@ -415,6 +495,11 @@ def main() -> None:
             print(json.dumps(r), flush=True)
             if not args.quick:
                 save_result(RESULTS, f"ensemble/s{seed}", r)
+    if not args.report_only and "speed" in args.part:
+        for name in args.speed_data:
+            r = run_speed(name, args.members, args.quick)
+            if not args.quick:
+                save_result(RESULTS, f"speed/{name}", r)
     if not args.report_only and "nll" in args.part:
         r = run_nll(args.quick)
         if not args.quick:

@@ -25,8 +25,10 @@ def config(**train):
     return from_dict({
         "data": {"source": "toy:grid25", "toy_samples": 2000},
         "net": {"mlp": {"width": 64, "blocks": 2}},
+        # one member after another: bit for bit the single runs (tests/test_ensemble_batched.py: together)
         "train": {"steps": STEPS, "batch_size": 64, "log_every": 10, "val_every": 10, "checkpoint_every": 10,
-                  "sample_every": 0, "sample_metrics_every": 0, "warmup_samples": 640, "val_items": 32, **train},
+                  "sample_every": 0, "sample_metrics_every": 0, "warmup_samples": 640, "val_items": 32,
+                  "ensemble_batched": "off", **train},
         "sample": {"steps": 6, "grid_n": 16},
     })
 

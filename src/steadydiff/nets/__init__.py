@@ -9,17 +9,36 @@ same networks from EDM2's magnitude-preserving layers with forced weight normali
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .config import MLPConfig, NetConfig, UNetConfig
+from .layers import Dropout
 from .mlp import MLPBackbone
-from .unet import UNet1D, UNet2D
+from .unet import SelfAttention, UNet, UNet1D, UNet2D
 
 __all__ = [
     "MLPBackbone", "MLPConfig", "NetConfig", "UNet1D", "UNet2D", "UNetConfig", "build_backbone",
-    "count_parameters",
+    "count_parameters", "for_vmap",
 ]
+
+
+def for_vmap(module: nn.Module) -> nn.Module:
+    """A copy of `module` that torch.func.vmap can run: U-Net activations in the default layout (vmap cannot
+    query channels_last), dropout through F.dropout (one mask per vmapped network) and attention written out (no
+    batching rule for the fused CPU kernel). Same weights, same function; only layout and kernels differ."""
+    twin = copy.deepcopy(module)
+    for m in twin.modules():
+        if isinstance(m, UNet):
+            m.memory_format = torch.contiguous_format
+        if isinstance(m, Dropout):
+            m.own_mask = False
+        if isinstance(m, SelfAttention):
+            m.fused = False
+    return twin
 
 
 def build_backbone(cfg: NetConfig, item_shape: tuple[int, ...], aug_dim: int = 0, cond_classes: int = 0,

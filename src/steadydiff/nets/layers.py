@@ -275,10 +275,14 @@ class Dropout(nn.Module):
         self.p = p
         self.drop_levels = round(p * 65536)  # of 65536 equally likely 16-bit values, these many drop
 
+    # False inside torch.func.vmap (nets.for_vmap): a mask drawn into a fresh tensor would be one mask for all
+    # the vmapped networks; F.dropout draws one per network there (vmap's randomness="different").
+    own_mask = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_levels == 0:
             return x
-        if x.device.type != "cpu" or not (
+        if not self.own_mask or x.device.type != "cpu" or not (
             x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
         ):
             return F.dropout(x, self.p, training=True)

@@ -71,6 +71,10 @@ class SelfAttention(nn.Module):
         self.qkv = ops.layer(channels, 3 * channels)
         self.proj = ops.branch_end(channels, channels)
 
+    # False inside torch.func.vmap (nets.for_vmap): vmap has no batching rule for the fused CPU kernel and would
+    # run it once per vmapped network; the same attention written out batches.
+    fused = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, *where = x.shape
         p = x[0, 0].numel()  # positions
@@ -78,7 +82,10 @@ class SelfAttention(nn.Module):
         t = self.norm(x).movedim(1, -1).reshape(n, p, c)
         qkv = self.ops.head_norm(self.qkv(t).view(n, p, 3, self.heads, c // self.heads))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, positions, head_channels), 1/√d scaling
+        if self.fused:
+            o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, positions, head_channels), 1/√d scaling
+        else:  # softmax(q kᵀ / √d) v (Vaswani et al. 2017, eq. 1)
+            o = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
         o = self.proj(o.transpose(1, 2).reshape(n, p, c))
         return self.ops.add(x, o.view(n, *where, c).movedim(-1, 1))
 

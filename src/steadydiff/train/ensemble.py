@@ -1,18 +1,16 @@
 """Ensembles (train.ensemble = K > 1): K complete runs from the seeds train.seed, …, train.seed + K − 1, trained
-one after another by the single-run loop (loop.py, untouched).
+together with their network passes batched (train/batched.py; train.ensemble_batched) or one after another by the
+single-run loop (loop.py).
 
 Member k lives in OUT/members/k: an ordinary run directory — its own config.toml, stability guard, checkpoints,
 logs, summary and report — whose config is the ensemble's with train.seed = seed + k and train.ensemble = 1. So its
-initial weights, data order, σ and noise draws differ from the other members', and it is bit for bit the single run
-of that seed (tests/test_ensemble.py); one member's rollback or stop touches no other member. OUT/ensemble.json
-(written atomically after each member) lists the members, their seeds and whether each has finished.
+initial weights, data order, σ and noise draws differ from the other members', and trained one after another it is
+bit for bit the single run of that seed (batched: to float rounding; tests/test_ensemble.py); one member's rollback
+or stop touches no other member. OUT/ensemble.json (written atomically as members finish) lists the members, their
+seeds, whether each has finished and how they were trained.
 
 Resume: training OUT again passes over the finished members (summary.json at the configured step count) and resumes
-the unfinished one exactly as a single run resumes; a larger train.ensemble adds members to a finished ensemble.
-
-Not built: training the members batched through torch.func (stacked parameters, vmap), which would share each step's
-data loading and run the K small networks as one larger batch. Members are trained sequentially: K times the
-wall time of one run.
+the unfinished ones exactly as a single run resumes; a larger train.ensemble adds members to a finished ensemble.
 """
 
 from __future__ import annotations
@@ -29,10 +27,12 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomic
-from ..errors import SteadydiffError, TrainingStopped
+from ..errors import ConfigError, SteadydiffError, TrainingStopped
 from ..typed_config import load_toml, validate
+from . import distributed as dist
+from .batched import Member, train_lockstep, trial, why_not_batched
 from .config import RunConfig
-from .loop import TrainResult, epoch_capped_steps
+from .loop import TrainResult, epoch_capped_steps, finish, resolve_device, setup
 from .loop import train as train_run
 from .rundir import check_resume_config
 
@@ -47,6 +47,7 @@ def member_config(cfg: RunConfig, k: int) -> RunConfig:
     member = copy.deepcopy(cfg)
     member.train.seed = cfg.train.seed + k
     member.train.ensemble = 1
+    member.train.ensemble_batched = "auto"  # how the ensemble trains is its own record (ensemble.json)
     return member
 
 
@@ -88,13 +89,31 @@ def is_finished(run_dir: Path, steps: int) -> bool:
     return done == epoch_capped_steps(steps, tc.max_epochs or 0.0, items, tc.batch_size, tc.accumulate)
 
 
-def write_manifest(out: Path, cfg: RunConfig, done: list[bool]) -> None:
+def write_manifest(out: Path, cfg: RunConfig, done: list[bool], training: str) -> None:
     k = cfg.train.ensemble
     write_text_atomic(out / ENSEMBLE_FILE, json.dumps({
         "ensemble": k, "seed": cfg.train.seed,
         "members": [{"dir": f"{MEMBERS_DIR}/{i}", "seed": cfg.train.seed + i, "finished": done[i]} for i in range(k)],
-        "training": "one member after another (members batched through torch.func are not built)",
+        "training": training,
     }, indent=2))
+
+
+SEQUENTIAL = "one member after another"
+BATCHED = "members together, their network passes batched (torch.func.vmap)"
+LOCKSTEP = "members together, one network pass after another (vmap could not batch the backbone)"
+
+
+def batching(cfg: RunConfig, todo: int) -> bool:
+    """Whether the `todo` unfinished members train batched (train.ensemble_batched). auto batches on a GPU only:
+    on a CPU a member's step is bound by arithmetic, not by per-operation overhead, and batched members trained no
+    faster than one after another (BENCHMARKS.md, "Diversity and uncertainty")."""
+    mode, reason = cfg.train.ensemble_batched, why_not_batched(cfg)
+    if mode == "on" and reason is not None:
+        raise ConfigError(f"train.ensemble_batched=on, but the members cannot be batched with {reason}; set "
+                          "train.ensemble_batched=auto (or off) to train them one after another")
+    if mode == "auto" and resolve_device(cfg.train.device).type != "cuda":
+        return False
+    return mode != "off" and reason is None and todo > 1
 
 
 def check_directory(out: Path, cfg: RunConfig) -> dict[str, Any] | None:
@@ -145,25 +164,72 @@ def train_ensemble(cfg: RunConfig, out: str | Path, data: Any = None, *, progres
     out.mkdir(parents=True, exist_ok=True)
     dirs = [out / MEMBERS_DIR / str(i) for i in range(k)]
     done = [is_finished(d, cfg.train.steps) for d in dirs]
-    write_manifest(out, cfg, done)
-    summaries: list[dict[str, Any]] = []
-    for i, run_dir in enumerate(dirs):
+    todo = [i for i in range(k) if not done[i]]
+    for i in range(k):
         if done[i]:
             log.info("ensemble: member %d of %d (train.seed=%d) finished before: kept as it is", i, k,
                      cfg.train.seed + i)
-            summaries.append(json.loads((run_dir / "summary.json").read_text()))
-            continue
-        log.info("ensemble: member %d of %d (train.seed=%d) in %s", i, k, cfg.train.seed + i, run_dir)
-        try:
-            result: TrainResult = train_run(member_config(cfg, i), run_dir, data, progress=progress,
-                                            backbone=None if pristine is None else copy.deepcopy(pristine),
-                                            batch_transform=batch_transform)
-        except TrainingStopped as exc:
-            raise TrainingStopped(f"ensemble member {i} ({run_dir}): {exc}") from exc
-        summaries.append(result.summary)
-        done[i] = True
-        write_manifest(out, cfg, done)
+    if batching(cfg, len(todo)):
+        summaries, training = train_batched(cfg, out, dirs, todo, done, data, progress, pristine, batch_transform)
+    else:
+        summaries, training = {}, SEQUENTIAL
+        write_manifest(out, cfg, done, training)
+        for i in todo:
+            log.info("ensemble: member %d of %d (train.seed=%d) in %s", i, k, cfg.train.seed + i, dirs[i])
+            try:
+                result: TrainResult = train_run(member_config(cfg, i), dirs[i], data, progress=progress,
+                                                backbone=None if pristine is None else copy.deepcopy(pristine),
+                                                batch_transform=batch_transform)
+            except TrainingStopped as exc:
+                raise TrainingStopped(f"ensemble member {i} ({dirs[i]}): {exc}") from exc
+            summaries[i] = result.summary
+            done[i] = True
+            write_manifest(out, cfg, done, training)
+    for i in range(k):
+        if i not in summaries:
+            summaries[i] = json.loads((dirs[i] / "summary.json").read_text())
     first = summaries[0]
-    return summaries, {"ensemble": k, "seeds": [cfg.train.seed + i for i in range(k)],
-                       "members": [str(d) for d in dirs], "data": first.get("data"),
-                       "wall_s": round(sum(s.get("wall_s", 0.0) for s in summaries), 1)}
+    # Batched members trained at the same time: their shared wall time counts once.
+    batched = training != SEQUENTIAL
+    wall = sum(s.get("wall_s", 0.0) for i, s in summaries.items() if not (batched and i in todo))
+    wall += max((summaries[i].get("wall_s", 0.0) for i in todo), default=0.0) if batched else 0.0
+    return [summaries[i] for i in range(k)], {
+        "ensemble": k, "seeds": [cfg.train.seed + i for i in range(k)], "members": [str(d) for d in dirs],
+        "data": first.get("data"), "training": training, "wall_s": round(wall, 1)}
+
+
+def train_batched(cfg: RunConfig, out: Path, dirs: list[Path], todo: list[int], done: list[bool], data: Any,
+                  progress: bool, pristine: nn.Module | None,
+                  batch_transform: Callable[[int, torch.Tensor], torch.Tensor] | None
+                  ) -> tuple[dict[int, dict[str, Any]], str]:
+    """The unfinished members `todo` trained together (train/batched.py); returns their summaries and how they
+    trained. Each member's setup (data, network, resume) is a single run's; progress shows the first member's."""
+    device = resolve_device(cfg.train.device)
+    members = []
+    for n, i in enumerate(todo):
+        p, st, resumed = setup(member_config(cfg, i), dirs[i], data,
+                               None if pristine is None else copy.deepcopy(pristine), batch_transform,
+                               progress and n == 0, dist.SINGLE, device)
+        members.append(Member(i, p, st, resumed, st.step))
+    reason = trial(members)
+    training = BATCHED if reason is None else LOCKSTEP
+    if reason is None:
+        log.info("ensemble: members %s (train.seed %s) train together, %d network passes batched per step", todo,
+                 [cfg.train.seed + i for i in todo], len(todo))
+    else:
+        log.warning("ensemble: torch.func.vmap cannot batch this backbone (%s): the members train together, one "
+                    "network pass after another", reason)
+    write_manifest(out, cfg, done, training)
+    summaries: dict[int, dict[str, Any]] = {}
+
+    def finished(m: Member) -> None:
+        if not m.live and m.index not in summaries:
+            summaries[m.index] = finish(m.p, m.st, m.resumed, m.start_step).summary
+            done[m.index] = True
+            write_manifest(out, cfg, done, training)
+
+    try:
+        train_lockstep(members, batched=reason is None, on_step=finished)
+    except TrainingStopped as exc:
+        raise TrainingStopped(f"ensemble {out}: {exc}") from exc
+    return summaries, training

@@ -301,13 +301,25 @@ def run(cfg: RunConfig, run_dir: Path, data: Any, backbone: nn.Module | None,
             skip_replayed_step(p, st)  # a batch that led to a rollback: replaying the run passes over it
         else:
             train_step(p, st)
-        decision = guard_check(p, st) if p.guard is not None and p.guard.due() else None
-        if decision is None and (st.step % tc.log_every == 0 or st.step == tc.steps):
-            decision = log_and_validate(p, st)
-        if decision is not None:
-            roll_back(p, st, decision)
-            continue
+        after_step(p, st)
+    return finish(p, st, resumed, start_step)
+
+
+def after_step(p: Parts, st: RunState) -> None:
+    """After an optimiser step: the guard's look, a log line (with validation when due), then a rollback or the
+    outputs due at this step."""
+    tc = p.cfg.train
+    decision = guard_check(p, st) if p.guard is not None and p.guard.due() else None
+    if decision is None and (st.step % tc.log_every == 0 or st.step == tc.steps):
+        decision = log_and_validate(p, st)
+    if decision is not None:
+        roll_back(p, st, decision)
+    else:
         write_outputs(p, st)
+
+
+def finish(p: Parts, st: RunState, resumed: bool, start_step: int) -> TrainResult:
+    """Section 5: the final checkpoint, samples and summary (rank 0; the other processes return their weights)."""
     st.bar.close()
     if p.reader is not None:
         p.reader.close()
@@ -779,9 +791,17 @@ def train_step(p: Parts, st: RunState) -> None:
     """One optimiser step: batch → loss per sample → backward → clip → the guard's gate → step → EMA. Under
     torchrun, each process computes the loss of its share; the gradients are averaged (DDP) and the per-sample
     losses gathered, so the guard of every process judges the whole batch alike."""
-    tc, guard, params, device = p.cfg.train, p.guard, p.params, p.device
+    batch, sigma, noise = draw_step(p, st)
+    p.opt.zero_grad(set_to_none=True)
+    local = share_backward(p, batch, sigma, noise)
+    finish_step(p, st, batch, sigma, local)
+
+
+def draw_step(p: Parts, st: RunState) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """The step's batch, σ and noise (each a function of the seed and the step), with the step's LR set and the
+    global generator seeded for dropout."""
+    tc, device = p.cfg.train, p.device
     batch = train_batch(p, st)
-    idx, x = batch.idx, batch.x
     # dropout masks of this process's items (with several processes, statistically but not bitwise one process's)
     torch.manual_seed(derive_seed(tc.seed, Stream.DROPOUT, st.step, *((p.world.rank,) if p.world.active else ())))
     # Drawn where they are used: on a GPU its own generator (no host-to-device copy of the noise each step; the
@@ -793,12 +813,17 @@ def train_step(p: Parts, st: RunState) -> None:
     share = curriculum_share(st.samples_seen, tc)
     u = None
     if share < 1:  # the σ curriculum: only the top `share` quantiles of the training σ distribution
-        u = 1 - share + share * torch.rand(len(x), generator=g, dtype=torch.float64, device=device)
-    sigma = sample_sigma(len(x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
+        u = 1 - share + share * torch.rand(len(batch.x), generator=g, dtype=torch.float64, device=device)
+    sigma = sample_sigma(len(batch.x), p.loss_fn.noise, sigma_data=p.sigma_data, p_mean=p.loss_fn.p_mean,
                          p_std=p.loss_fn.p_std, u=u, generator=None if u is not None else g, device=device)
-    noise = torch.randn(x.shape, generator=g, dtype=x.dtype, device=device)
-    p.opt.zero_grad(set_to_none=True)
-    local = share_backward(p, batch, sigma, noise)
+    noise = torch.randn(batch.x.shape, generator=g, dtype=batch.x.dtype, device=device)
+    return batch, sigma, noise
+
+
+def finish_step(p: Parts, st: RunState, batch: Batch, sigma: torch.Tensor, local: torch.Tensor) -> None:
+    """The step after the backward pass (gradients in the parameters' .grad; `local`, this process's per-sample
+    losses): clip, the guard's gate, the optimiser step, EMA and the logging window."""
+    tc, guard, params, device, idx = p.cfg.train, p.guard, p.params, p.device, batch.idx
     per_sample = p.world.gather(local)  # the whole batch's losses, for the guard and the log
     loss = per_sample.mean()
     if p.scaler is not None:
