@@ -55,7 +55,7 @@ class Model:
     @property
     def table(self) -> Table | None:
         """A run on a CSV or parquet table: its column types (data/table.py). Samples are its rows of numbers (a
-        one-hot block per categorical column, named in `columns`); `table.decode(x)` gives their cells."""
+        one-hot or bit block per categorical column, named in `columns`); `table.decode(x)` gives their cells."""
         return self.normaliser.table
 
     @property
@@ -236,7 +236,7 @@ class Model:
         if np.isinf(arr).any():
             where = tuple(int(i) for i in np.argwhere(np.isinf(arr))[0])
             raise SteadydiffError(f"value {where} is infinite; mark unknown values with NaN, not Inf")
-        if self.normaliser.table is not None:  # a category is known in its whole one-hot block, or unknown in it
+        if self.normaliser.table is not None:  # a category is known in its whole block, or unknown in it
             self.normaliser.table.check_rows(arr.reshape(len(arr), -1), "the items to impute")
         if draws < 1 or resample < 1:
             raise SteadydiffError(f"draws and resample must be ≥ 1, got {draws} and {resample}")

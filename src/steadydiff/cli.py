@@ -446,7 +446,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     table = Table.from_dict(saved["table"]) if saved.get("table") else None
     if table is not None:  # a CSV or parquet table's column types
         print(f"  column types: {table.describe()}" + (f"; the network sees {table.width} values per row (a one-hot "
-                                                       "block per categorical column)"
+                                                       "or bit block per categorical column)"
                                                        if table.width != len(table.columns) else ""))
     for note in saved.get("notes") or []:  # column kinds: log, codes, whole numbers
         print(f"  columns: {note}")

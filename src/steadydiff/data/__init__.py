@@ -437,7 +437,7 @@ def describe(ds: Dataset) -> str:
         c, length = ds.item_shape
         what = f"series of {c} channel{'s' if c != 1 else ''} × {length} steps"
     elif ds.table is not None and ds.table.has_categories:
-        what = f"rows of {len(ds.table.columns)} columns ({ds.table.width} values: one-hot categories)"
+        what = f"rows of {len(ds.table.columns)} columns ({ds.table.width} values: categories as blocks)"
     else:
         what = f"vectors of {ds.item_shape[0]} feature{'s' if ds.item_shape[0] != 1 else ''}"
     return f"{ds.name}: {len(ds.train):,} train + {len(ds.holdout):,} held-out {what}, values {values}"

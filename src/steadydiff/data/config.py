@@ -45,9 +45,10 @@ class DataConfig:
     text_encoder: str | None = None
     label_column: str | None = None  # a CSV column holding each row's class (numbers or text): the condition
     # A table's column types where inference (data/table.py) should not decide, "COLUMN=TYPE,...", each TYPE one of
-    # numeric, integer, boolean, categorical: e.g. "species=categorical,year=integer". Integer codes with few values
-    # (a class written 0/1/2) are inferred integer, ordered and kept in range; declare them categorical to make them
-    # unordered categories (one-hot). None: every column inferred.
+    # numeric, integer, boolean, categorical: e.g. "species=categorical,year=integer". Whole numbers of few values
+    # (a class written 0/1/2) are inferred categorical; declare them integer to keep them one ordered number, kept in
+    # range. A categorical TYPE may name its encoding, "zip=categorical:bits" or "class=categorical:one_hot" (else
+    # one-hot up to table.BITS_ABOVE categories, analog bits above). None: every column inferred.
     columns: str | None = None
     # An image file that cannot be read: "error" stops with its name, "skip" leaves it out (listed in dataset.json
     # and counted in the summary).

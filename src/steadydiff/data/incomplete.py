@@ -25,7 +25,7 @@ def read_incomplete(path: str | Path, item_shape: tuple[int, ...], *, mask: str 
                     image_needs_mask: bool = True, table: Table | None = None) -> np.ndarray:
     """(N, *item_shape) float32 in the user's units, NaN where a value is unknown. An image's 8-bit pixels map
     black..white onto the run's `value_range` (its images' units: 0..16 for digits). `table`: the run's typed table,
-    whose columns a CSV holds (an unknown category is NaN in its whole one-hot block)."""
+    whose columns a CSV holds (an unknown category is NaN in its whole block)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--in {path}: no such file")

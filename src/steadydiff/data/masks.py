@@ -139,8 +139,8 @@ def draw_masks(n: int, item_shape: Sequence[int], kinds: Sequence[str], none_sha
 
 
 def whole_blocks(known: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """(n, D) masks with each one-hot block [a, b) known or unknown as a whole (the state of its first entry): a
-    category is given or asked for as one value, as `impute` does, never a part of its one-hot code."""
+    """(n, D) masks with each categorical block [a, b) (one-hot or bits) known or unknown as a whole (the state of its
+    first entry): a category is given or asked for as one value, as `impute` does, never a part of its code."""
     if not spans:
         return known
     out = known.clone()

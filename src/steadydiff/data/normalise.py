@@ -12,15 +12,18 @@ and invert it when sampling so samples come back in the user's units.
   samples stay non-negative by the transform, not by clipping alone; a column of whole numbers comes back
   rounded, and one of at most CODE_LEVELS distinct whole numbers (class codes, counts) also within the range
   its training values span, so no new code appears.
-- Tables with boolean and categorical columns (a `Table`, data/table.py): their entries are 0/1 in the user's
-  units (one per boolean, a one-hot block per categorical column) and map to −1/+1 by a fixed affine map (mean 0.5,
-  std 0.5), not a fitted one: the "analog bits" of Chen, Zhang & Hinton (2022), ±1 real numbers diffused as every
-  other entry is. Fitted standardisation would put a category of share p at (1 − p)/√(p(1 − p)) ≈ 1/√p, a rare
-  category far outside the unit scale σ_data is measured on. `inverse` decodes a boolean by its sign and a
-  categorical block by its argmax (one 1, the rest 0), as score-based models of one-hot tables do (STaSy, Kim et al.
-  2023); TabDDPM (Kotelnikov et al. 2023) diffuses categories multinomially instead, which has no place in one
-  σ-space. With one map for a whole block the argmax is the same in either units, so samples hold valid categories
-  only; a missing category (NaN in its whole block) stays NaN through `forward`.
+- Tables with boolean and categorical columns (a `Table`, data/table.py): their entries are 0/1 codes in the user's
+  units (one per boolean; per categorical column a one-hot block, or the binary digits of the category's index for
+  more than table.BITS_ABOVE categories) and map to −1/+1 by a fixed affine map (mean 0.5, std 0.5), not a fitted
+  one: the "analog bits" of Chen, Zhang & Hinton (2022), ±1 real numbers diffused as every other entry is. Fitted
+  standardisation would put a category of share p at (1 − p)/√(p(1 − p)) ≈ 1/√p, a rare category far outside the
+  unit scale σ_data is measured on. `inverse` decodes a boolean by its sign, a one-hot block by its argmax (one 1, the
+  rest 0), as score-based models of one-hot tables do (STaSy, Kim et al. 2023), and a bit block by its bits
+  thresholded at 0, as Chen et al. do, or, where those spell no category, the category whose code is nearest
+  (`table.nearest_code`); TabDDPM (Kotelnikov et al. 2023) diffuses categories multinomially instead, which has no
+  place in one σ-space. With one map for a whole block, argmax and nearest code are the same in either units, so
+  samples hold valid categories only; a missing category (NaN in its whole block) stays NaN through `forward` and
+  `inverse`.
 - Series (N, C, L): per-channel standardisation, the mean and std of each channel over all items and time
   steps — never per time step, which would erase the trends and levels a series is made of.
 """
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .table import Table
+from .table import Table, nearest_code
 
 Kind = Literal["vector", "image", "series"]
 CODE_LEVELS = 20  # whole-number columns with at most this many distinct values are codes: kept in their range
@@ -147,12 +150,17 @@ class Normaliser:
             if whole:
                 notes.append(f"whole numbers: samples rounded: {_names(whole)}")
         if table is not None and table.has_categories:
-            cats = [f"{c.name} ({c.width})" for c in table.columns if c.type == "categorical"]
-            bits = [c.name for c in table.columns if c.type == "boolean"]
-            if cats:
-                notes.append(f"categorical, one-hot at ±1 and sampled as the largest entry (argmax): {_names(cats)}")
+            hot = [f"{c.name} ({c.width})" for c, _ in table.categorical() if c.encoding == "one_hot"]
+            bits = [f"{c.name} ({len(c.categories)} in {c.width} bits)" for c, _ in table.categorical()
+                    if c.encoding == "bits"]
+            flags = [c.name for c in table.columns if c.type == "boolean"]
+            if hot:
+                notes.append(f"categorical, one-hot at ±1 and sampled as the largest entry (argmax): {_names(hot)}")
             if bits:
-                notes.append(f"boolean, at ±1 and sampled by sign: {_names(bits)}")
+                notes.append(f"categorical, analog bits at ±1 (Chen et al. 2022) and sampled as the category whose "
+                             f"code is nearest: {_names(bits)}")
+            if flags:
+                notes.append(f"boolean, at ±1 and sampled by sign: {_names(flags)}")
         return cls(kind, mean=mean, std=std, notes=notes, table=table, **kinds)
 
     @property
@@ -204,9 +212,13 @@ class Normaliser:
         if self.table is not None:
             for j in self.table.bit_entries():
                 cols[j] = _as(y[..., j] > 0.5, y, xp)
-            for a, b in self.table.one_hot_spans():
-                hot = xp.argmax(y[..., a:b], axis=-1) if xp is np else y[..., a:b].argmax(-1)
-                cols[a:b] = [_as(hot == k, y, xp) for k in range(b - a)]
+            for col, (a, b) in self.table.categorical():
+                block = y[..., a:b]
+                codes = col.codes().astype(y.dtype) if xp is np else \
+                    torch.as_tensor(col.codes(), dtype=y.dtype, device=y.device)
+                k = block.argmax(-1) if col.encoding == "one_hot" else nearest_code(block, codes)
+                entries = xp.where(xp.isnan(block).any(-1)[..., None], xp.nan, codes[k])
+                cols[a:b] = [entries[..., j] for j in range(b - a)]
         return xp.stack(cols, -1) if xp is np else torch.stack(cols, -1)
 
     def forward(self, x: Array) -> Array:

@@ -521,7 +521,7 @@ def _table_raw(where: str, names: list[str], cells: list[np.ndarray], lines: np.
     x = table.encode(cells, where, lines)
     notes = [f"{where}: read {len(x):,} rows × {len(names)} columns ({how})",
              f"{where}: column types {table.describe()}"
-             + (f"; a row is {table.width} values (a one-hot block per categorical column)"
+             + (f"; a row is {table.width} values (a one-hot or bit block per categorical column)"
                 if table.width != len(names) else "")]
     if classes is not None:
         notes.append(f"{where}: column {label_column!r} holds the class of each row ({len(classes)} classes)")

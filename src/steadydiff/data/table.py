@@ -11,9 +11,19 @@ declares it ("species=categorical,year=integer"):
 - boolean: every cell true/false or yes/no, in any case (a column of 0/1 is categorical unless declared boolean);
   one entry, 0 or 1; written back as the file spells them;
 - categorical: text that is not a number, or whole numbers with at most FEW_CODES distinct values (a class written
-  0/1/2, a year of three surveys; or any cells, when declared); a one-hot block of one entry per category (0/1),
-  decoded by argmax (normalise.py says how the block enters σ-space and why); written back as the category's own
-  text, so a sampled table holds only categories of the data.
+  0/1/2, a year of three surveys; or any cells, when declared); a block of 0/1 entries (its encoding, below),
+  written back as the category's own text, so a sampled table holds only categories of the data.
+
+A categorical column of K categories is encoded one of two ways (`ENCODINGS`; normalise.py says how the entries
+enter σ-space as ±1):
+
+- one_hot (K ≤ BITS_ABOVE): K entries, "name=category", a 1 at the category's entry; decoded by argmax;
+- bits (K > BITS_ABOVE): the analog bits of Chen, Zhang & Hinton (2022), the category's index k in binary over
+  B = ⌈log2 K⌉ entries "name:bit0" … (entry j holds bit j of k, worth 2^j). Sampled bits are thresholded at ½, as
+  the paper does; where K is not a power of two the thresholded bits can spell an index ≥ K, so a block decodes to
+  the valid category whose ±1 code correlates most with the entries (`nearest_code`): the thresholded index where
+  that is valid (it maximises the correlation over all 2^B codes), the nearest valid code otherwise — never an
+  index ≥ K. `data.columns` chooses either encoding for a column ("zip=categorical:bits", "class=categorical:one_hot").
 
 Why few-valued whole numbers are categories: read as one ordered number, a code of k values is learnt as a density
 on a line and rounded, which piles samples onto the middle codes (a 3-year column of Palmer penguins: 45–47 % of
@@ -25,8 +35,8 @@ MAX_CATEGORIES values, or with more values than a share ID_SHARE of its rows: an
 cannot be learnt as categories.
 
 A missing cell (empty, NA, NaN, null, none, ?) is NaN in every entry of its column: a missing category masks its whole
-one-hot block, so that it is learnt around as a missing number is (data.missing=learn) and `impute` fills it with a
-category.
+block (one-hot or bits), so that it is learnt around as a missing number is (data.missing=learn) and `impute` fills it
+with a category.
 """
 
 from __future__ import annotations
@@ -43,6 +53,14 @@ from ..errors import ConfigError, DataError
 
 ColumnType = Literal["numeric", "integer", "boolean", "categorical"]
 COLUMN_TYPES: tuple[ColumnType, ...] = ("numeric", "integer", "boolean", "categorical")
+Encoding = Literal["one_hot", "bits"]
+ENCODINGS: tuple[Encoding, ...] = ("one_hot", "bits")  # of a categorical column (module docstring)
+# A categorical column of more categories than this is analog bits. A one-hot block of K entries is −1 in all but one
+# of them (in σ-space), so its entries' std is about 2/√K (0.35 at K = 32, 0.12 at K = 300) and, K entries counting
+# as K columns, it sets σ_data (one std over all entries) and the loss for the whole row; bits cost ⌈log2 K⌉ entries
+# (6 at K = 33), the low ones near balanced. Up to it one-hot wins: each category's share is learnt on its own entry,
+# where with bits the network must learn which bit patterns are categories and one wrong bit is an unrelated one.
+BITS_ABOVE = 32
 # Cells read as a missing value (NaN), compared in lower case (a leading sign dropped: "-nan")
 MISSING_CELLS = ("", "nan", "na", "n/a", "null", "none", "?")
 MAX_CATEGORIES = 1000  # more distinct values than this: not a categorical column
@@ -56,36 +74,81 @@ _PARTNER = {"true": "false", "yes": "no", "1": "0", "false": "true", "no": "yes"
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a table: its name, its type and, for categorical columns, its categories in entry order
-    (booleans: how the file spells false and true)."""
+    """One column of a table: its name, its type and, for categorical columns, its categories in index order and
+    their encoding (booleans: how the file spells false and true)."""
 
     name: str
     type: ColumnType
     categories: tuple[str, ...] = ()
     # numeric: the most digits after the point that a cell has (samples are written so); None: shortest float text
     decimals: int | None = None
+    encoding: Encoding = "one_hot"  # categorical: one entry per category, or analog bits (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise DataError(f"column '{self.name}': encoding {self.encoding!r} is none of {', '.join(ENCODINGS)}")
 
     @property
     def width(self) -> int:
-        """Entries of the column in a row of numbers: one, or one per category."""
-        return len(self.categories) if self.type == "categorical" else 1
+        """Entries of the column in a row of numbers: one; one per category (one-hot); ⌈log2 K⌉ (bits)."""
+        if self.type != "categorical":
+            return 1
+        return len(self.categories) if self.encoding == "one_hot" else max(1, (len(self.categories) - 1).bit_length())
 
     def entries(self) -> list[str]:
-        """The names of its entries: the column's, or "name=category" for each category."""
-        return [f"{self.name}={c}" for c in self.categories] if self.type == "categorical" else [self.name]
+        """The names of its entries: the column's, "name=category" for each category, or "name:bitJ" (worth 2^J)."""
+        if self.type != "categorical":
+            return [self.name]
+        if self.encoding == "one_hot":
+            return [f"{self.name}={c}" for c in self.categories]
+        return [f"{self.name}:bit{j}" for j in range(self.width)]
+
+    def codes(self) -> np.ndarray:
+        """(K, width) float64 0/1: each category's entries (a boolean's: false 0, true 1)."""
+        k = len(self.categories)
+        if self.type == "boolean":
+            return np.array([[0.0], [1.0]])
+        if self.type != "categorical":
+            raise DataError(f"column '{self.name}' is {self.type}: it has no category codes")
+        if self.encoding == "one_hot":
+            return np.eye(k)
+        return ((np.arange(k)[:, None] >> np.arange(self.width)) & 1).astype(np.float64)
+
+    def category_index(self, block: np.ndarray) -> np.ndarray:
+        """(N,) int64: the category of each row of the column's entries (N, width), whatever their values: a boolean
+        true above ½, a one-hot block's largest entry (argmax), a bit block's `nearest_code`. A row with a NaN entry
+        gets some valid index; `Table.decode` reads it as missing."""
+        block = np.nan_to_num(np.asarray(block, dtype=np.float64), nan=0.5)
+        if self.type == "boolean":
+            return (block[:, 0] > 0.5).astype(np.int64)
+        if self.type != "categorical":
+            raise DataError(f"column '{self.name}' is {self.type}: it holds no categories")
+        if self.encoding == "one_hot":
+            return np.argmax(block, axis=1)
+        return nearest_code(block, self.codes())
 
     def describe(self) -> str:
         if self.type == "categorical":
-            return f"{self.name} categorical ({len(self.categories)})"
+            bits = f", {self.width} analog bits" if self.encoding == "bits" else ""
+            return f"{self.name} categorical ({len(self.categories)}{bits})"
         if self.type == "boolean":
             return f"{self.name} boolean ({'/'.join(self.categories)})"
         return f"{self.name} {self.type}"
 
 
+def nearest_code(block: Any, codes: Any) -> Any:
+    """Per row of `block` (…, B), numpy or torch, the index of the row of `codes` (K, B) of 0/1 entries (the same
+    array type) that correlates most with it: argmax_k Σ_j (2·codes[k, j] − 1)(block[…, j] − ½). Codes of equal
+    length make this the nearest code in Euclidean distance, and over all 2^B codes its maximum is the bits
+    thresholded at ½ (Chen, Zhang & Hinton 2022 decode analog bits so); over a block's K valid codes it is the
+    analogue of a one-hot block's argmax, and an index < K."""
+    return ((block - 0.5) @ (2 * codes - 1).T).argmax(-1)
+
+
 @dataclass(frozen=True)
 class Table:
     """The schema of a table: its columns in file order. A row of numbers (`width` entries) holds the columns in
-    that order, each categorical column as its one-hot block."""
+    that order, each categorical column as its block of entries (one-hot or bits)."""
 
     columns: tuple[Column, ...]
 
@@ -112,8 +175,13 @@ class Table:
         return [(int(s - c.width), int(s)) for c, s in zip(self.columns, stops, strict=True)]
 
     def one_hot_spans(self) -> list[tuple[int, int]]:
-        """The one-hot blocks of the categorical columns."""
+        """The blocks [start, stop) of the categorical columns, one-hot and bits alike: each holds one category, so
+        it is given, hidden or missing as a whole."""
         return [s for c, s in zip(self.columns, self.spans(), strict=True) if c.type == "categorical"]
+
+    def categorical(self) -> list[tuple[Column, tuple[int, int]]]:
+        """The categorical columns with their blocks [start, stop)."""
+        return [(c, s) for c, s in zip(self.columns, self.spans(), strict=True) if c.type == "categorical"]
 
     def bit_entries(self) -> list[int]:
         """The entries of the boolean columns."""
@@ -123,7 +191,7 @@ class Table:
         return [a for c, (a, _) in zip(self.columns, self.spans(), strict=True) if c.type == "integer"]
 
     def coded(self) -> np.ndarray:
-        """(width,) bool: the entries that are 0/1 codes (boolean and categorical columns)."""
+        """(width,) bool: the entries that are 0/1 codes (boolean columns, one-hot and bit blocks)."""
         return np.array([c.type in ("boolean", "categorical") for c in self.columns for _ in range(c.width)],
                         dtype=bool)
 
@@ -143,11 +211,12 @@ class Table:
 
     def decode(self, x: np.ndarray) -> list[list[str]]:
         """The text cells of rows of numbers (N, width): numbers as their column's type writes them, a boolean as the
-        file spelt it, a category by the largest entry of its block (argmax); an entry that is NaN as an empty cell."""
+        file spelt it, a category as `Column.category_index` reads its block (a one-hot block's argmax, a bit block's
+        nearest valid code), so only the column's categories; an entry that is NaN as an empty cell."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.width:
-            raise DataError(f"rows of this table are {self.width} values ({len(self.columns)} columns, a one-hot block "
-                            f"per categorical one), got an array shaped {x.shape}")
+            raise DataError(f"rows of this table are {self.width} values ({len(self.columns)} columns, a block of "
+                            f"entries per categorical one), got an array shaped {x.shape}")
         columns = []
         for col, (a, b) in zip(self.columns, self.spans(), strict=True):
             block = x[:, a:b]
@@ -155,10 +224,8 @@ class Table:
                 text = [_float_text(v, col.decimals) for v in block[:, 0]]
             elif col.type == "integer":
                 text = [f"{v + 0.0:.0f}" for v in block[:, 0]]  # + 0.0: −0 is written 0
-            elif col.type == "boolean":
-                text = [col.categories[int(v > 0.5)] for v in block[:, 0]]
             else:
-                text = [col.categories[k] for k in np.argmax(np.nan_to_num(block, nan=-np.inf), axis=1)]
+                text = [col.categories[k] for k in col.category_index(block)]
             missing = np.isnan(block).any(1)
             columns.append(["" if m else t for t, m in zip(text, missing, strict=True)])
         return [list(row) for row in zip(*columns, strict=True)] if columns else []
@@ -171,21 +238,26 @@ class Table:
     def consensus(self, draws: np.ndarray) -> np.ndarray:
         """One row per item from K draws (K, N, width) of it: per entry the median over the draws for numbers (whole
         for integer columns), the majority for booleans, and for a categorical column its most frequent category
-        (the first of those tied), so that the result holds valid categories only."""
+        (the first of those tied; each draw's category as `decode` reads it), so that the result holds valid categories
+        only."""
         d = np.asarray(draws, dtype=np.float64)
         out = np.median(d, axis=0)
         for j in self.integer_entries():
             out[:, j] = np.round(out[:, j])
         for j in self.bit_entries():
             out[:, j] = (d[:, :, j].mean(0) > 0.5).astype(np.float64)
-        for a, b in self.one_hot_spans():
-            counts = (d[:, :, a:b] == d[:, :, a:b].max(-1, keepdims=True)).sum(0)
-            out[:, a:b] = np.eye(b - a)[np.argmax(counts, axis=1)]
+        for col, (a, b) in self.categorical():
+            k, n = d.shape[:2]
+            index = col.category_index(d[:, :, a:b].reshape(k * n, b - a)).reshape(k, n)
+            counts = np.zeros((n, len(col.categories)), dtype=np.int64)
+            np.add.at(counts, (np.broadcast_to(np.arange(n), (k, n)), index), 1)
+            out[:, a:b] = col.codes()[np.argmax(counts, axis=1)]
         return out
 
     def check_rows(self, x: np.ndarray, where: str) -> None:
         """Raise DataError unless rows of numbers (N, width) hold, for each column, either NaN in all its entries
-        (unknown) or a value of its type: a boolean 0 or 1, a category's block one 1 and 0 elsewhere."""
+        (unknown) or a value of its type: a boolean 0 or 1, a category's block its code (one-hot: one 1 and 0
+        elsewhere; bits: 0/1 entries spelling an index below the number of categories)."""
         x = np.asarray(x, dtype=np.float64)
         for col, (a, b) in zip(self.columns, self.spans(), strict=True):
             if col.type not in ("boolean", "categorical"):
@@ -194,12 +266,19 @@ class Table:
             unknown = np.isnan(block)
             partial = unknown.any(1) & ~unknown.all(1)
             known = ~unknown.any(1)
-            valid = np.isin(block, (0.0, 1.0)).all(1) & ((block.sum(1) == 1) | (col.type == "boolean"))
+            binary = np.isin(block, (0.0, 1.0)).all(1)
+            if col.type == "boolean":
+                valid, want = binary, "0 or 1"
+            elif col.encoding == "one_hot":
+                valid = binary & (block.sum(1) == 1)
+                want = f"one 1 (its category) and 0 in the other {b - a - 1} entries ({', '.join(col.entries()[:4])}…)"
+            else:
+                valid = binary & (np.nan_to_num(block) @ (2.0 ** np.arange(b - a)) < len(col.categories))
+                want = (f"0 or 1 in each of its {b - a} entries ({', '.join(col.entries()[:3])}…, entry j worth 2^j), "
+                        f"spelling a category's index below {len(col.categories)}")
             bad = partial | (known & ~valid)
             if bad.any():
                 i = int(np.argmax(bad))
-                want = "0 or 1" if col.type == "boolean" else \
-                    f"one 1 (its category) and 0 in the other {b - a - 1} entries ({', '.join(col.entries()[:4])}…)"
                 raise DataError(f"{where}: item {i}, column '{col.name}' holds {block[i].tolist()}; give {want}, or "
                                 "NaN in every entry where the value is unknown")
 
@@ -207,28 +286,43 @@ class Table:
         return ", ".join(c.describe() for c in self.columns)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe columns; a categorical column's encoding is recorded (a saved run without it is one-hot)."""
         return {"columns": [{"name": c.name, "type": c.type, "categories": list(c.categories), "decimals": c.decimals}
-                            for c in self.columns]}
+                            | ({"encoding": c.encoding} if c.type == "categorical" else {}) for c in self.columns]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Table:
         return cls(tuple(Column(str(c["name"]), c["type"], tuple(str(v) for v in c.get("categories", ())),
-                                c.get("decimals")) for c in d["columns"]))
+                                c.get("decimals"), c.get("encoding", "one_hot")) for c in d["columns"]))
 
 
 # --------------------------------------------------------------------------------------------------
 # data.columns: declared types.
 
 
-def parse_columns(spec: str | None) -> dict[str, ColumnType]:
-    """data.columns ("species=categorical, year=integer") as {column: type}; an unknown type or a malformed item
-    raises ConfigError with the closest type."""
-    declared: dict[str, ColumnType] = {}
+@dataclass(frozen=True)
+class Declared:
+    """A column's type as data.columns declares it ("zip=categorical:bits"): a categorical one may name its encoding
+    (None: by its number of categories, BITS_ABOVE)."""
+
+    type: ColumnType
+    encoding: Encoding | None = None
+
+    def __str__(self) -> str:
+        return self.type + (f":{self.encoding}" if self.encoding else "")
+
+
+def parse_columns(spec: str | None) -> dict[str, Declared]:
+    """data.columns ("species=categorical, year=integer, zip=categorical:bits") as {column: Declared}; an unknown
+    type or encoding, an encoding of a column that is not categorical or a malformed item raises ConfigError with
+    the closest name."""
+    declared: dict[str, Declared] = {}
     for item in (spec or "").split(","):
         if not item.strip():
             continue
-        name, sep, kind = item.rpartition("=")
-        name, kind = name.strip(), kind.strip().lower()
+        name, sep, said = item.rpartition("=")
+        name = name.strip()
+        kind, colon, encoding = (part.strip() for part in said.strip().lower().partition(":"))
         if not sep or not name:
             raise ConfigError(f"data.columns: {item.strip()!r} is not COLUMN=TYPE (e.g. data.columns="
                               "\"species=categorical,year=integer\")")
@@ -236,9 +330,17 @@ def parse_columns(spec: str | None) -> dict[str, ColumnType]:
             close = difflib.get_close_matches(kind, COLUMN_TYPES, n=1)
             raise ConfigError(f"data.columns: {kind!r} (column {name!r}) is not a column type; choose "
                               f"{', '.join(COLUMN_TYPES)}" + (f". Did you mean {close[0]!r}?" if close else ""))
+        if colon and kind != "categorical":
+            raise ConfigError(f"data.columns: {said.strip()!r} (column {name!r}): only a categorical column takes an "
+                              f"encoding ({name}=categorical:{ENCODINGS[1]})")
+        if colon and encoding not in ENCODINGS:
+            close = difflib.get_close_matches(encoding, ENCODINGS, n=1)
+            raise ConfigError(f"data.columns: {encoding!r} (column {name!r}) is not an encoding of categories; choose "
+                              f"{', '.join(ENCODINGS)}" + (f". Did you mean {close[0]!r}?" if close else ""))
         if name in declared:
             raise ConfigError(f"data.columns declares column {name!r} twice")
-        declared[name] = kind  # type: ignore[assignment]  # checked against COLUMN_TYPES above
+        # both checked against COLUMN_TYPES and ENCODINGS above
+        declared[name] = Declared(kind, encoding or None)  # type: ignore[arg-type]
     return declared
 
 
@@ -247,10 +349,11 @@ def parse_columns(spec: str | None) -> dict[str, ColumnType]:
 
 
 def infer_table(names: Sequence[str], cells: Sequence[Sequence[str]], where: str, *,
-                declared: dict[str, ColumnType] | None = None, lines: Sequence[int] | None = None,
+                declared: dict[str, Declared] | None = None, lines: Sequence[int] | None = None,
                 codes: bool = True) -> Table:
     """The schema of a table from its text `cells` (one sequence of stripped cells per column, named `names`):
-    each column's type inferred from its cells (see the module docstring), or as `declared` (data.columns).
+    each column's type (and a categorical one's encoding) inferred from its cells (see the module docstring), or as
+    `declared` (data.columns).
     `codes=False`: whole numbers of few values stay integer (the channels of a series)."""
     declared = dict(declared or {})
     unknown = [n for n in declared if n not in names]
@@ -262,7 +365,7 @@ def infer_table(names: Sequence[str], cells: Sequence[Sequence[str]], where: str
                        for name, text in zip(names, cells, strict=True)))
 
 
-def _infer_column(name: str, text: np.ndarray, declared: ColumnType | None, where: str,
+def _infer_column(name: str, text: np.ndarray, declared: Declared | None, where: str,
                   lines: Sequence[int] | None, codes: bool = True) -> Column:
     values, missing = _numbers(text)
     seen = ~missing
@@ -271,7 +374,7 @@ def _infer_column(name: str, text: np.ndarray, declared: ColumnType | None, wher
     said = f" (data.columns={name}={declared})" if declared else ""
     kind: ColumnType
     if declared is not None:
-        kind = declared
+        kind = declared.type
     elif not words.any():
         kind = "integer" if numbers.any() and _integer_literals(text[numbers]).all() else "numeric"
         if kind == "integer" and codes and _few_codes(values[numbers]):
@@ -297,7 +400,10 @@ def _infer_column(name: str, text: np.ndarray, declared: ColumnType | None, wher
                             f"{str(text[i])!r}; a boolean cell is true/false, yes/no or 1/0 (or empty where unknown)")
         return Column(name, "boolean", _spellings(text[seen]))
     if kind == "categorical":
-        return Column(name, "categorical", _categories(name, text[seen], numbers[seen].all(), where))
+        categories = _categories(name, text[seen], numbers[seen].all(), where)
+        encoding = declared.encoding if declared is not None and declared.encoding else \
+            "bits" if len(categories) > BITS_ABOVE else "one_hot"
+        return Column(name, "categorical", categories, encoding=encoding)
     return Column(name, kind, decimals=_decimals(text[numbers]) if kind == "numeric" else None)
 
 
@@ -386,8 +492,7 @@ def _encode_column(col: Column, text: np.ndarray, where: str, lines: Sequence[in
         raise DataError(f"{where}: {_place(i, lines)} holds {str(text[i])!r} in column '{col.name}', which is not "
                         f"one of its {len(col.categories)} categories ({_listing(list(col.categories))}); give one of "
                         "them, or leave the cell empty where it is unknown")
-    out = np.zeros((len(text), col.width), dtype=np.float64)
-    out[np.flatnonzero(seen), codes[seen]] = 1.0
+    out = col.codes()[np.where(seen, codes, 0)]
     out[missing] = np.nan
     return out
 

@@ -9,17 +9,18 @@ table as absent, so they score data sets with no complete row at all. Both are s
   trends" half.
 
 Given the table's column types (a `Table`, data/table.py: rows hold a boolean as one 0/1 entry and a categorical
-column as its one-hot block), both score the table's own columns: a boolean or categorical column's shape is
-1 − the total variation distance between its category shares (SDMetrics' TVComplement), and a pair with such a
-column is compared by 1 − the total variation distance between the two columns' joint shares (SDMetrics'
-ContingencySimilarity), a numeric column of the pair cut at the real column's deciles.
+column as its one-hot or bit block, each row's category read as `Table.decode` reads it), both score the table's
+own columns: a boolean or categorical column's shape is 1 − the total variation distance between its category shares
+(SDMetrics' TVComplement), and a pair with such a column is compared by 1 − the total variation distance between the
+two columns' joint shares (SDMetrics' ContingencySimilarity), a numeric column of the pair cut at the real column's
+deciles.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..data.table import Table
+from ..data.table import Column, Table
 
 MIN_OBSERVED = 5  # a column (or pair) with fewer observed real values is left out of the average
 PAIR_BINS = 10  # a numeric column paired with a categorical one is cut into this many quantile bins of the real
@@ -33,17 +34,15 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
                                - np.searchsorted(b, grid, side="right") / len(b))))
 
 
-def _groups(width: int, table: Table | None) -> list[tuple[int, int, bool]]:
-    """Each column's entries [start, stop) and whether it holds categories (boolean or categorical)."""
+Group = tuple[int, int, Column | None]  # a column's entries [start, stop), and the column where it holds categories
+
+
+def _groups(width: int, table: Table | None) -> list[Group]:
+    """Each column's entries [start, stop) and, where it holds categories (boolean or categorical), its Column."""
     if table is None:
-        return [(j, j + 1, False) for j in range(width)]
-    coded = [c.type in ("boolean", "categorical") for c in table.columns]
-    return [(a, b, k) for (a, b), k in zip(table.spans(), coded, strict=True)]
-
-
-def _codes(block: np.ndarray) -> np.ndarray:
-    """The category of each row of a boolean entry (N, 1) or a one-hot block (N, K): 0/1, or the argmax."""
-    return (block[:, 0] > 0.5).astype(np.int64) if block.shape[1] == 1 else np.argmax(block, axis=1)
+        return [(j, j + 1, None) for j in range(width)]
+    return [(a, b, c if c.type in ("boolean", "categorical") else None)
+            for (a, b), c in zip(table.spans(), table.columns, strict=True)]
 
 
 def _tv(r: np.ndarray, f: np.ndarray, k: int) -> float:
@@ -56,12 +55,12 @@ def column_shapes(real: np.ndarray, fake: np.ndarray, table: Table | None = None
     boolean and categorical columns; see the module docstring."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     scores = []
-    for a, b, coded in _groups(real.shape[1], table):
+    for a, b, col in _groups(real.shape[1], table):
         r, f = real[:, a:b], fake[:, a:b]
         r, f = r[~np.isnan(r).any(1)], f[~np.isnan(f).any(1)]
         if len(r) >= MIN_OBSERVED and len(f):
-            k = max(b - a, 2)
-            scores.append(1.0 - (_tv(_codes(r), _codes(f), k) if coded else _ks(r[:, 0], f[:, 0])))
+            scores.append(1.0 - (_ks(r[:, 0], f[:, 0]) if col is None else
+                                 _tv(col.category_index(r), col.category_index(f), max(len(col.categories), 2))))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -76,17 +75,16 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy))
 
 
-def _binned(real: np.ndarray, fake: np.ndarray, coded: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """Category codes of one column's real and fake rows, and how many there can be: its categories, or (numbers)
-    PAIR_BINS quantile bins of the real values."""
-    if coded:
-        return _codes(real), _codes(fake), max(real.shape[1], 2)
+def _binned(real: np.ndarray, fake: np.ndarray, col: Column | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Category codes of one column's real and fake rows, and how many there can be: its categories, or (numbers,
+    `col` None) PAIR_BINS quantile bins of the real values."""
+    if col is not None:
+        return col.category_index(real), col.category_index(fake), max(len(col.categories), 2)
     edges = np.unique(np.quantile(real[:, 0], np.linspace(0, 1, PAIR_BINS + 1)[1:-1]))
     return np.searchsorted(edges, real[:, 0]), np.searchsorted(edges, fake[:, 0]), len(edges) + 1
 
 
-def _contingency(real: np.ndarray, fake: np.ndarray, gi: tuple[int, int, bool], gj: tuple[int, int, bool]
-                 ) -> float | None:
+def _contingency(real: np.ndarray, fake: np.ndarray, gi: Group, gj: Group) -> float | None:
     """1 − TV between the joint shares of two columns, each side over its rows where the pair is observed."""
     (a, b, ci), (c, d, cj) = gi, gj
 
@@ -110,7 +108,7 @@ def pair_trends(real: np.ndarray, fake: np.ndarray, table: Table | None = None) 
     groups = _groups(real.shape[1], table)
     for i, gi in enumerate(groups):
         for gj in groups[i + 1:]:
-            if gi[2] or gj[2]:
+            if gi[2] is not None or gj[2] is not None:
                 score = _contingency(real, fake, gi, gj)
             else:
                 r, f = _corr(real[:, gi[0]], real[:, gj[0]]), _corr(fake[:, gi[0]], fake[:, gj[0]])
