@@ -24,7 +24,13 @@ steadydiff trains on the CSV with the defaults — the missing cells learnt arou
   classifier trained on the samples against one trained on the real rows (goal ≥ 0.9×); a CSV sampled through
   `steadydiff sample RUN --out FILE.csv` checked for the input's header and column types and valid categories; and
   the SDV anchors on the same split. sdv 2 needs pandas < 3, so it is installed into benchmarks/out/sdv-site
-  (benchmarks/README.md) and run in a subprocess.
+  (benchmarks/README.md) and run in a subprocess;
+- sdmetrics' own quality score (the sdmetrics package installed beside sdv, in a subprocess too): the single-table
+  QualityReport of steadydiff's samples, of each SDV draw and of the real training rows against the held-out rows
+  (its overall score and its Column Shapes and Column Pair Trends properties, missing cells included), with a
+  metadata built from steadydiff's column types (categorical and boolean: categorical, else numerical); every side
+  is written by the same decoder (`Table.decode`), so a category reads the same text in each. The rows scored are
+  kept as CSVs in the run's folder (`sdmetrics/`).
 
     .venv/bin/python benchmarks/tables.py                      # ~40 min on one core
     .venv/bin/python benchmarks/tables.py --tables penguins    # ~15 min
@@ -185,6 +191,8 @@ def utility(name: str, quick: bool) -> dict:
     test_rows = schema.encode(read_cells(test_csv)[1], test_csv.name)
     fake = model.sample(len(train_rows), seed=0)
     ours, real = scores(test_rows, fake, schema, TARGETS[name]), scores(test_rows, train_rows, schema, TARGETS[name])
+    q = quality(test_rows, {"steadydiff": fake, "real-train": train_rows}, schema, train_csv.parent)
+    ours["sdmetrics"], real["sdmetrics"] = q["steadydiff"], q["real-train"]
     scale = np.nanstd(train_rows, 0)
     scale = np.where(scale > 0, scale, 1.0)
     return {"rows": len(train_rows), "efficacy_real": real["efficacy"], "efficacy_synthetic": ours["efficacy"],
@@ -220,6 +228,35 @@ rows = synthesizer.sample(n)
 (rows["table"] if isinstance(rows, dict) else rows).to_csv(target, index=False)
 print(f"sdv {sdv.__version__}, pandas {pd.__version__}, fit {fit_s:.2f} s")
 """
+SDMETRICS_SCRIPT = """
+import json, sys, warnings
+import pandas as pd
+import sdmetrics
+from sdmetrics.reports import QualityReport  # the single-table report (its sdmetrics.reports.single_table alias is
+warnings.simplefilter("ignore")              # deprecated), given one table
+job = json.loads(sys.argv[1])  # {"types": {column: sdtype}, "real": CSV, "groups": {label: CSV}}
+text = [c for c, t in job["types"].items() if t != "numerical"]
+read = lambda path: pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values=[""])
+metadata = {"tables": {"table": {"columns": {c: {"sdtype": t} for c, t in job["types"].items()}}}}
+real = read(job["real"])
+out = {}
+for label, path in job["groups"].items():
+    fake = read(path)
+    report = QualityReport()  # the defaults: pair trends averaged over the pairs with a real |r| > 0.5 or V > 0.3
+    report.generate({"table": real}, {"table": fake}, metadata, verbose=False)
+    props = dict(zip(*report.get_properties()[["Property", "Score"]].to_dict("list").values()))
+    pairs = report.get_details("Column Pair Trends")
+    every = QualityReport()  # every pair counted, as sdmetrics did before its thresholds
+    every.real_correlation_threshold = every.real_association_threshold = 0
+    every.generate({"table": real}, {"table": fake}, metadata, verbose=False)
+    out[label] = {"score": float(report.get_score()), "column_shapes": float(props["Column Shapes"]),
+                  "pair_trends": float(props["Column Pair Trends"]),
+                  "pairs_counted": int(pairs["Meets Threshold?"].astype("boolean").fillna(False).sum()),
+                  "pairs": len(pairs),
+                  "pair_trends_all_pairs": float(every.get_details("Column Pair Trends")["Score"].mean()),
+                  "version": f"sdmetrics {sdmetrics.__version__}"}
+print(json.dumps(out))
+"""
 SDV_KINDS = ("gaussian-copula", "ctgan", "tvae")
 SDV_NAMES = {"gaussian-copula": "SDV GaussianCopulaSynthesizer", "ctgan": "SDV CTGANSynthesizer",
              "tvae": "SDV TVAESynthesizer"}
@@ -251,6 +288,42 @@ def penguin_split() -> tuple[Path, Path]:
     for name, part in (("train.csv", perm[:cut]), ("test.csv", perm[cut:])):
         (out / name).write_text("\n".join([header] + [lines[i] for i in sorted(part)]) + "\n")
     return out / "train.csv", out / "test.csv"
+
+
+def sdv_env() -> dict:
+    """The environment for a subprocess that imports sdv or sdmetrics: benchmarks/out/sdv-site first on its path."""
+    import os
+
+    env = dict(os.environ)
+    if SDV_SITE.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join([str(SDV_SITE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def quality(real_test: np.ndarray, groups: dict[str, np.ndarray], schema, folder: Path) -> dict[str, dict]:
+    """sdmetrics' QualityReport of each of `groups` (rows of entries) against `real_test`: {label: {score,
+    column_shapes, pair_trends, pairs_counted, pairs, pair_trends_all_pairs, version}}, or {label: {error}} where
+    sdmetrics is not there or fails. The rows are written as CSVs under `folder`/sdmetrics (kept)."""
+    import csv
+    import subprocess
+    import sys
+
+    where = folder / "sdmetrics"
+    where.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for label, rows in {"real-test": real_test, **groups}.items():
+        paths[label] = where / f"{label}.csv"
+        with paths[label].open("w", newline="") as fh:
+            csv.writer(fh).writerows([schema.names, *schema.decode(rows)])
+    sdtype = {"categorical": "categorical", "boolean": "categorical"}
+    job = {"types": {c.name: sdtype.get(c.type, "numerical") for c in schema.columns}, "real": str(paths["real-test"]),
+           "groups": {label: str(paths[label]) for label in groups}}
+    done = subprocess.run([sys.executable, "-c", SDMETRICS_SCRIPT, json.dumps(job)], env=sdv_env(),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        return {label: {"error": error} for label in groups}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scores(real_test: np.ndarray, fake: np.ndarray, schema, target: str = "species") -> dict:
@@ -334,10 +407,12 @@ def penguins_seed(seed: int, quick: bool) -> dict:
     fake = schema.encode(read_cells(out / "samples.csv")[1], "samples.csv")[:len(train_rows)]  # sample i: (seed, i)
     scale = np.nanstd(train_rows, 0)
     scale = np.where(scale > 0, scale, 1.0)
+    ours, real = scores(test_rows, fake, schema), scores(test_rows, train_rows, schema)
+    q = quality(test_rows, {"steadydiff": fake, "real-train": train_rows}, schema, out)
+    ours["sdmetrics"], real["sdmetrics"] = q["steadydiff"], q["real-train"]
     return {"seed": seed, "rows_train": len(train_rows), "rows_test": len(test_rows), "steps": run.config.train.steps,
             "batch": run.config.train.batch_size, "train_s": round(train_s, 1), "sample_s": round(sample_s, 1),
-            "columns": schema.describe(), "steadydiff": scores(test_rows, fake, schema),
-            "real_train": scores(test_rows, train_rows, schema),
+            "columns": schema.describe(), "steadydiff": ours, "real_train": real,
             "validity": validity(out / "samples.csv", train_csv, schema),
             "dcr_synthetic": float(np.median(closest_record(fake, train_rows, scale))),
             "dcr_holdout": float(np.median(closest_record(test_rows, train_rows, scale))),
@@ -347,7 +422,6 @@ def penguins_seed(seed: int, quick: bool) -> dict:
 def sdv_anchor(kind: str, train_csv: Path, test_csv: Path, target: str, draws: int) -> dict:
     """One SDV synthesizer (`kind`, its defaults) fitted once on `train_csv`; `draws` sets of as many samples as
     training rows (consecutive chunks of one draw), scored against `test_csv` by the same functions as steadydiff."""
-    import os
     import subprocess
     import sys
 
@@ -359,20 +433,19 @@ def sdv_anchor(kind: str, train_csv: Path, test_csv: Path, target: str, draws: i
     test_rows = schema.encode(read_cells(test_csv)[1], test_csv.name)
     n = len(train_rows)
     out = train_csv.parent / f"sdv-{kind}.csv"
-    env = dict(os.environ)
-    if SDV_SITE.is_dir():
-        env["PYTHONPATH"] = os.pathsep.join([str(SDV_SITE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", SDV_SCRIPT, kind, str(train_csv), str(out), str(n * draws)],
-                          env=env, capture_output=True, text=True)
+                          env=sdv_env(), capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     wall_s = time.perf_counter() - t0
     # SDV writes integer columns as floats where it samples missing cells ("181.0"): read as numbers, same entries
     fake_all = schema.encode(read_cells(out)[1], out.name)
     header = read_cells(out)[0]
-    return {"kind": kind, "version": done.stdout.strip(), "wall_s": round(wall_s, 1), "rows": n,
-            "draws": [scores(test_rows, fake_all[k * n:(k + 1) * n], schema, target) for k in range(draws)],
+    chunks = [fake_all[k * n:(k + 1) * n] for k in range(draws)]
+    q = quality(test_rows, {f"sdv-{kind}-{k}": c for k, c in enumerate(chunks)}, schema, train_csv.parent)
+    scored = [{**scores(test_rows, c, schema, target), "sdmetrics": q[f"sdv-{kind}-{k}"]} for k, c in enumerate(chunks)]
+    return {"kind": kind, "version": done.stdout.strip(), "wall_s": round(wall_s, 1), "rows": n, "draws": scored,
             "missing_cells": float(schema.missing_cells(fake_all).mean()), "header_equal": header == schema.names,
             "source": SOURCE_AT_START, "date": today()}
 
@@ -435,7 +508,8 @@ def report(results: dict) -> str:
 def versus_sdv(results: dict, name: str, ours: list[dict], over: str, minutes: str, floor: dict,
                what: str) -> list[str]:
     """Column shapes, pair trends and efficacy of steadydiff's samples beside each SDV synthesizer's and the real
-    training rows', with the goal line: every metric at least the best SDV synthesizer's (means)."""
+    training rows', with the goal line: every metric at least the best SDV synthesizer's (means), sdmetrics'
+    quality score among them where measured; then sdmetrics' QualityReport of the same rows."""
     real_acc, target = floor["efficacy"], TARGETS[name]
     groups = [("steadydiff (defaults)", ours, over, minutes)]
     anchors = {kind: results.get(f"{name}/sdv-{kind}") for kind in SDV_KINDS}
@@ -454,11 +528,15 @@ def versus_sdv(results: dict, name: str, ours: list[dict], over: str, minutes: s
     mean = lambda draws, k: float(np.mean([d[k] for d in draws]))  # noqa: E731
     measured = [r for r in anchors.values() if r and "draws" in r]
     goals = [f"{target} accuracy ≥ 0.9× train-on-real: {'met' if rows[0][5] == 'yes' else 'NOT met'}"]
+    quality_of = lambda draws: [d["sdmetrics"] for d in draws if "score" in d.get("sdmetrics", {})]  # noqa: E731
     if measured:
         best = {k: max(mean(r["draws"], k) for r in measured) for k in metrics}
+        compared = [(k.replace("_", " "), mean(ours, k), best[k]) for k in metrics]
+        if all(len(quality_of(d)) == len(d) for d in [ours] + [r["draws"] for r in measured]):
+            compared.append(("sdmetrics quality", mean(quality_of(ours), "score"),
+                             max(mean(quality_of(r["draws"]), "score") for r in measured)))
         goals.append(f"at least the best of {len(measured)} SDV synthesizers (means): " + ", ".join(
-            f"{k.replace('_', ' ')} {'yes' if mean(ours, k) >= best[k] else 'NO'} ({mean(ours, k):.3f} vs "
-            f"{best[k]:.3f})" for k in metrics))
+            f"{k} {'yes' if v >= b else 'NO'} ({v:.3f} vs {b:.3f})" for k, v, b in compared))
     missing = [f"{SDV_NAMES[k]}: {r['error']}" for k, r in anchors.items() if r and "error" in r]
     versions = sorted({r["version"].split(", fit")[0] for r in measured})
     return ["", f"**{name} against SDV: {'; '.join(goals)}.**", "",
@@ -468,7 +546,34 @@ def versus_sdv(results: dict, name: str, ours: list[dict], over: str, minutes: s
             f"({', '.join(versions) or 'not run'})" + (f"; not measured: {'; '.join(missing)}" if missing else "")
             + ".", "",
             table(["rows", "column shapes", "pair trends", f"{target} accuracy", "ratio to real", "≥ 0.9×", "over",
-                   "fit/train + sample (min)"], rows)]
+                   "fit/train + sample (min)"], rows)] + sdmetrics_table(groups)
+
+
+def sdmetrics_table(groups: list[tuple]) -> list[str]:
+    """sdmetrics' QualityReport of each group's rows against the held-out rows (mean ± std over its draws or seeds);
+    nothing where no group has it (results from before it was measured)."""
+    rows, versions, counted, errors = [], set(), set(), set()
+    for label, draws, *_ in groups:
+        got = [d["sdmetrics"] for d in draws if "score" in d.get("sdmetrics", {})]
+        errors |= {f"{label}: {d['sdmetrics']['error']}" for d in draws if "error" in d.get("sdmetrics", {})}
+        versions |= {g["version"] for g in got}
+        counted |= {(g["pairs_counted"], g["pairs"]) for g in got}
+        rows.append([label] + ([_spread([g[k] for g in got]) for k in ("score", "column_shapes", "pair_trends",
+                                                                        "pair_trends_all_pairs")]
+                               if len(got) == len(draws) else ["—"] * 4))
+    if not versions:
+        return []
+    pairs = " or ".join(f"{k} of {n}" for k, n in sorted(counted))
+    return ["", f"The same rows scored by sdmetrics' own single-table QualityReport ({', '.join(sorted(versions))}; "
+                "metadata from the column types above: categorical or numerical) against the held-out rows, missing "
+                "cells included: the score is the mean of its two properties, Column Shapes (KSComplement or "
+                "TVComplement) and Column Pair Trends, which sdmetrics averages over the pairs whose held-out "
+                f"correlation exceeds 0.5 in size or whose Cramér's V exceeds 0.3 ({pairs} pairs here); beside it, "
+                "Column Pair Trends over every pair (both thresholds 0). Higher is better; the real training rows are "
+                "the reference, what real rows of the same count score" + (
+                    f"; not measured: {'; '.join(sorted(errors))}" if errors else "") + ".", "",
+            table(["rows", "sdmetrics quality score", "Column Shapes", "Column Pair Trends",
+                   "Column Pair Trends, every pair"], rows)]
 
 
 def _spread(values: list[float], digits: int = 3) -> str:
