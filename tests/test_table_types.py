@@ -140,6 +140,11 @@ def test_missing_category_is_imputed_with_a_valid_one_and_known_cells_are_unchan
     bad = subprocess.run([sys.executable, "-m", "steadydiff", "impute", str(run.dir), "--in", str(root / "bad.csv"),
                           "--out", str(root / "o.csv")], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "'Emperor' in column 'species', which is not one of its 3 categories" in bad.stderr
+    (root / "half.csv").write_text("length,count,flag,species,island\n40.1,2.5,True,Adelie,Dream\n")
+    bad = subprocess.run([sys.executable, "-m", "steadydiff", "impute", str(run.dir), "--in", str(root / "half.csv"),
+                          "--out", str(root / "o.csv")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "column 'count' holds whole numbers, and" in bad.stderr and "'2.5'" in bad.stderr
+    assert not (root / "o.csv").exists()
 
 
 def test_info_shows_the_column_types(penguins):

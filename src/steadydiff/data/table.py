@@ -473,6 +473,12 @@ def _encode_column(col: Column, text: np.ndarray, where: str, lines: Sequence[in
             i = int(np.argmax(bad))
             raise DataError(f"{where}: column '{col.name}' holds numbers, and {_place(i, lines)} holds "
                             f"{str(text[i])!r}: give a number, or leave the cell empty where the value is unknown")
+        fraction = seen & np.isfinite(values) & (values != np.round(values)) if col.type == "integer" else seen & False
+        if fraction.any():
+            i = int(np.argmax(fraction))
+            raise DataError(f"{where}: column '{col.name}' holds whole numbers, and {_place(i, lines)} holds "
+                            f"{str(text[i])!r}: give a whole number, or declare the column numeric "
+                            f"(data.columns=\"{col.name}=numeric\") when training")
         return values[:, None]
     if col.type == "boolean":
         lower = np.char.lower(text)
