@@ -441,7 +441,7 @@ def train(config: RunConfig | dict | str | Path | None = None, data: Any = None,
         data = None
     elif data is not None:  # record honestly what was trained on; its fingerprint guards a resume
         cfg.data.source = f"<{type(data).__name__} given to steadydiff.train>"
-    if cfg.train.ensemble > 1:  # K runs, one after another, in out/members/k (train/ensemble.py)
+    if cfg.train.ensemble > 1:  # K runs in out/members/k (train/ensemble.py)
         members, summary = train_ensemble(cfg, out, data, progress=progress, backbone=backbone,
                                           batch_transform=batch_transform)
         return Run(dir=Path(out), config=cfg, summary={**summary, "member_summaries": members})

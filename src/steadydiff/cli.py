@@ -122,15 +122,19 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{tc.steps:,} steps ≈ {m['estimate_s'] / 60:,.1f} min of training (evaluation adds up to "
               f"{100 * tc.eval_budget:g} %)")
         if tc.ensemble > 1:
+            from .train.ensemble import batching
+
+            together = batching(resolved, tc.ensemble)
             print(f"# train.ensemble={tc.ensemble}: {tc.ensemble} such runs (seeds {tc.seed}–"
-                  f"{tc.seed + tc.ensemble - 1}) trained one after another, ≈ "
-                  f"{tc.ensemble * m['estimate_s'] / 60:,.1f} min in all")
+                  f"{tc.seed + tc.ensemble - 1}) trained "
+                  + ("together, their network passes batched (train.ensemble_batched)" if together else
+                     f"one after another, ≈ {tc.ensemble * m['estimate_s'] / 60:,.1f} min in all"))
         print("# every setting; '# derived' marks those resolved from the data when training starts")
         print(mark_derived(to_toml(resolved), derived), end="")
         return 0
     if args.nproc is not None and args.nproc > 1 and cfg.train.ensemble > 1:
-        raise SteadydiffError("train.ensemble > 1 trains its members one after another in one process; with --nproc "
-                              "it is not built: train without --nproc, or each member as its own run (--seed S)")
+        raise SteadydiffError("train.ensemble > 1 trains its members in one process; with --nproc it is not built: "
+                              "train without --nproc, or each member as its own run (--seed S)")
     if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .train.distributed import launch
 

@@ -148,7 +148,7 @@ def train_ensemble(cfg: RunConfig, out: str | Path, data: Any = None, *, progres
     cfg = validate(copy.deepcopy(cfg))
     out, k = Path(out), cfg.train.ensemble
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SteadydiffError("train.ensemble > 1 trains its members one after another in one process; under torchrun "
+        raise SteadydiffError("train.ensemble > 1 trains its members in one process; under torchrun "
                               "(--nproc) it is not built. Train each member as its own run (--set train.seed=S) or "
                               "without --nproc")
     before = check_directory(out, cfg)
