@@ -3,10 +3,10 @@
 Trains the built-in `mnist` (28×28, class-conditional U-Net) for a few hundred steps with bf16 autocast and
 torch.compile on one GPU, and with `--nproc 2` when two GPUs exist; samples 256 images; prints samples/s, peak
 GPU memory, FLOPs per training item (torch's FlopCounterMode, forward + backward) and the achieved fraction of the
-GPU's dense bf16 peak; then an ensemble of 4 on `toy:grid25` (300 steps × 256) trained batched
-(`train.ensemble_batched=on`, members vmapped) and one after another (`off`): member-samples/s of each, which decides
-whether `auto` should keep batching on GPUs. Figures go to stdout and to OUT/gpu_smoke.json; copy them into
-BENCHMARKS.md by hand with the machine's name (this script never runs in CI).
+GPU's dense bf16 peak; then ensembles of 4 on `toy:grid25` (MLP) and `digits` (U-Net), 300 steps each, trained
+batched (`train.ensemble_batched=true`, members vmapped) and one after another (the default): member-samples/s of
+each, which decides whether batching should be the default on GPUs. Figures go to stdout and to OUT/gpu_smoke.json;
+copy them into BENCHMARKS.md by hand with the machine's name (this script never runs in CI).
 
     .venv/bin/python benchmarks/gpu_smoke.py [--out DIR] [--steps 300]
 """
@@ -55,9 +55,10 @@ def train(out: Path, steps: int, nproc: int) -> dict:
             "compiled": "the model is compiled" in result.stderr, "log": result.stderr[-1500:]}
 
 
-def ensemble_speed(out: Path, mode: str, k: int = 4, steps: int = 300) -> dict:
-    cmd = [sys.executable, "-m", "steadydiff", "train", "--data", "toy:grid25", "--steps", str(steps), "--batch-size",
-           "256", "--out", str(out), "--quiet", "--set", f"train.ensemble={k}", f"train.ensemble_batched={mode}",
+def ensemble_speed(out: Path, data: str, mode: str, k: int = 4, steps: int = 300) -> dict:
+    batched = "true" if mode == "on" else "false"
+    cmd = [sys.executable, "-m", "steadydiff", "train", "--data", data, "--steps", str(steps), "--batch-size",
+           "256", "--out", str(out), "--quiet", "--set", f"train.ensemble={k}", f"train.ensemble_batched={batched}",
            "train.sample_metrics_every=0", "train.sample_every=0", "train.log_every=25"]
     t0 = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -68,7 +69,7 @@ def ensemble_speed(out: Path, mode: str, k: int = 4, steps: int = 300) -> dict:
         recs = [json.loads(ln) for ln in (out / "members" / str(i) / "metrics.jsonl").read_text().splitlines() if ln]
         spans.append((recs[-1]["wall_s"] - recs[0]["wall_s"], recs[-1]["step"] - recs[0]["step"]))
     loop = max(s for s, _ in spans) if mode == "on" else sum(s for s, _ in spans)
-    return {"mode": mode, "members": k, "wall_s": round(time.perf_counter() - t0, 1),
+    return {"data": data, "mode": mode, "members": k, "wall_s": round(time.perf_counter() - t0, 1),
             "member_samples_per_s": round(k * spans[0][1] * 256 / loop, 1),
             "training": json.loads((out / "ensemble.json").read_text())["training"]}
 
@@ -111,10 +112,13 @@ def main() -> None:
     report["sample_256_s"] = round(time.perf_counter() - t0, 1)
     print(f"FLOPs per training item (forward + backward): {flops / 1e9:.2f} GFLOP; 256 samples (heun, 35 NFE) in "
           f"{report['sample_256_s']} s including start-up")
-    report["ensemble"] = [ensemble_speed(out / f"ensemble-{mode}", mode) for mode in ("off", "on")]
-    off, on = (r["member_samples_per_s"] for r in report["ensemble"])
-    print(f"ensemble of 4, toy:grid25: {off:,.0f} member-samples/s one after another, {on:,.0f} batched "
-          f"({on / off:.2f}×)", flush=True)
+    report["ensemble"] = []
+    for data in ("toy:grid25", "digits"):
+        pair = [ensemble_speed(out / f"ensemble-{data.replace(':', '-')}-{mode}", data, mode) for mode in ("off", "on")]
+        report["ensemble"] += pair
+        off, on = (r["member_samples_per_s"] for r in pair)
+        print(f"ensemble of 4, {data}: {off:,.0f} member-samples/s one after another, {on:,.0f} batched "
+              f"({on / off:.2f}×)", flush=True)
     (out / "gpu_smoke.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out / 'gpu_smoke.json'}; machine: {name}, {os.cpu_count()} CPU cores")
 

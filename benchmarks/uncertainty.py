@@ -21,7 +21,7 @@ defaults: RePaint resampling 5): the share of true values inside the central 90 
 95 % quantiles) for the single model's draws and the ensembles' mixture draws, beside the same band from 50 draws of
 the exact conditional distribution (what a perfect model scores with 50 draws).
 
-`--part speed`: training throughput of ensembles batched (`train.ensemble_batched=on`: members in lockstep, their
+`--part speed`: training throughput of ensembles batched (`train.ensemble_batched=true`: members in lockstep, their
 network passes vmapped) against one member after another (`off`: K separate runs, bit for bit), for K = 2 and 4 on
 `toy:grid25` (MLP, batch 256, 600 steps) and `digits` (U-Net, batch 128, 150 steps), defaults otherwise, one thread;
 the loop's member-samples/s (from each member's metrics.jsonl: first to last log line, members' spans added when
@@ -290,8 +290,8 @@ def ensemble_report(res: dict) -> str:
                      "training time"], lines)
             + f"\n\nThe single model and the ensemble of 2 are the first one and two members of the ensemble of 4 "
             f"(member k trains from seed {r['seed']} + k, bit for bit the single run of that seed), so the rows "
-            f"share their training. Members trained one after another (what `train.ensemble_batched=auto` does on a "
-            f"CPU; batched: the next table): {per:.0f} s each on average "
+            f"share their training. Members trained one after another (the default, train.ensemble_batched=false; "
+            f"batched: the next table): {per:.0f} s each on average "
             f"(members {', '.join(f'{w:.0f}' for w in r['member_wall_s'])} s). Training the ensemble of 2 took "
             f"{t['train_to_2']['wall_s']:.0f} s wall "
             f"({t['train_to_2']['cpu_s']:.0f} s CPU), adding members 2–3 {t['train_to_4']['wall_s']:.0f} s "
@@ -340,7 +340,7 @@ def run_speed(name: str, ks: list[int], quick: bool) -> dict:
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
             train({"data": data, "train": {"steps": steps, "batch_size": batch, "ensemble": k,
-                                           "ensemble_batched": mode, "log_every": max(steps // 12, 1),
+                                           "ensemble_batched": mode == "on", "log_every": max(steps // 12, 1),
                                            "sample_metrics_every": 0, "sample_every": 0}}, out=out, progress=False)
             wall = time.perf_counter() - t0
             spans = [loop_seconds(out / "members" / str(i)) for i in range(k)]
@@ -581,10 +581,10 @@ def nll_anchor_report(res: dict) -> str:
             + table(["denoiser and points", "items", "closed form (nats/item)", "ours", "k-diffusion",
                      "ours: mean abs. error", "k-diffusion: mean abs. error", "our divergence",
                      "time ours / k-diffusion"], lines)
-            + f"\n\nMean log-likelihood per item in nats (higher is likelier); the errors are per item (mean absolute) against the "
-            "closed-form density of the mixture at σ_min = 0.001. Ours: Heun, 128 steps (256 evaluations), exact "
-            "divergence up to 16 dimensions, else Hutchinson with 4 Rademacher probes; k-diffusion: dopri5 with "
-            "atol = rtol = 1e-4 and one probe. One thread beside other benchmarks "
+            + f"\n\nMean log-likelihood per item in nats (higher is likelier); the errors are per item (mean absolute) "
+            "against the closed-form density of the mixture at σ_min = 0.001. Ours: Heun, 128 steps (256 "
+            "evaluations), exact divergence up to 16 dimensions, else Hutchinson with 4 Rademacher probes; "
+            "k-diffusion: dopri5 with atol = rtol = 1e-4 and one probe. One thread beside other benchmarks "
             f"({r['started']} – {r['finished']}).")
 
 

@@ -28,7 +28,7 @@ def config(**train):
         # one member after another: bit for bit the single runs (tests/test_ensemble_batched.py: together)
         "train": {"steps": STEPS, "batch_size": 64, "log_every": 10, "val_every": 10, "checkpoint_every": 10,
                   "sample_every": 0, "sample_metrics_every": 0, "warmup_samples": 640, "val_items": 32,
-                  "ensemble_batched": "off", **train},
+                  "ensemble_batched": False, **train},
         "sample": {"steps": 6, "grid_n": 16},
     })
 

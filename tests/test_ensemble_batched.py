@@ -48,7 +48,7 @@ def assert_same(a, b):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("batched")
     for mode in ("off", "on"):
-        steadydiff.train(config(ensemble=2, ensemble_batched=mode), out=root / mode, progress=False)
+        steadydiff.train(config(ensemble=2, ensemble_batched=mode == "on"), out=root / mode, progress=False)
     return root
 
 
@@ -68,7 +68,8 @@ def test_a_u_net_ensemble_batches_too(tmp_path):
                                                         "dropout": 0.0}},
                steps=12, log_every=6, val_every=6, checkpoint_every=6)
     for mode in ("off", "on"):
-        steadydiff.train(config(ensemble=2, ensemble_batched=mode, **cfg), out=tmp_path / mode, progress=False)
+        steadydiff.train(config(ensemble=2, ensemble_batched=mode == "on", **cfg), out=tmp_path / mode,
+                         progress=False)
     assert "batched" in json.loads((tmp_path / "on" / "ensemble.json").read_text())["training"]
     for k in (0, 1):
         assert largest_relative_difference(weights(tmp_path / "off", k, 12), weights(tmp_path / "on", k, 12)) < 1e-4
@@ -83,7 +84,7 @@ def test_one_members_skipped_batch_leaves_the_other_untouched(runs, tmp_path):
         return x * float("nan") if calls[0] == 2 * 15 + 2 else x
 
     out = tmp_path / "poisoned"
-    steadydiff.train(config(ensemble=2, ensemble_batched="on"), out=out, progress=False,
+    steadydiff.train(config(ensemble=2, ensemble_batched=True), out=out, progress=False,
                      batch_transform=poison_member_1_at_step_15)
     assert_same(weights(out, 0), weights(runs / "on", 0))  # member 0 as if member 1 had no bad batch
     member1 = json.loads((out / "members" / "1" / "summary.json").read_text())
@@ -102,10 +103,10 @@ def test_an_interrupted_batched_ensemble_resumes_to_the_same_weights(runs, tmp_p
         return x
 
     with pytest.raises(KeyboardInterrupt):
-        steadydiff.train(config(ensemble=2, ensemble_batched="on"), out=out, progress=False,
+        steadydiff.train(config(ensemble=2, ensemble_batched=True), out=out, progress=False,
                          batch_transform=crash_at_step_25)
     assert [m["finished"] for m in json.loads((out / "ensemble.json").read_text())["members"]] == [False, False]
-    steadydiff.train(config(ensemble=2, ensemble_batched="on"), out=out, progress=False)
+    steadydiff.train(config(ensemble=2, ensemble_batched=True), out=out, progress=False)
     for k in (0, 1):
         assert_same(weights(out, k), weights(runs / "on", k))
 
@@ -124,9 +125,9 @@ class DataDependent(nn.Module):
 
 
 def test_a_backbone_vmap_cannot_batch_trains_one_pass_after_another(tmp_path):
-    steadydiff.train(config(ensemble=2, ensemble_batched="off", steps=20), out=tmp_path / "off",
+    steadydiff.train(config(ensemble=2, ensemble_batched=False, steps=20), out=tmp_path / "off",
                      backbone=DataDependent(), progress=False)
-    steadydiff.train(config(ensemble=2, ensemble_batched="on", steps=20), out=tmp_path / "auto",
+    steadydiff.train(config(ensemble=2, ensemble_batched=True, steps=20), out=tmp_path / "auto",
                      backbone=DataDependent(), progress=False)
     assert "one network pass after another" in json.loads((tmp_path / "auto" / "ensemble.json").read_text())[
         "training"]
@@ -136,15 +137,15 @@ def test_a_backbone_vmap_cannot_batch_trains_one_pass_after_another(tmp_path):
 
 def test_options_that_cannot_be_batched_are_named(tmp_path):
     with pytest.raises(ConfigError, match="train.accumulate"):
-        steadydiff.train(config(ensemble=2, ensemble_batched="on", accumulate=2), out=tmp_path / "a",
+        steadydiff.train(config(ensemble=2, ensemble_batched=True, accumulate=2), out=tmp_path / "a",
                          progress=False)
-    steadydiff.train(config(ensemble=2, steps=10), out=tmp_path / "b", progress=False)  # auto, on a CPU
+    steadydiff.train(config(ensemble=2, steps=10), out=tmp_path / "b", progress=False)  # the default
     assert json.loads((tmp_path / "b" / "ensemble.json").read_text())["training"] == "one member after another"
 
 
 def test_dropout_draws_its_own_masks_per_member_when_batched(tmp_path):
     net = {"mlp": {"width": 64, "blocks": 2, "dropout": 0.2}}
-    steadydiff.train(config(net=net, ensemble=2, ensemble_batched="on", steps=10, checkpoint_every=5), out=tmp_path,
+    steadydiff.train(config(net=net, ensemble=2, ensemble_batched=True, steps=10, checkpoint_every=5), out=tmp_path,
                      progress=False)
     assert "batched" in json.loads((tmp_path / "ensemble.json").read_text())["training"]
     for k in (0, 1):

@@ -42,12 +42,12 @@ class TrainConfig:
     # Ensemble (train/ensemble.py): K > 1 trains K complete runs, member k from seed train.seed + k (its own weights,
     # data order and noise), in OUT/members/k; `load(OUT)` samples them as one model (sample.ensemble). 1: one run.
     ensemble: int = 1
-    # How the members train (train/batched.py): on — together, each step's network passes of all members batched
+    # How the members train (train/batched.py): true — together, each step's network passes of all members batched
     # through torch.func.vmap (options that do not allow it: an error; a backbone vmap cannot batch: together, one
-    # network pass after another, with a warning); off — one after another (bit
-    # for bit the single runs; batched members match them to float rounding); auto — batched on a GPU where the
-    # options allow it, one after another on a CPU (no faster batched there: BENCHMARKS.md, "uncertainty").
-    ensemble_batched: Literal["auto", "on", "off"] = "auto"
+    # network pass after another, with a warning); false — one after another, bit for bit the single runs (batched
+    # members match them to float rounding). Off by default: batched training measured slower on a CPU (0.89× for
+    # the grid25 MLP, 0.54× for the digits U-Net; BENCHMARKS.md, "uncertainty"); gpu_smoke.py times it on a GPU.
+    ensemble_batched: bool = False
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     grad_clip_adaptive: float = 0.0  # also clip at this × the median norm of the last 200 steps; 0: off
     l1: float = 0.0  # penalty l1·Σ|w| on weight matrices and kernels (not biases or gains), added to the loss

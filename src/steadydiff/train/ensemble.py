@@ -47,7 +47,7 @@ def member_config(cfg: RunConfig, k: int) -> RunConfig:
     member = copy.deepcopy(cfg)
     member.train.seed = cfg.train.seed + k
     member.train.ensemble = 1
-    member.train.ensemble_batched = "auto"  # how the ensemble trains is its own record (ensemble.json)
+    member.train.ensemble_batched = False  # how the ensemble trains is its own record (ensemble.json)
     return member
 
 
@@ -104,16 +104,13 @@ LOCKSTEP = "members together, one network pass after another (vmap could not bat
 
 
 def batching(cfg: RunConfig, todo: int) -> bool:
-    """Whether the `todo` unfinished members train batched (train.ensemble_batched). auto batches on a GPU only:
-    on a CPU a member's step is bound by arithmetic, not by per-operation overhead, and batched members trained no
-    faster than one after another (BENCHMARKS.md, "Diversity and uncertainty")."""
-    mode, reason = cfg.train.ensemble_batched, why_not_batched(cfg)
-    if mode == "on" and reason is not None:
-        raise ConfigError(f"train.ensemble_batched=on, but the members cannot be batched with {reason}; set "
-                          "train.ensemble_batched=auto (or off) to train them one after another")
-    if mode == "auto" and resolve_device(cfg.train.device).type != "cuda":
-        return False
-    return mode != "off" and reason is None and todo > 1
+    """Whether the `todo` unfinished members train batched (train.ensemble_batched), after refusing options that
+    cannot be batched."""
+    reason = why_not_batched(cfg)
+    if cfg.train.ensemble_batched and reason is not None:
+        raise ConfigError(f"train.ensemble_batched=true, but the members cannot be batched with {reason}; set "
+                          "train.ensemble_batched=false to train them one after another")
+    return cfg.train.ensemble_batched and todo > 1
 
 
 def check_directory(out: Path, cfg: RunConfig) -> dict[str, Any] | None:
