@@ -28,12 +28,12 @@ the loop's member-samples/s (from each member's metrics.jsonl: first to last log
 they train one after another), the whole `train` call's wall time, peak resident memory is not separated (one
 process), and the largest relative difference of a member's final weights between the two ways.
 
-`--part digits`: ensembles on `digits` (297 held-out digits; 3,000 × 128 per member, unconditional and
-mask-conditioned, `train.masks=all`, so one network both samples and imputes): an ensemble of 4 (its first member
-the single model, its first two the ensemble of 2 at equal steps) and an ensemble of 2 at 1,500 steps each (equal
-total compute to the single model). Fréchet distance of 1,000 samples (heun 35 NFE, seed 0) in the benchmark's
-digit classifier's feature space against the held-out digits, with mixture and mean sampling, beside the floor
-(1,000 training digits against the same held-out digits). Calibration: the right half of every held-out digit
+`--part digits`: ensembles on `digits` (297 held-out digits; `--digits-steps` (3,000 by default) × 128 per member,
+unconditional and mask-conditioned, `train.masks=all`, so one network both samples and imputes): an ensemble of 4
+(its first member the single model, its first two the ensemble of 2 at equal steps) and an ensemble of 2 at half the
+steps each (equal total compute to the single model). Fréchet distance of 1,000 samples (heun 35 NFE, seed 0) in
+the benchmark's digit classifier's feature space against the held-out digits, with mixture and mean sampling, beside
+the floor (1,000 training digits against the same held-out digits). Calibration: the right half of every held-out digit
 unknown, 20 completions each by `impute` (mixture draws for an ensemble): the share of true pixel values inside
 the central 90 % band of the draws (their 5 % and 95 % quantiles), over all unknown pixels and over the inked ones.
 
@@ -699,6 +699,7 @@ def main() -> None:
                     "choices": ["mmd", "mcdropout", "ensemble", "speed", "digits", "nll-anchor", "nll"]}),
         ("--speed-data", {"nargs": "+", "default": ["grid25", "digits"], "choices": list(SPEED_RUNS)}),
         ("--members", {"nargs": "+", "type": int, "default": [2, 4]}),
+        ("--digits-steps", {"type": int, "default": 3000}),
         ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
         ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
         ("--report-only", {"action": "store_true"}),
@@ -728,7 +729,7 @@ def main() -> None:
             if not args.quick:
                 save_result(RESULTS, f"speed/{name}", r)
     if not args.report_only and "digits" in args.part:
-        r = run_digits(0, 60 if args.quick else 3000, args.quick)
+        r = run_digits(0, 60 if args.quick else args.digits_steps, args.quick)
         if not args.quick:
             save_result(RESULTS, "digits/s0", r)
     if not args.report_only and "nll-anchor" in args.part:
