@@ -5,10 +5,12 @@ stacked along a new first dimension and the network vmapped over them (the model
 
 Everything else stays each member's own, exactly as in a single run (loop.py): its batch, σ and noise from its own
 seed, its optimiser, gradient clipping, stability guard (a skipped step, rollback or restart of one member touches
-no other), EMA, validation, checkpoints, logs and summary. Only the network evaluation is shared, so a member
-trained batched follows its single run up to float rounding (a batched matrix product may sum in another order);
-with dropout, its masks come from one generator for all members (vmap's `randomness="different"`), so that part is
-statistically, not bitwise, the single run's.
+no other), EMA, validation, checkpoints, logs and summary. Only the network evaluation is shared, so a batched step
+differs from the single run's by float rounding (a batched matrix product may sum in another order); over a long
+run training amplifies such differences, as it does those between thread counts, so a batched member ends as another
+draw of its single run's training rather than a copy (BENCHMARKS.md, "uncertainty"). With dropout, its masks come
+from one generator for all members (vmap's `randomness="different"`), so that part is statistically, not bitwise,
+the single run's.
 
 Members at different steps (one rolled back, or resumed from an older checkpoint) still share each network
 evaluation: only shapes must agree, not positions. What cannot be batched trains member by member, still in
