@@ -67,6 +67,13 @@ def test_the_discriminative_score_tells_another_process_from_the_real_one_and_no
     assert discriminative_score(real, same, repeats=2, iterations=30) == quick  # seeded: the same every time
 
 
+def test_the_discriminative_score_does_not_reward_unequal_set_sizes():
+    """Ten times as many windows of one side (a small held-out set against the default sample count): windows
+    of one process still score near 0, not the share of the larger class."""
+    real, many = sines(60, 1), sines(600, 2)
+    assert discriminative_score(real, many, repeats=3, iterations=400)["discriminative"] < 0.1
+
+
 def test_the_predictive_score_is_worse_when_trained_on_windows_whose_target_channel_is_wrong():
     real, train = sines(500, 1), sines(500, 2)
     wrong = train.copy()

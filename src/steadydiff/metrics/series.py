@@ -104,7 +104,7 @@ def _splits(n: int, repeats: int, g: torch.Generator) -> tuple[torch.Tensor, tor
 
 def discriminative_score(real: np.ndarray, fake: np.ndarray, *, repeats: int = 5, iterations: int = DISC_ITERATIONS,
                          seed: int = 0) -> dict[str, float]:
-    """|accuracy − ½| of a GRU classifier telling `fake` from `real` windows (both (N, C, L), the same units),
+    """|balanced accuracy − ½| of a GRU classifier telling `fake` from `real` windows (both (N, C, L), the same units),
     averaged over `repeats` (each with its own split and initial weights): {"discriminative", "discriminative_sd"}.
     Both sets are min-max scaled per channel by the real windows' range first, as TimeGAN does."""
     real, fake = _check(real, "real"), _check(fake, "fake")
@@ -135,8 +135,11 @@ def discriminative_score(real: np.ndarray, fake: np.ndarray, *, repeats: int = 5
         loss.backward()
         opt.step()
     with torch.no_grad():
-        right = (net(r_test) > 0).sum(1) + (net(f_test) <= 0).sum(1)
-    scores = (right.double() / (r_test.shape[1] + f_test.shape[1]) - 0.5).abs().numpy()
+        # balanced accuracy (the mean of the two classes' accuracies): with as many fake as real windows it is the
+        # plain accuracy of TimeGAN's protocol, and with unequal sets a classifier that calls everything one class
+        # still scores ½, so samples and the real-data floor stay comparable whatever their counts
+        right = ((net(r_test) > 0).double().mean(1) + (net(f_test) <= 0).double().mean(1)) / 2
+    scores = (right - 0.5).abs().numpy()
     return {"discriminative": float(scores.mean()), "discriminative_sd": float(scores.std(ddof=1)) if repeats > 1
             else 0.0}
 
