@@ -479,15 +479,17 @@ def right_half_coverage(model, quick: bool, **kw) -> dict:
             "width": float((hi - lo).mean()), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run_digits_mcdropout(steps: int, quick: bool) -> dict:
+def run_digits_mcdropout(steps: int, quick: bool, reuse: bool = False) -> dict:
     from _common import today
 
     started = today()
     out = ROOT_OUT / "digits-mcdrop-s0"
-    shutil.rmtree(out, ignore_errors=True)
-    train({"data": {"source": "digits", "holdout": 297}, "net": {"unet": {"dropout": 0.1}},
-           "train": {"steps": steps, "batch_size": 128, "seed": 0, "conditional": "off", "masks": "all",
-                     "sample_metrics_every": 0, "sample_every": 0}}, out=out, progress=False)
+    done = out / "summary.json"
+    if not (reuse and done.is_file() and json.loads(done.read_text()).get("steps") == steps):
+        shutil.rmtree(out, ignore_errors=True)
+        train({"data": {"source": "digits", "holdout": 297}, "net": {"unet": {"dropout": 0.1}},
+               "train": {"steps": steps, "batch_size": 128, "seed": 0, "conditional": "off", "masks": "all",
+                         "sample_metrics_every": 0, "sample_every": 0}}, out=out, progress=False)
     model = load(out)
     cal = []
     for name, kw in (("dropout 0.1 run, multi-draw", {}), ("dropout 0.1 run, MC dropout (1 pass per step)",
@@ -756,6 +758,7 @@ def main() -> None:
         ("--speed-data", {"nargs": "+", "default": ["grid25", "digits"], "choices": list(SPEED_RUNS)}),
         ("--members", {"nargs": "+", "type": int, "default": [2, 4]}),
         ("--digits-steps", {"type": int, "default": 3000}),
+        ("--reuse", {"action": "store_true", "help": "digits-mcdropout: evaluate its finished run in benchmarks/out"}),
         ("--weights", {"nargs": "+", "type": float, "default": [0.0, 1.0]}),
         ("--seeds", {"nargs": "+", "type": int, "default": [0, 1, 2]}),
         ("--report-only", {"action": "store_true"}),
@@ -789,7 +792,7 @@ def main() -> None:
         if not args.quick:
             save_result(RESULTS, "digits/s0", r)
     if not args.report_only and "digits-mcdropout" in args.part:
-        r = run_digits_mcdropout(60 if args.quick else args.digits_steps, args.quick)
+        r = run_digits_mcdropout(60 if args.quick else args.digits_steps, args.quick, args.reuse)
         if not args.quick:
             save_result(RESULTS, "digits-mcdropout", r)
     if not args.report_only and "nll-anchor" in args.part:

@@ -51,6 +51,9 @@ def test_imputation_with_dropout_on_widens_the_draws_and_keeps_known_values(tmp_
     dropped = model.impute(given, draws=8, seed=0, steps=6, resample=1, mc_dropout=1)
     np.testing.assert_array_equal(dropped, model.impute(given, draws=8, seed=0, steps=6, resample=1, mc_dropout=1))
     np.testing.assert_array_equal(dropped[:, :, 0], np.broadcast_to(given[:, 0], (8, 30)))  # known values, exactly
+    # 240 draws in batches of 100, the last one smaller: every batch drawn with dropout on
+    batched = model.impute(given, draws=8, seed=0, steps=6, resample=1, mc_dropout=1, batch_size=100)
+    assert batched.shape == dropped.shape and np.isfinite(batched).all()
     assert not np.allclose(dropped, plain, atol=1e-4)
     assert not model.denoiser.training
     no_dropout = trained(tmp_path, 0.0)  # dropout 0: the passes agree, the plain draws come back

@@ -148,7 +148,8 @@ class Model:
     def _with_dropout(self, n: int, passes: int, *, seed: int, mode: str | None = None, **kw: Any) -> torch.Tensor:
         """`_generate` with the denoiser's dropout on (MC dropout, `passes` per step; a network without dropout
         gives the plain draws)."""
-        keeper = MCDropout(self.denoiser, passes, seed=derive_seed(seed, passes), rows=n).eval()
+        # rows=0: no spread is kept (the batches of `_generate` differ in size; only the draws are wanted here)
+        keeper = MCDropout(self.denoiser, passes, seed=derive_seed(seed, passes), rows=0).eval()
         return self._generate(n, seed=seed, mode=mode, denoiser=keeper, **kw)
 
     @torch.no_grad()

@@ -22,7 +22,10 @@ class PathSpread:
         self.var_sum: torch.Tensor | None = None
 
     def add(self, estimates: torch.Tensor) -> None:
-        """`estimates`: (K, batch, ...) — K estimates of D for the same batch at one evaluation."""
+        """`estimates`: (K, batch, ...) — K estimates of D for the same batch at one evaluation (nothing is kept
+        where `rows` is 0: a caller that draws batch after batch and wants no spread)."""
+        if not self.rows:
+            return
         var = estimates[:, :self.rows].var(0, correction=0)
         self.var_sum = var if self.var_sum is None else self.var_sum + var
         self.evaluations += 1
