@@ -57,12 +57,17 @@ def test_a_small_table_trains_at_most_max_epochs_and_resumes_there(tmp_path):
     assert uncapped.summary["steps"] == 30
 
 
-def test_the_default_cap_is_for_vectors_only(tmp_path):
+def test_the_default_cap_is_for_vectors_and_series_not_images(tmp_path):
     vectors, _, _ = plan(config(small_table(tmp_path), steps=3000))
     assert vectors.train.max_epochs == VECTOR_MAX_EPOCHS  # --dry-run's plan counts the steps the run will train
     assert vectors.train.steps == 400 * 60 // 16
     images, _, _ = plan(from_dict({"data": {"source": "digits"}, "train": {"steps": 3000}}))
     assert images.train.max_epochs == 0
+    windows = tmp_path / "windows.npy"  # 40 series windows of 2 channels × 32 steps
+    np.save(windows, np.random.default_rng(0).normal(size=(40, 2, 32)).astype(np.float32))
+    series, _, _ = plan(from_dict({"data": {"source": str(windows), "holdout": 0}, "train": {"steps": 3000}}))
+    assert series.train.max_epochs == VECTOR_MAX_EPOCHS
+    assert series.train.steps == 400
 
 
 def test_an_ensemble_of_capped_members_counts_them_finished(tmp_path):

@@ -579,7 +579,7 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
         cfg.train.masks = "scattered"
     tc = cfg.train
     if tc.max_epochs is None:
-        tc.max_epochs = VECTOR_MAX_EPOCHS if ds.kind == "vector" else 0.0
+        tc.max_epochs = VECTOR_MAX_EPOCHS if ds.kind in ("vector", "series") else 0.0
     steps = epoch_capped_steps(tc.steps, tc.max_epochs, len(train_x), tc.batch_size, tc.accumulate)
     if steps < tc.steps:
         log.warning("train: %d steps instead of train.steps=%d: that many would pass over the %d training items %.0f "
@@ -590,7 +590,7 @@ def resolve_config(cfg: RunConfig, ds: Dataset, norm: Normaliser, train_x: torch
         tc.steps = steps
 
 
-VECTOR_MAX_EPOCHS = 400.0  # train.max_epochs for vectors and tables (config.py says why)
+VECTOR_MAX_EPOCHS = 400.0  # train.max_epochs for vectors, tables and series (config.py says why)
 
 
 def training_batch(batch_size: int, items: int, accumulate: int = 1) -> int:
