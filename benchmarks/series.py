@@ -80,6 +80,7 @@ REPEATS = 5  # Diffusion-TS reports the mean over 5 repeats of each score
 SEEDS = (0, 1, 2)
 GOAL_DISC, GOAL_PRED, GOAL_MINUTES = 0.02, 0.10, 15.0
 CO2_TEST, CO2_WINDOW, CO2_HORIZON, CO2_DRAWS, SEASON = 36, 60, 12, 200, 12
+CO2_SAMPLE_SEEDS = 5  # sampling seeds per co2 run
 SKTIME_SITE = OUT / "sktime-site"  # sktime (and scikit-base) installed with --no-deps: benchmarks/README.md
 # The real sets of --part datasets: where the series comes from and the data settings (window and holdout chosen per
 # set, the rest left at the defaults; the module docstring says why).
@@ -144,7 +145,7 @@ def ets_forecast(history: np.ndarray, horizon: int, draws: int, seed: int) -> np
     return np.asarray(sims, dtype=np.float64).T
 
 
-def co2_run(quick: bool, sets: list[str]) -> dict:
+def co2_run(quick: bool, sets: list[str], seed: int = 0) -> dict:
     import steadydiff
     from steadydiff.metrics.series import crps, mase
 
@@ -157,11 +158,11 @@ def co2_run(quick: bool, sets: list[str]) -> dict:
     # holdout 0: the default 10 % held-out tail (49 months) is shorter than one window, so it held nothing out and
     # only hid the four years before the forecasts from training (validation reads training windows either way)
     cfg = {"data": {"source": str(path), "kind": "series", "window": CO2_WINDOW, "stride": 1, "holdout": 0},
-           "train": {"masks": "suffix", "window_level": True}}
+           "train": {"masks": "suffix", "window_level": True, "seed": seed}}
     if quick:
         cfg["train"].update({"steps": 60, "sample_every": 0, "sample_metrics_every": 0})
     cfg, tag = with_overrides(cfg, sets)
-    out = ROOT_OUT / f"co2{tag}"
+    out = ROOT_OUT / f"co2{tag}" if seed == 0 else ROOT_OUT / f"co2{tag}-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     t0 = time.perf_counter()
     run = steadydiff.train(cfg, out=out, progress=False)
@@ -187,7 +188,19 @@ def co2_run(quick: bool, sets: list[str]) -> dict:
                      **{f"{k}_mase": v[1] for k, v in scores.items()}})
     mean = {f"{k}_{m}": float(np.mean([v[j] for v in totals[k]]))
             for k in totals for j, m in enumerate(("crps", "mase"))}
-    return {"train_s": round(train_s, 1), "steps": run.config.train.steps, "windows": CO2_WINDOW,
+    # The same run's forecasts from other sampling seeds (seed i + 1000·s at origin i): the spread of the means
+    # that sampling alone gives (ETS's 1,000 paths vary far less)
+    by_seed = [{"crps": mean["steadydiff_crps"], "mase": mean["steadydiff_mase"]}]
+    for s in range(1, 2 if quick else CO2_SAMPLE_SEEDS):
+        crps_s, mase_s = [], []
+        for i, origin in enumerate(range(len(series) - CO2_TEST, len(series), CO2_HORIZON)):
+            history, truth = series[:origin], series[origin:origin + CO2_HORIZON]
+            ours = model.forecast(history, CO2_HORIZON, draws=20 if quick else CO2_DRAWS, seed=i + 1000 * s)[:, 0]
+            crps_s.append(crps(ours, truth))
+            mase_s.append(mase(np.median(ours, 0), truth, history, SEASON))
+        by_seed.append({"crps": float(np.mean(crps_s)), "mase": float(np.mean(mase_s))})
+    return {"train_s": round(train_s, 1), "steps": run.config.train.steps, "windows": CO2_WINDOW, "seed": seed,
+            "sampling_seeds": by_seed,
             "window_level": run.config.train.window_level,
             "train_windows": json.loads((run.dir / "dataset.json").read_text())["n_train"], "origins": rows, **mean,
             "coverage_90": float(np.mean([o["coverage_90"] for o in rows]))}
@@ -326,15 +339,35 @@ def co2_report(results: dict) -> str:
     rows.append(["mean", f"{r['steadydiff_crps']:.3f}", f"{r['ets_crps']:.3f}", f"{r['naive_crps']:.3f}",
                  f"{r['steadydiff_mase']:.3f}", f"{r['ets_mase']:.3f}", f"{r['naive_mase']:.3f}",
                  f"{100 * r['coverage_90']:.0f} %" if "coverage_90" in r else ""])
+    runs = [r] + [results[k] for k in sorted(results) if k.startswith("co2/seed-")]
+    seeds = [(run.get("seed", 0), s) for run in runs for s in run.get("sampling_seeds", [])]
     crps_met = r["steadydiff_crps"] < r["ets_crps"]
     mase_met = r["steadydiff_mase"] < r["naive_mase"]
-    verdict = (f"**co2: CRPS {r['steadydiff_crps']:.3f} ppm against ETS's {r['ets_crps']:.3f} (goal: lower: "
+    spread = ""
+    if len(seeds) > 1:
+        c = [s["crps"] for _, s in seeds]
+        m = [s["mase"] for _, s in seeds]
+        below = sum(x < r["ets_crps"] for x in c)
+        spread = (f"Over {len(runs)} training seed{'s' if len(runs) > 1 else ''} × "
+                  f"{len(seeds) // len(runs)} sampling seeds ({len(seeds)} forecasts of the three origins): mean "
+                  f"CRPS {np.mean(c):.3f} (range {min(c):.3f}–{max(c):.3f}; below ETS's {r['ets_crps']:.3f} in "
+                  f"{below} of {len(c)}), MASE {np.mean(m):.3f} (range {min(m):.3f}–{max(m):.3f}; seasonal-naive "
+                  f"{r['naive_mase']:.3f}, ETS {r['ets_mase']:.3f}). Per training seed, mean CRPS: "
+                  + ", ".join(f"seed {run.get('seed', 0)} {np.mean([s['crps'] for s in run['sampling_seeds']]):.3f}"
+                              for run in runs if "sampling_seeds" in run) + ". The table below is training seed 0, "
+                  "sampling seed 0.")
+        crps_met = np.mean(c) < r["ets_crps"]
+    ours, over = r["steadydiff_crps"], ""
+    if len(seeds) > 1:
+        ours, over = float(np.mean([s["crps"] for _, s in seeds])), f" (mean of {len(seeds)} forecasts)"
+    verdict = (f"**co2: CRPS {ours:.3f} ppm{over} against ETS's {r['ets_crps']:.3f} (goal: lower: "
                f"{'met' if crps_met else 'NOT met'}); MASE {r['steadydiff_mase']:.3f} against seasonal-naive's "
                f"{r['naive_mase']:.3f} (goal: lower: {'met' if mase_met else 'NOT met'}).**")
     level = ", a level per window (train.window_level)" if r.get("window_level") else ""
     level += f", {r['train_windows']} training windows" if "train_windows" in r else ""
-    return "\n".join([verdict, "", f"One run, windows of {r['windows']} months, suffix masks{level}, "
-                      f"{r['steps']:,} steps ({r['train_s'] / 60:.1f} min on one thread); {CO2_DRAWS} draws per "
+    return "\n".join([verdict, "", *([spread, ""] if spread else []),
+                      f"Windows of {r['windows']} months, suffix masks{level}, {r['steps']:,} steps "
+                      f"({r['train_s'] / 60:.1f} min on one thread); {CO2_DRAWS} draws per "
                       "origin; 90 % interval coverage of steadydiff's draws in the last column.", "", CO2_HISTORY, "",
                       table(["origin", "CRPS steadydiff", "CRPS ETS", "CRPS seasonal-naive", "MASE steadydiff",
                              "MASE ETS", "MASE seasonal-naive", "90 % coverage"], rows)])
@@ -415,6 +448,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
         ("--part", {"nargs": "+", "default": ["sines", "co2", "datasets"], "choices": ["sines", "co2", "datasets"]}),
         ("--seeds", {"nargs": "+", "type": int, "default": list(SEEDS)}),
+        ("--co2-seeds", {"nargs": "+", "type": int, "default": [0, 1], "help": "co2's training seeds (train.seed)"}),
         ("--sets", {"nargs": "+", "default": list(DEFAULT_SETS), "choices": list(DATASETS),
                     "help": "the real sets of --part datasets"}),
         ("--report-only", {"action": "store_true", "help": "write the section from results.json, train nothing"}),
@@ -428,10 +462,11 @@ def main() -> None:
                 if not args.quick:
                     save_result(RESULTS, f"sines/s{seed}", r)
         if "co2" in args.part:
-            r = co2_run(args.quick, args.set)
-            print(json.dumps(r), flush=True)
-            if not args.quick and not args.set:
-                save_result(RESULTS, "co2", r)
+            for seed in args.co2_seeds:
+                r = co2_run(args.quick, args.set, seed)
+                print(json.dumps(r), flush=True)
+                if not args.quick and not args.set:
+                    save_result(RESULTS, "co2" if seed == 0 else f"co2/seed-{seed}", r)
         if "datasets" in args.part:
             for name in args.sets:
                 r = dataset_run(name, args.quick, args.set)

@@ -423,6 +423,16 @@ def test_mask_kinds_and_mask_conditioned_imputation(tmp_path):
     for method in ("masked", "replace"):
         done = model.impute(q, method=method, steps=4, resample=1)
         assert (done[:, 0] == np.float32(1.5)).all() and np.isfinite(done).all()
+    # guidance by the known values: w = 1 is plain masked imputation exactly; another w moves the completions and
+    # still returns the known values as given; the training-free method has no unconditional branch to guide by
+    plain_fill = model.impute(q, steps=4, seed=3)
+    assert np.array_equal(model.impute(q, steps=4, seed=3, known_guidance=1.0), plain_fill)
+    guided_fill = model.impute(q, steps=4, seed=3, known_guidance=2.5)
+    assert (guided_fill[:, 0] == np.float32(1.5)).all() and not np.allclose(guided_fill, plain_fill)
+    with pytest.raises(SteadydiffError, match="known_guidance=2.*method='replace'"):
+        model.impute(q, method="replace", known_guidance=2)
+    with pytest.raises(SteadydiffError, match="finite"):
+        model.impute(q, known_guidance=float("nan"))
     assert model.sample(4, steps=4).shape == (4, 2)  # nothing known: plain samples
     plain = steadydiff.train(config(10), data=x, out=tmp_path / "plain", progress=False).load()
     with pytest.raises(SteadydiffError, match="needs a run trained with train.masks"):
@@ -441,12 +451,16 @@ def test_super_resolution_matches_the_low_resolution_input(tmp_path):
     model = run.load()
     high = ds.holdout[:16]
     low = torch.nn.functional.avg_pool2d(torch.from_numpy(high), 2).numpy()
-    up = model.upscale(low, seed=0)
-    assert up.shape == high.shape
-    # the samples' block averages follow the input far better than a sample from another input does
-    err = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(up), 2).numpy() - low).mean()
-    other = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(up[::-1].copy()), 2).numpy() - low).mean()
+    raw = model.upscale(low, seed=0, exact=False)
+    assert raw.shape == high.shape
+    # the network's own block averages follow the input far better than a sample from another input does
+    err = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(raw), 2).numpy() - low).mean()
+    other = np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(raw[::-1].copy()), 2).numpy() - low).mean()
     assert err < 0.5 * other, (err, other)
+    up = model.upscale(low, seed=0)  # by default the block averages are the input's, within the pixel range
+    assert np.abs(torch.nn.functional.avg_pool2d(torch.from_numpy(up), 2).numpy() - low).max() < 1e-4
+    assert up.min() >= 0 and up.max() <= 16
+    assert np.abs(up - raw).mean() < np.abs(raw - np.repeat(np.repeat(low, 2, 2), 2, 3)).mean()  # a small move
     assert lowres_of(torch.ones(1, 1, 8, 8), 2).shape == (1, 1, 8, 8)
     with pytest.raises(SteadydiffError, match="upscale"):
         model.sample(4)
@@ -466,3 +480,22 @@ def test_autoguidance_by_the_raw_weights(cluster_run, tmp_path):
                          "--guide", "raw", "--guidance", "2", "--steps", "4", "--out", str(tmp_path / "a.npy")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_matching_block_means_is_the_nearest_image_in_range():
+    from steadydiff.data.masks import lowres_of, match_block_means
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 16, size=(3, 2, 7, 5)).astype(np.float32)  # 7 × 5: the edge blocks are partial
+    low = rng.uniform(0, 16, size=(3, 2, 4, 3)).astype(np.float32)
+    low[0, 0, 0, 0] = 16.0  # every pixel of that block must go to the top of the range
+    out = match_block_means(x, low, 2, 0.0, 16.0)
+    got = torch.nn.functional.avg_pool2d(torch.from_numpy(out), 2, ceil_mode=True).numpy()
+    assert np.abs(got - low).max() < 1e-4 and out.min() >= 0 and out.max() <= 16
+    assert (out[0, 0, :2, :2] == 16).all()
+    # within the range the projection is a shift of the block by its mean's error: nothing nearer has that mean
+    mid = np.full((1, 1, 4, 4), 8.0, np.float32) + rng.uniform(-1, 1, size=(1, 1, 4, 4)).astype(np.float32)
+    target = np.full((1, 1, 2, 2), 8.5, np.float32)
+    shifted = match_block_means(mid, target, 2, 0.0, 16.0)
+    want = mid + np.repeat(np.repeat(target - lowres_of(torch.from_numpy(mid), 2).numpy()[:, :, ::2, ::2], 2, 2), 2, 3)
+    assert np.allclose(shifted, want, atol=1e-5)

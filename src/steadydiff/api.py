@@ -17,7 +17,7 @@ import torch
 
 from .config import RunConfig, from_dict, load_toml
 from .data.cond import CondSpec, draw_conditions, model_conditions, parse_conditions
-from .data.masks import upsample_to, window_level
+from .data.masks import match_block_means, upsample_to, window_level
 from .data.normalise import Normaliser
 from .data.table import Table
 from .diffusion import Denoiser
@@ -205,7 +205,8 @@ class Model:
 
     def impute(self, x: Any, *, draws: int = 1, seed: int = 0, steps: int | None = None, sampler: str | None = None,
                resample: int = 5, cond: Any = None, guidance: float | None = None, batch_size: int = 500,
-               method: str = "auto", ensemble: str | None = None, mc_dropout: int = 0) -> np.ndarray:
+               method: str = "auto", ensemble: str | None = None, mc_dropout: int = 0,
+               known_guidance: float = 1.0) -> np.ndarray:
         """Fill every NaN of `x` (user units, items shaped like the data's, or one item): known values come back
         unchanged, bit for bit. Returns (N, ...) completions, or (draws, N, ...) with `draws` > 1 (draw k of item i
         depends on (seed, k, i) alone). Training-free (sampling/impute.py): the known values replace the model's
@@ -219,7 +220,9 @@ class Model:
         mixture each draw comes from one member, chosen by the draw's seed. `mc_dropout` = M > 0 samples with the
         network's dropout left on, the mean of M passes per step (sampling/mc_dropout.py): each draw then also
         carries the network's own uncertainty (M = 1 most, as one dropped network per step), and depends on the
-        batch it is drawn in."""
+        batch it is drawn in. `known_guidance` w (masked method only) guides by the known values as classifier-free
+        guidance guides by a class: D_∅ + w·(D_known − D_∅), the empty mask of training being the unconditional
+        branch (sampling/guidance.py; 1: plain, two network passes per step otherwise)."""
         mode = self._ensemble_mode(ensemble)
         if mc_dropout < 0:
             raise SteadydiffError(f"mc_dropout must be ≥ 0 (the dropout passes per step; 0: off), got {mc_dropout}")
@@ -228,6 +231,12 @@ class Model:
         if method == "masked" and not self.config.train.masks:
             raise SteadydiffError("method='masked' needs a run trained with train.masks; use method='replace'")
         masked = method == "masked" or (method == "auto" and bool(self.config.train.masks))
+        if not (isinstance(known_guidance, int | float) and math.isfinite(known_guidance)):
+            raise SteadydiffError(f"known_guidance must be a finite number (1: plain), got {known_guidance!r}")
+        if known_guidance != 1 and not masked:
+            raise SteadydiffError(f"known_guidance={known_guidance:g} guides a mask-conditioned run by its known "
+                                  "values; this imputation replaces them (method='replace'): train with train.masks "
+                                  "or leave known_guidance at 1")
         arr = np.asarray(x, dtype=np.float32)
         single = arr.shape == self.item_shape
         arr = arr[None] if single else arr
@@ -261,7 +270,8 @@ class Model:
         # levels the network has seen
         level = window_level(given, ~torch.isnan(given)) if self.config.train.window_level else None
         kw = dict(steps=steps, sampler=sampler, batch_size=batch_size, cond=c, guidance=guidance,
-                  known=given if level is None else given - level, resample=resample, seeds=seeds, masked=masked)
+                  known=given if level is None else given - level, resample=resample, seeds=seeds, masked=masked,
+                  known_guidance=float(known_guidance))
         if mc_dropout:
             out = self._with_dropout(n * draws, mc_dropout, seed=seed, mode=mode, **kw)
         else:
@@ -273,9 +283,12 @@ class Model:
         return (user[0, 0] if single else user[0]) if draws == 1 else (user[:, 0] if single else user)
 
     def upscale(self, low: Any, *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
-                cond: Any = None, guidance: float | None = None, batch_size: int = 500) -> np.ndarray:
+                cond: Any = None, guidance: float | None = None, batch_size: int = 500,
+                exact: bool = True) -> np.ndarray:
         """Super-resolution with a run trained with train.lowres = f: images (N, C, H/f, W/f) in the user's units
-        (rounded up for sizes f does not divide) → (N, C, H, W) samples whose block averages match them."""
+        (rounded up for sizes f does not divide) → (N, C, H, W) samples whose block averages match them: exactly
+        (`exact`: the network's output projected onto the images in the pixel range that have those block means,
+        data/masks.match_block_means) or as the network gives them (`exact=False`)."""
         f = self.config.train.lowres
         if not f:
             raise SteadydiffError("this run was not trained for super-resolution; train one with train.lowres=2")
@@ -292,7 +305,12 @@ class Model:
         cv = None if values is None else torch.as_tensor(model_conditions(self.cond, values))
         out = self._generate(n, seed=seed, steps=steps, sampler=sampler, batch_size=batch_size, cond=cv,
                              guidance=guidance, extra=extra).numpy()
-        return np.asarray(self.normaliser.inverse(out), dtype=np.float32)
+        up = np.asarray(self.normaliser.inverse(out), dtype=np.float32)
+        if not exact:
+            return up
+        # The network learns the block means only approximately (0.3 of 16 pixel units off on digits): the
+        # nearest image in the pixel range that has them exactly
+        return match_block_means(up, arr, f, self.normaliser.lo, self.normaliser.hi)
 
     def edit(self, x: Any, strength: float, *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
              cond: Any = None, guidance: float | None = None, batch_size: int = 500) -> np.ndarray:

@@ -13,13 +13,14 @@ Vectors (tables) take `scattered` only. Image masks are shared by the channels o
 
 `window_level` gives the level a mask-conditioned series is shifted by (train.window_level): per item and channel
 the mean of its known values. `lowres_of` gives the other array condition, a low-resolution copy for
-super-resolution (train.lowres).
+super-resolution (train.lowres), and `match_block_means` makes an upscaled image agree with it exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +38,36 @@ def lowres_of(x: torch.Tensor, factor: int) -> torch.Tensor:
     H × W (nearest), the network's extra input for super-resolution."""
     small = F.avg_pool2d(x, factor, ceil_mode=True)
     return upsample_to(small, x.shape[-2:])
+
+
+def match_block_means(x: np.ndarray, low: np.ndarray, factor: int, lo: float, hi: float,
+                      iters: int = 64) -> np.ndarray:
+    """The images closest to `x` (N, C, H, W) with values in [lo, hi] whose factor × factor block means equal
+    `low` (N, C, ⌈H/f⌉, ⌈W/f⌉; a block cut by the edge: the mean of its pixels, as `lowres_of` takes it).
+
+    Per block this is the Euclidean projection onto {mean = target} ∩ [lo, hi]^k, which by its KKT conditions is
+    clip(x + t, lo, hi) with one shift t per block (the same form as projecting onto the simplex, Duchi et al. 2008);
+    the block mean of clip(x + t) rises monotonically in t, so t is found by bisection. Targets outside [lo, hi]
+    are taken at the nearest bound (no image in range has them)."""
+    n, c, h, w = x.shape
+    f = factor
+    hb, wb = -(-h // f), -(-w // f)
+    pad = np.full((n, c, hb * f, wb * f), np.nan)
+    pad[:, :, :h, :w] = x
+    blocks = pad.reshape(n, c, hb, f, wb, f).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, hb, wb, f * f)
+    valid = ~np.isnan(blocks)
+    count = valid.sum(-1)
+    target = np.clip(np.asarray(low, dtype=np.float64), lo, hi)
+    a = lo - np.nanmax(blocks, axis=-1)  # every pixel at lo: the mean is lo ≤ target
+    b = hi - np.nanmin(blocks, axis=-1)  # every pixel at hi: the mean is hi ≥ target
+    for _ in range(iters):
+        t = (a + b) / 2
+        mean = np.where(valid, np.clip(blocks + t[..., None], lo, hi), 0.0).sum(-1) / count
+        low_side = mean < target
+        a, b = np.where(low_side, t, a), np.where(low_side, b, t)
+    out = np.clip(blocks + ((a + b) / 2)[..., None], lo, hi)
+    out = out.reshape(n, c, hb, wb, f, f).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, hb * f, wb * f)
+    return out[:, :, :h, :w].astype(x.dtype)
 
 
 def window_level(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

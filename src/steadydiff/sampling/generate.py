@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .config import SampleConfig
-from .guidance import Guidance, guided
+from .guidance import Guidance, guided, guided_by_extra
 from .impute import resampled, with_extra, with_known
 from .noise import SeededNoise, sample_seeds
 from .solvers import Denoiser, get_solver
@@ -55,7 +55,7 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
              guidance: float | None = None, guide: torch.nn.Module | None = None,
              known: torch.Tensor | None = None, resample: int = 1, seeds: Sequence[int] | None = None,
              init: torch.Tensor | None = None, strength: float = 1.0, masked: bool = False,
-             extra: torch.Tensor | None = None) -> torch.Tensor:
+             extra: torch.Tensor | None = None, known_guidance: float = 1.0) -> torch.Tensor:
     """n samples in normalised units, deterministic per (seed, index) whatever the batch size.
 
     `settings` holds the run's sampler, steps, step list, ρ and guidance (each overridable here); `sigma_range` is
@@ -65,7 +65,8 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
     `guidance` (the weight w of sampling/guidance.py) against its own unconditional branch, or against `guide`
     (autoguidance). `known` (normalised, NaN where unknown) makes the samples completions of those values
     (sampling/impute.py), with RePaint's `resample` > 1 — or, with `masked`, given to a mask-conditioned network
-    (train.masks) as its extra inputs, which fills them in on its own; `seeds` replaces the per-sample seeds drawn
+    (train.masks) as its extra inputs, which fills them in on its own, guided by them with weight `known_guidance`
+    (guidance.guided_by_extra; 1: plain); `seeds` replaces the per-sample seeds drawn
     from `seed`.
     `init` (normalised data) with `strength` s in (0, 1] is SDEdit (Meng et al. 2022): the last ⌈s·steps⌉ steps of
     the step list, starting from `init` + σ·n at the σ where they begin. `extra` (one row per sample) are the
@@ -94,7 +95,7 @@ def generate(denoiser: torch.nn.Module, item_shape: tuple[int, ...], n: int, *, 
         if known is not None and masked:
             part = known[s:s + batch_size].to(device)
             m = (~torch.isnan(part)).to(part.dtype)
-            base = with_extra(denoiser, torch.cat([torch.nan_to_num(part) * m, m], dim=1))
+            base = guided_by_extra(denoiser, torch.cat([torch.nan_to_num(part) * m, m], dim=1), known_guidance)
         d = base if cond is None else guided(base, cond[s:s + batch_size].to(device), rule, guide)
         solver = sampler or settings.sampler
         if known is not None:

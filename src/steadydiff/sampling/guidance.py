@@ -10,6 +10,11 @@ they equal those exactly. Otherwise the two branches run as one batched evaluati
 σ in [lo, hi] (Kynkäänniemi et al. 2024: guidance at high σ costs diversity and buys nothing); outside it D_c alone
 is used. `guide` replaces the unconditional branch by another denoiser given the same condition — autoguidance
 (Karras et al. 2024): a weaker version of the same model (earlier weights, or the raw instead of the EMA ones).
+
+`guided_by_extra` applies the same rule to the extra inputs of a mask-conditioned network (train.masks): the known
+values and their mask are the condition, and the empty mask, which a share of the training items get
+(data/masks.py), is the unconditional branch — as InstructPix2Pix (Brooks et al. 2023, Eq. 3) guides by its input
+image. w > 1 pushes completions towards what the known part implies.
 """
 
 from __future__ import annotations
@@ -63,5 +68,25 @@ def guided(denoiser: CondDenoiser, cond: torch.Tensor, guidance: Guidance,
         else:
             d_c, d_u = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null])).chunk(2)
         return d_u + w * (d_c - d_u)
+
+    return d
+
+
+def guided_by_extra(denoiser: CondDenoiser, extra: torch.Tensor, weight: float) -> CondDenoiser:
+    """`D(x, σ, cond)` of a network with extra input channels (one row per sample of the chunk), guided by them:
+    D_∅ + w · (D_e − D_∅), D_∅ with every extra channel zero (the empty mask of training); one batched evaluation.
+    A class-guidance wrapper around it (`guided`) may hand it its two branches at once: `extra` is repeated to x's
+    length."""
+    if not math.isfinite(weight):
+        raise ValueError(f"guidance weight must be a finite number, got {weight}")
+
+    def d(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        e = extra if len(x) == len(extra) else extra.repeat(len(x) // len(extra), *([1] * (extra.dim() - 1)))
+        if weight == 1:
+            return denoiser(x, sigma, cond, None, e)
+        both = None if cond is None else torch.cat([cond, cond])
+        d_e, d_0 = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), both, None,
+                            torch.cat([e, torch.zeros_like(e)])).chunk(2)
+        return d_0 + weight * (d_e - d_0)
 
     return d
