@@ -365,7 +365,8 @@ def test_cli_impute_reads_csv_gaps_and_refuses_bad_input(cluster_run, tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((3, 5), np.float32))
     for args, message in [(["--in", str(tmp_path / "wide.npy")], "shaped (5,)"),
                           (["--in", str(tmp_path / "gaps.csv"), "--mask", "m.png"], "--mask goes with an image"),
-                          (["--in", str(tmp_path / "nope.npy")], "no such file")]:
+                          (["--in", str(tmp_path / "nope.npy")], "no such file"),
+                          (["--in", str(tmp_path / "gaps.csv"), "--known-guidance", "2"], "train with train.masks")]:
         bad = cli(*args, "--out", str(tmp_path / "o.npy"))
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 

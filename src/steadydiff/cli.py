@@ -336,7 +336,7 @@ def cmd_impute(args: argparse.Namespace) -> int:
                         value_range=model.normaliser.value_range, table=table)
     unknown = int(np.isnan(x).sum() if table is None else table.missing_cells(x).sum())
     done = model.impute(x, draws=args.draws, seed=args.seed, steps=args.steps, resample=args.resample,
-                        method=args.method, ensemble=ensemble_choice(args, model))
+                        method=args.method, ensemble=ensemble_choice(args, model), known_guidance=args.known_guidance)
     if args.draws == 1:
         best = done
     else:  # per value (a table's categories: the commonest); known values are equal in every draw
@@ -792,6 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RePaint resampling: each Heun step taken this many times (1: plain replacement)")
     m.add_argument("--method", default="auto", choices=["auto", "replace", "masked"],
                    help="replace: training-free; masked: a run trained with train.masks; auto: masked where possible")
+    m.add_argument("--known-guidance", type=float, default=1.0, metavar="W",
+                   help="masked method: guide by the known values with weight W, the empty mask as the "
+                        "unconditional branch (1: plain; >1 sharper completions at two passes per step)")
     m.add_argument("--steps", type=int, default=None, help="solver steps (default: the run's sample.steps)")
     m.add_argument("--seed", type=int, default=0, help="draw k of item i depends on (seed, k, i) alone")
     m.add_argument("--ensemble", default=None, choices=["mixture", "mean"],
