@@ -16,7 +16,8 @@ Three parts, each a new user's run with the defaults:
   draws each, against seasonal-naive (the last 12 months again) and statsmodels' ETS (additive trend and season,
   fitted on the same history; 1,000 simulated paths): CRPS (a point forecast's CRPS is its MAE) and MASE (against
   the in-sample seasonal-naive error, season 12) of the median. Goals: CRPS below ETS's, MASE below
-  seasonal-naive's.
+  seasonal-naive's. Trained for each of `--co2-seeds` (0 1), each run forecasting from 5 sampling seeds (the
+  verdict is the mean of those forecasts; the per-origin table is training seed 0, sampling seed 0).
 - `datasets`: real series beyond the toy, each trained with the defaults but for train.steps (2,500 instead of
   3,000, so that a run keeps to ~10 minutes on one thread of this shared CPU), one seed, and scored by the
   library's own evaluation (`steadydiff.evaluate`, i.e. `steadydiff eval RUN --gru-scores --n N` at the run's
@@ -325,8 +326,10 @@ CO2_HISTORY = (
     "seen levels); with the level but the default data.holdout (a 49-month tail, shorter than one window, so it "
     "held nothing out and only hid the four years before the forecasts: 382 windows) 0.371 / 0.373 / 44 %; that plus "
     "σ_data measured about each window's level (0.224 instead of 1.0) 0.379 / 0.351 / 28 %: the same errors with "
-    "narrower intervals, not kept. Other sampling seeds of the run above (4 more): CRPS 0.210–0.219, MASE "
-    "0.234–0.240, coverage 81–86 %.")
+    "narrower intervals, not kept. Before series had the 400-pass cap (train.max_epochs; measured 2026-12-02 at "
+    "3,000 steps, training seed 0): CRPS 0.219 / MASE 0.239 / 83 % at sampling seed 0, CRPS 0.210–0.219 and "
+    "coverage 81–86 % over 4 more — above ETS's 0.217 on average; at the cap (1,347 steps) the same seed gives "
+    "0.210 / 0.226 / 94 %.")
 
 
 def co2_report(results: dict) -> str:
@@ -383,27 +386,23 @@ def _pm(d: dict, key: str, digits: int = 3) -> str:
 
 # What the runs of 2026-12-03 show (one run each; window statistics from the evaluated samples and the real windows).
 DATASETS_NOTES = (
-    "Reading (runs of 2026-12-03). Sunspots: the model memorises: 209 training windows at 2,500 × 128 are ~1,500 "
-    "passes (series have no train.max_epochs cap), and 91 % of the samples are near-copies of a training window "
-    "(held-out windows: 0 %), so its scores are the training windows' own. The discriminative score is saturated "
-    "for samples and floor alike (0.47: the classifier is right 97 % of the time): the held-out years 1932–2008 hold "
-    "the strongest cycles on record (mean 75, within-window sd 52, against 45 and 31 in the training years), and "
-    "its real test windows overlap its real training windows (stride 1), so it learns that stretch rather than "
-    "what sunspots look like; real windows of the earlier years (the floor) score the same. El Niño: at "
-    "the floor on the predictive score, the ACF and the spectrum, but the classifier tells samples from held-out "
-    "windows (0.20 against the floor's 0.04): the samples are smoother than real months (mean |second difference| "
-    "0.60 °C against 0.66 in the training windows and 0.71 held out), which a GRU reads but the ACF (lags 1–12) "
-    "and the spectrum's shape (nearly all of it the annual cycle) barely weigh. ItalyPowerDemand (z-normalised "
-    "days): every score within its floor's spread; the samples keep the per-day normalisation (within-window sd "
-    "0.979, as the data's). GunPoint (150 steps) was not run: ~1.5 s per training step here (400 steps in 10 "
-    "minutes) and GRU scores far longer than at 24 steps. Ablation, `--part datasets --sets sunspots elnino --set "
-    "train.max_epochs=400` (2026-12-03 06:35–06:50 UTC, printed, not kept in results): sunspots at 654 steps "
-    "(400 passes): near-copies 22 % (91 % uncapped), predictive 22.90 (uncapped 23.40, floor 23.66), ACF 0.107 "
-    "(0.106), spectrum 0.069 (0.076, floor 0.068), discriminative 0.50 (saturated as above); El Niño at 1,760 "
-    "steps: discriminative 0.153 (0.200), predictive 0.732 (0.722, floor 0.712), ACF 0.029 (0.030), spectrum 0.057 "
-    "(0.059), near-copies 2.4 % (5.7 %). The cap that small tables have would end sunspots' memorisation at no "
-    "cost to these scores; it is not the series default yet (co2's protocol, 431 windows, would train 1,347 of its "
-    "3,000 steps, and that forecast has not been re-measured).")
+    "Reading (runs of 2026-12-03). Series train at most 400 passes over their windows (train.max_epochs, the "
+    "default since 2026-12-03): sunspots' 209 training windows stop at 654 of the 2,500 steps, El Niño's 563 at "
+    "1,760, ItalyPowerDemand's 986 train all 2,500. Before the cap (2,500 steps, ~1,500 passes on sunspots) 91 % of "
+    "sunspots' samples were near-copies of a training window; at the cap 22 % (held-out windows: 0 %), with "
+    "predictive 22.90 (uncapped 23.40, floor 23.66), ACF 0.107 (0.106) and spectrum 0.069 (0.076, floor 0.068). "
+    "Sunspots' discriminative score is saturated for samples and floor alike (0.47–0.50: the classifier is right "
+    "97 % of the time): the held-out years 1932–2008 hold the strongest cycles on record (mean 75, within-window sd "
+    "52, against 45 and 31 in the training years), and its real test windows overlap its real training windows "
+    "(stride 1), so it learns that stretch rather than what sunspots look like; real windows of the earlier years "
+    "(the floor) score the same. El Niño: at the floor on the predictive score, the ACF and the spectrum, but the "
+    "classifier tells samples from held-out windows (0.15 against the floor's 0.04; 0.20 uncapped): the samples "
+    "are smoother than real months (uncapped: mean |second difference| 0.60 °C against 0.66 in the training "
+    "windows and 0.71 held out), which a GRU reads but the ACF (lags 1–12) and the spectrum's shape (nearly all of "
+    "it the annual cycle) barely weigh. ItalyPowerDemand (z-normalised days, run before the cap, which does not "
+    "bind there): every score within its floor's spread; the samples keep the per-day normalisation (within-window "
+    "sd 0.979, as the data's). GunPoint (150 steps) was not run: ~1.5 s per training step here (400 steps in 10 "
+    "minutes) and GRU scores far longer than at 24 steps.")
 
 
 def datasets_report(results: dict) -> str:
@@ -477,8 +476,9 @@ def main() -> None:
         return
     results = load_results(RESULTS)
     text = ("Rows may come from separate calls (results kept in benchmarks/results/series.json); the header names the "
-            "call that last wrote this section. Sines and co2 were measured on 2026-12-02 (co2 at 15:36 UTC by "
-            "`--part co2`, source cb5daab5d1f7), the real sets as their table's last column says.\n\n"
+            "call that last wrote this section. Sines were measured on 2026-12-02, co2 on 2026-12-03 (09:00–09:25 "
+            "UTC by `--part co2 --co2-seeds 0 1`, source at commit 6f87072, beside two other benchmarks), the real "
+            "sets as their table's last column says.\n\n"
             "### TimeGAN's sines\n\n" + sines_report(results) + "\n\n### Forecasting Mauna Loa CO₂\n\n"
             + co2_report(results) + "\n\n### Real sets: sunspots, El Niño, ItalyPowerDemand against their floors\n\n"
             + datasets_report(results))
