@@ -500,3 +500,12 @@ def test_matching_block_means_is_the_nearest_image_in_range():
     shifted = match_block_means(mid, target, 2, 0.0, 16.0)
     want = mid + np.repeat(np.repeat(target - lowres_of(torch.from_numpy(mid), 2).numpy()[:, :, ::2, ::2], 2, 2), 2, 3)
     assert np.allclose(shifted, want, atol=1e-5)
+
+
+def test_a_run_whose_items_all_carry_one_class_finishes(tmp_path):
+    # the end-of-run quality has no class probe to fit on one class (the canary's "every label 0" fault)
+    x, _ = four_clusters(300)
+    np.savez(tmp_path / "one.npz", x=x, y=np.zeros(len(x), np.int64))
+    run = steadydiff.train(config(30, conditional="on"), data=str(tmp_path / "one.npz"), out=tmp_path / "run",
+                           progress=False)
+    assert run.summary["steps"] == 30 and "class_accuracy" not in json.dumps(run.summary.get("quality", {}))

@@ -468,7 +468,8 @@ class Reference:
     def _probe(self) -> Any:
         """Labelled data without a shipped classifier: a logistic-regression probe on the normalised training items
         (data space), fitted once; its held-out accuracy goes to `real_data["probe_accuracy"]` (the ceiling a
-        sample's class agreement is read against). None without class labels."""
+        sample's class agreement is read against). None without class labels, or with one class only (every
+        sample then agrees with it: nothing to probe)."""
         ds = self.dataset
         if ds.train_labels is None or ds.class_names is None or ds.holdout_labels is None:
             return None
@@ -476,7 +477,11 @@ class Reference:
             from sklearn.linear_model import LogisticRegression
 
             keep = _subset(len(ds.train), MAX_TRAIN_ITEMS)
-            self._probe_model = LogisticRegression(max_iter=2000).fit(self._train_data, ds.train_labels[keep])
+            labels = ds.train_labels[keep]
+            if len(np.unique(labels)) < 2:
+                self._probe_model = None
+                return None
+            self._probe_model = LogisticRegression(max_iter=2000).fit(self._train_data, labels)
             self.real_data["probe_accuracy"] = float(self._probe_model.score(self._held_data, ds.holdout_labels))
         return self._probe_model
 
