@@ -169,11 +169,17 @@ def co2_run(quick: bool, sets: list[str], seed: int = 0) -> dict:
     run = steadydiff.train(cfg, out=out, progress=False)
     train_s = time.perf_counter() - t0
     model = steadydiff.load(run.dir)
-    rows, totals = [], {k: [] for k in ("steadydiff", "ets", "naive")}
-    for i, origin in enumerate(range(len(series) - CO2_TEST, len(series), CO2_HORIZON)):
+    origins = range(len(series) - CO2_TEST, len(series), CO2_HORIZON)
+
+    def forecast(origin: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """history, truth and steadydiff's (draws, horizon) paths at one origin"""
         history, truth = series[:origin], series[origin:origin + CO2_HORIZON]
+        return history, truth, model.forecast(history, CO2_HORIZON, draws=20 if quick else CO2_DRAWS, seed=seed)[:, 0]
+
+    rows, totals = [], {k: [] for k in ("steadydiff", "ets", "naive")}
+    for i, origin in enumerate(origins):
         t0 = time.perf_counter()
-        ours = model.forecast(history, CO2_HORIZON, draws=20 if quick else CO2_DRAWS, seed=i)[:, 0, :]
+        history, truth, ours = forecast(origin, i)
         ours_s = time.perf_counter() - t0
         ets = ets_forecast(history, CO2_HORIZON, 1000, seed=i)
         naive = history[-SEASON:][:CO2_HORIZON]
@@ -193,13 +199,9 @@ def co2_run(quick: bool, sets: list[str], seed: int = 0) -> dict:
     # that sampling alone gives (ETS's 1,000 paths vary far less)
     by_seed = [{"crps": mean["steadydiff_crps"], "mase": mean["steadydiff_mase"]}]
     for s in range(1, 2 if quick else CO2_SAMPLE_SEEDS):
-        crps_s, mase_s = [], []
-        for i, origin in enumerate(range(len(series) - CO2_TEST, len(series), CO2_HORIZON)):
-            history, truth = series[:origin], series[origin:origin + CO2_HORIZON]
-            ours = model.forecast(history, CO2_HORIZON, draws=20 if quick else CO2_DRAWS, seed=i + 1000 * s)[:, 0]
-            crps_s.append(crps(ours, truth))
-            mase_s.append(mase(np.median(ours, 0), truth, history, SEASON))
-        by_seed.append({"crps": float(np.mean(crps_s)), "mase": float(np.mean(mase_s))})
+        scored = [(crps(ours, truth), mase(np.median(ours, 0), truth, history, SEASON))
+                  for history, truth, ours in (forecast(origin, i + 1000 * s) for i, origin in enumerate(origins))]
+        by_seed.append({"crps": float(np.mean([c for c, _ in scored])), "mase": float(np.mean([m for _, m in scored]))})
     return {"train_s": round(train_s, 1), "steps": run.config.train.steps, "windows": CO2_WINDOW, "seed": seed,
             "sampling_seeds": by_seed,
             "window_level": run.config.train.window_level,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .impute import rows_for, with_extra
+
 CondDenoiser = Callable[..., torch.Tensor]  # (x, σ, cond) -> x0 estimate
 
 
@@ -79,11 +81,11 @@ def guided_by_extra(denoiser: CondDenoiser, extra: torch.Tensor, weight: float) 
     length."""
     if not math.isfinite(weight):
         raise ValueError(f"guidance weight must be a finite number, got {weight}")
+    if weight == 1:
+        return with_extra(denoiser, extra)
 
     def d(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        e = extra if len(x) == len(extra) else extra.repeat(len(x) // len(extra), *([1] * (extra.dim() - 1)))
-        if weight == 1:
-            return denoiser(x, sigma, cond, None, e)
+        e = rows_for(extra, len(x))
         both = None if cond is None else torch.cat([cond, cond])
         d_e, d_0 = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), both, None,
                             torch.cat([e, torch.zeros_like(e)])).chunk(2)

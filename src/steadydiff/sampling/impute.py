@@ -38,10 +38,15 @@ def with_extra(denoiser: Callable[..., torch.Tensor], extra: torch.Tensor) -> Ca
     their mask — bound; a guidance wrapper's batch of both branches gets them twice."""
 
     def d(x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        e = extra if len(x) == len(extra) else extra.repeat(len(x) // len(extra), *([1] * (extra.dim() - 1)))
-        return denoiser(x, sigma, cond, None, e)
+        return denoiser(x, sigma, cond, None, rows_for(extra, len(x)))
 
     return d
+
+
+def rows_for(extra: torch.Tensor, n: int) -> torch.Tensor:
+    """`extra` (one row per sample) for a batch of n = k·len(extra) rows: the k branches a guidance wrapper
+    stacks each get the samples' rows."""
+    return extra if n == len(extra) else extra.repeat(n // len(extra), *([1] * (extra.dim() - 1)))
 
 
 def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
