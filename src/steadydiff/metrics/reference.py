@@ -478,11 +478,10 @@ class Reference:
 
             keep = _subset(len(ds.train), MAX_TRAIN_ITEMS)
             labels = ds.train_labels[keep]
-            if len(np.unique(labels)) < 2:
-                self._probe_model = None
-                return None
-            self._probe_model = LogisticRegression(max_iter=2000).fit(self._train_data, labels)
-            self.real_data["probe_accuracy"] = float(self._probe_model.score(self._held_data, ds.holdout_labels))
+            self._probe_model = None
+            if len(np.unique(labels)) >= 2:
+                self._probe_model = LogisticRegression(max_iter=2000).fit(self._train_data, labels)
+                self.real_data["probe_accuracy"] = float(self._probe_model.score(self._held_data, ds.holdout_labels))
         return self._probe_model
 
     def describe(self) -> dict[str, Any]:
