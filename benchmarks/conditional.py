@@ -28,6 +28,13 @@ the training digits) on the same masks, the half-digits with the right half left
 Also: the train.masks=all run guided by its known values (`impute(known_guidance=w)`: the empty mask as the
 unconditional branch), and a run trained on half-image masks only (train.masks=half, the mask this task meets).
 
+Over training seeds (`--part seeds --train-seeds 0 1 2`): the goal figures again for each training seed (seed 0 is
+the classes and inpaint parts' runs; another seed trains its own conditional, unconditional and train.masks=half
+runs with train.seed set): agreement and FD at the default guidance, w 1.5 in the σ interval, the w = 0 samples
+against the same seed's unconditional run, and the half-mask run's completions (single draws, and the per-pixel
+median and mean of 8) beside KNNImputer. Each seed's figures are kept in its run folder (seed_results.json), so
+seeds can be trained and scored in separate processes and gathered with `--reuse`.
+
 Super-resolution (`--part superres`): a run trained with train.lowres=2 (3,000 × 128, unconditional) brings the
 2 × 2 block means of each held-out digit back to 8 × 8 (`Model.upscale`, two seeds); class accuracy, RMSE, block-mean
 consistency and FD of the outputs, beside nearest and bicubic upscaling of the same 4 × 4 inputs.
@@ -58,7 +65,7 @@ INTERVAL_WEIGHTS = [1.25, 1.5, 2.0]
 INTERVAL = (0.28, 2.9)  # σ range of guidance (Kynkäänniemi et al. 2024's EDM2 interval, in data units)
 GOALS = {"accuracy": 0.99, 35: 0.90, 10: 1.00, "uncond_ratio": 1.10}
 PER_CLASS = 150
-PARTS = ("classes", "text", "inpaint", "superres")
+PARTS = ("classes", "text", "inpaint", "superres", "seeds")
 DRAWS = 8  # completions per item behind the inpainting medians
 KNOWN_GUIDANCE = (2.0, 3.0)  # impute(known_guidance=w) on the train.masks=all run
 
@@ -288,7 +295,9 @@ def superres_part(args, root: Path, base: dict, ds, net, held_u, floor: float) -
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], [
         ("--reuse", {"action": "store_true", "help": "evaluate finished runs in benchmarks/out"}),
-        ("--part", {"nargs": "+", "default": list(PARTS), "choices": list(PARTS)})])
+        ("--part", {"nargs": "+", "default": list(PARTS[:4]), "choices": list(PARTS)}),
+        ("--train-seeds", {"nargs": "+", "type": int, "default": [0, 1, 2],
+                           "help": "training seeds of --part seeds (0: the classes and inpaint parts' runs)"})])
     steps, canary_steps, per_class = (60, 60, 20) if args.quick else (3000, 1000, PER_CLASS)
     n = 10 * per_class
     base = {"data": {"source": "digits", "holdout": HOLDOUT},
@@ -308,6 +317,8 @@ def main() -> None:
         inpaint_part(args, root, base, ds, net, held_u)
     if "superres" in args.part:
         superres_part(args, root, base, ds, net, held_u, floor)
+    if "seeds" in args.part:
+        seeds_part(args, root, base, ds, net, held_u, floor, per_class)
     if "classes" not in args.part:
         return
 
@@ -426,6 +437,166 @@ def main() -> None:
     if not args.quick:
         write_section("conditional", "Conditional digits: class agreement, FD and guidance (benchmarks/conditional.py)",
                       body)
+
+
+SEED_VARIANTS = {"w 0": {"guidance": 0.0}, "default": {},
+                 f"w 1.5, σ in {list(INTERVAL)}": {"guidance": 1.5, "interval": INTERVAL}}
+
+
+def seed_figures(root: Path, base: dict, seed: int, ds, net, held_u, per_class: int, reuse: bool) -> dict:
+    """The goal figures of one training seed (cached in its folder as seed_results.json)."""
+    from sklearn.impute import KNNImputer
+
+    where = root if seed == 0 else root / f"seed-{seed}"
+    cache = where / "seed_results.json"
+    if reuse and cache.exists():
+        return json.loads(cache.read_text())
+    where.mkdir(parents=True, exist_ok=True)
+    train = {**base["train"], "seed": seed}
+    t0 = time.perf_counter()
+    for name, extra in [("cond", {}), ("uncond", {"conditional": "off"}),
+                        ("masked-half", {"conditional": "off", "masks": "half"})]:
+        train_run({**base, "train": {**train, **extra}}, where / name, reuse=True)
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    model, uncond = steadydiff.load(where / "cond"), steadydiff.load(where / "uncond")
+    labels = np.repeat(np.arange(10), per_class)
+    default_interval = tuple(model.config.sample.guidance_interval)
+    out = {"seed": seed, "variants": {}, "uncond": {}}
+    shared = classes_results(where)
+    for name, kw in SEED_VARIANTS.items():
+        if shared and all((classes_name(name, model), str(model.nfe(k, s))) in shared for s, k in SETTINGS):
+            out["variants"][name] = {str(model.nfe(k, s)): shared[(classes_name(name, model), str(model.nfe(k, s)))]
+                                     for s, k in SETTINGS}
+            continue
+        model.config.sample.guidance_interval = kw.get("interval", default_interval)
+        for sampler, k in SETTINGS:
+            fds, accs = [], []
+            for s in SEEDS:
+                u = to_unit(model.sample(len(labels), cond=labels, guidance=kw.get("guidance"), steps=k,
+                                         sampler=sampler, seed=s))
+                fds.append(frechet_feature_distance(net, u, held_u))
+                accs.append(float(np.mean(predict(net, u) == labels)))
+            out["variants"].setdefault(name, {})[str(model.nfe(k, sampler))] = {
+                "fd": float(np.mean(fds)), "acc": float(np.mean(accs)), "fds": fds}
+            print(seed, name, sampler, out["variants"][name], flush=True)
+        model.config.sample.guidance_interval = default_interval
+    for sampler, k in SETTINGS:
+        nfe = str(model.nfe(k, sampler))
+        if shared and ("uncond", nfe) in shared:
+            out["uncond"][nfe] = shared[("uncond", nfe)]["fd"]
+            continue
+        fds = [frechet_feature_distance(net, to_unit(uncond.sample(len(labels), steps=k, sampler=sampler, seed=s)),
+                                        held_u) for s in SEEDS]
+        out["uncond"][nfe] = float(np.mean(fds))
+    x = ds.holdout.copy()
+    x[:, :, :, 4:] = np.nan  # the right half unknown, as in the inpaint part
+    half = steadydiff.load(where / "masked-half")
+
+    def acc(done: np.ndarray) -> float:
+        return float(np.mean(predict(net, to_unit(done)) == ds.holdout_labels))
+
+    singles = [acc(half.impute(x, seed=s, method="masked")) for s in SEEDS]
+    draws = half.impute(x, draws=DRAWS, seed=0, method="masked")
+    knn = KNNImputer(n_neighbors=5).fit(ds.train.reshape(len(ds.train), -1))
+    out["inpaint"] = {"single": float(np.mean(singles)), "median": acc(np.median(draws, axis=0)),
+                      "mean": acc(draws.mean(axis=0)),
+                      "knn": acc(knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32))}
+    out["train_s"], out["eval_s"] = train_s, time.perf_counter() - t1
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def classes_results(where: Path) -> dict:
+    """The classes part's figures of these runs (its results.json), by (variant, NFE): the same runs, sampling
+    seeds and settings, so seed 0 need not sample them again."""
+    path = where / "results.json"
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    got = {(r["variant"], str(r["nfe"])): {"fd": r["fd"], "acc": r["acc"], "fds": list(r["fds"])}
+           for r in saved["results"]}
+    got.update({("uncond", str(r["nfe"])): {"fd": r["fd"]} for r in saved["uncond"]})
+    return got
+
+
+def classes_name(name: str, model) -> str:
+    """A seeds-part variant's name in the classes part's results (the default is its guidance weight at every σ)."""
+    if name == "default":
+        g, (lo, hi) = model.config.sample.guidance, model.config.sample.guidance_interval
+        return f"CFG w={g:g}" if lo == 0 and hi == float("inf") else ""
+    if name == "w 0":
+        return "CFG w=0"
+    return f"CFG w=1.5, σ in [{INTERVAL[0]}, {INTERVAL[1]}]"
+
+
+def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_class: int) -> None:
+    figs = [seed_figures(root, base, s, ds, net, held_u, per_class, args.reuse) for s in args.train_seeds]
+    default_name = "default"
+
+    def col(f) -> list[float]:
+        return [f(r) for r in figs]
+
+    columns = [
+        ("default: agreement 35 / 10 NFE", lambda r: r["variants"][default_name]["35"]["acc"],
+         lambda r: r["variants"][default_name]["10"]["acc"], "%"),
+        ("default: FD × floor 35 / 10", lambda r: r["variants"][default_name]["35"]["fd"] / floor,
+         lambda r: r["variants"][default_name]["10"]["fd"] / floor, "x"),
+        (f"w 1.5 in σ {list(INTERVAL)}: FD × floor / agreement (35)",
+         lambda r: r["variants"][f"w 1.5, σ in {list(INTERVAL)}"]["35"]["fd"] / floor,
+         lambda r: r["variants"][f"w 1.5, σ in {list(INTERVAL)}"]["35"]["acc"], "x%"),
+        ("w 0 ÷ unconditional run 35 / 10", lambda r: r["variants"]["w 0"]["35"]["fd"] / r["uncond"]["35"],
+         lambda r: r["variants"]["w 0"]["10"]["fd"] / r["uncond"]["10"], "x"),
+        ("unconditional run FD × floor 35 / 10", lambda r: r["uncond"]["35"] / floor,
+         lambda r: r["uncond"]["10"] / floor, "x"),
+        ("half-mask run: single draw / median of 8 / mean of 8", None, None, "inpaint"),
+    ]
+
+    def cell(a: float, b: float, kind: str) -> str:
+        fa = f"{100 * a:.1f} %" if kind[0] == "%" else f"{a:.2f}×"
+        fb = f"{100 * b:.1f} %" if kind[-1] == "%" else f"{b:.2f}×"
+        return f"{fa} / {fb}"
+
+    rows = []
+    for r in figs:
+        row = [str(r["seed"])]
+        for _, fa, fb, kind in columns:
+            if kind == "inpaint":
+                row.append(" / ".join(f"{100 * r['inpaint'][k]:.1f} %" for k in ("single", "median", "mean")))
+            else:
+                row.append(cell(fa(r), fb(r), kind))
+        rows.append(row)
+    stat = []
+    for _, fa, fb, kind in columns:
+        if kind == "inpaint":
+            stat.append(" / ".join(f"{100 * np.mean(col(lambda r, k=k: r['inpaint'][k])):.1f} ± "
+                                   f"{100 * np.std(col(lambda r, k=k: r['inpaint'][k]), ddof=1):.1f} %"
+                                   if len(figs) > 1 else "—" for k in ("single", "median", "mean")))
+            continue
+        parts = []
+        for f, k in ((fa, kind[0]), (fb, kind[-1])):
+            v = np.array(col(f))
+            sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+            parts.append(f"{100 * v.mean():.1f} ± {100 * sd:.1f} %" if k == "%" else f"{v.mean():.2f} ± {sd:.2f}×")
+        stat.append(" / ".join(parts))
+    rows.append([f"mean ± std over {len(figs)}", *stat])
+    knn = figs[0]["inpaint"]["knn"]
+    body = "\n".join([
+        f"The goal figures of the classes and inpaint parts for training seeds {', '.join(map(str, args.train_seeds))} "
+        f"(each: a conditional, an unconditional and a train.masks=half run, 3,000 × 128, everything else default). "
+        f"Floor FD {floor:.3f}; {per_class} samples per class; sampling seeds {SEEDS[0]} and {SEEDS[1]} (mean). "
+        f"Default guidance: sample.guidance {cond_cfg_default()[0]:g} at every σ. Inpainting: the right half of each "
+        f"held-out digit; KNNImputer (5 neighbours) {100 * knn:.1f} %.",
+        "",
+        table(["training seed", *[c[0] for c in columns]], rows),
+        "",
+        f"Training {fmt_s(sum(r['train_s'] for r in figs))}, evaluation {fmt_s(sum(r['eval_s'] for r in figs))} "
+        "(summed over seeds; runs reused where finished).",
+    ])
+    print(body)
+    if not args.quick and len(figs) > 1:
+        write_section("conditional_seeds", "Conditional digits over training seeds (benchmarks/conditional.py --part "
+                      "seeds)", body)
 
 
 def cond_cfg_default() -> tuple[float, tuple[float, float]]:
