@@ -297,7 +297,9 @@ def main() -> None:
         ("--reuse", {"action": "store_true", "help": "evaluate finished runs in benchmarks/out"}),
         ("--part", {"nargs": "+", "default": list(PARTS[:4]), "choices": list(PARTS)}),
         ("--train-seeds", {"nargs": "+", "type": int, "default": [0, 1, 2],
-                           "help": "training seeds of --part seeds (0: the classes and inpaint parts' runs)"})])
+                           "help": "training seeds of --part seeds (0: the classes and inpaint parts' runs)"}),
+        ("--no-inpaint", {"action": "store_true",
+                          "help": "--part seeds without the half-mask runs (seeds not yet scored show —)"})])
     steps, canary_steps, per_class = (60, 60, 20) if args.quick else (3000, 1000, PER_CLASS)
     n = 10 * per_class
     base = {"data": {"source": "digits", "holdout": HOLDOUT},
@@ -443,26 +445,43 @@ SEED_VARIANTS = {"w 0": {"guidance": 0.0}, "default": {},
                  f"w 1.5, σ in {list(INTERVAL)}": {"guidance": 1.5, "interval": INTERVAL}}
 
 
-def seed_figures(root: Path, base: dict, seed: int, ds, net, held_u, per_class: int, reuse: bool) -> dict:
-    """The goal figures of one training seed (cached in its folder as seed_results.json)."""
-    from sklearn.impute import KNNImputer
-
+def seed_figures(root: Path, base: dict, seed: int, ds, net, held_u, per_class: int, reuse: bool,
+                 inpaint: bool = True) -> dict:
+    """The goal figures of one training seed, cached in its folder (seed_results.json) after each of its two
+    stages: the class-conditional figures, then the half-mask run's completions (skipped when not `inpaint`)."""
     where = root if seed == 0 else root / f"seed-{seed}"
     cache = where / "seed_results.json"
-    if reuse and cache.exists():
-        return json.loads(cache.read_text())
+    out = json.loads(cache.read_text()) if reuse and cache.exists() else {"seed": seed, "train_s": 0.0, "eval_s": 0.0}
     where.mkdir(parents=True, exist_ok=True)
     train = {**base["train"], "seed": seed}
-    t0 = time.perf_counter()
-    for name, extra in [("cond", {}), ("uncond", {"conditional": "off"}),
-                        ("masked-half", {"conditional": "off", "masks": "half"})]:
-        train_run({**base, "train": {**train, **extra}}, where / name, reuse=True)
-    train_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    if "variants" not in out:
+        t0 = time.perf_counter()
+        for name, extra in [("cond", {}), ("uncond", {"conditional": "off"})]:
+            train_run({**base, "train": {**train, **extra}}, where / name, reuse=True)
+        t1 = time.perf_counter()
+        out.update(class_figures(where, net, held_u, per_class, seed))
+        out["train_s"] += t1 - t0
+        out["eval_s"] += time.perf_counter() - t1
+        cache.write_text(json.dumps(out, indent=1))
+    if inpaint and "inpaint" not in out:
+        t0 = time.perf_counter()
+        train_run({**base, "train": {**train, "conditional": "off", "masks": "half"}}, where / "masked-half",
+                  reuse=True)
+        t1 = time.perf_counter()
+        out["inpaint"] = half_mask_figures(steadydiff.load(where / "masked-half"), ds, net)
+        out["train_s"] += t1 - t0
+        out["eval_s"] += time.perf_counter() - t1
+        cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def class_figures(where: Path, net, held_u, per_class: int, seed: int) -> dict:
+    """Agreement and FD of the SEED_VARIANTS, and the unconditional run's FD (taken from the classes part's
+    results.json where it scored the same runs)."""
     model, uncond = steadydiff.load(where / "cond"), steadydiff.load(where / "uncond")
     labels = np.repeat(np.arange(10), per_class)
     default_interval = tuple(model.config.sample.guidance_interval)
-    out = {"seed": seed, "variants": {}, "uncond": {}}
+    out = {"variants": {}, "uncond": {}}
     shared = classes_results(where)
     for name, kw in SEED_VARIANTS.items():
         if shared and all((classes_name(name, model), str(model.nfe(k, s))) in shared for s, k in SETTINGS):
@@ -489,9 +508,16 @@ def seed_figures(root: Path, base: dict, seed: int, ds, net, held_u, per_class: 
         fds = [frechet_feature_distance(net, to_unit(uncond.sample(len(labels), steps=k, sampler=sampler, seed=s)),
                                         held_u) for s in SEEDS]
         out["uncond"][nfe] = float(np.mean(fds))
+    return out
+
+
+def half_mask_figures(half, ds, net) -> dict:
+    """Class accuracy of a train.masks=half run's completions of the held-out digits' right halves: single draws
+    (seeds 0 and 1), the per-pixel median and mean of 8 draws, and KNNImputer's on the same masks."""
+    from sklearn.impute import KNNImputer
+
     x = ds.holdout.copy()
     x[:, :, :, 4:] = np.nan  # the right half unknown, as in the inpaint part
-    half = steadydiff.load(where / "masked-half")
 
     def acc(done: np.ndarray) -> float:
         return float(np.mean(predict(net, to_unit(done)) == ds.holdout_labels))
@@ -499,12 +525,8 @@ def seed_figures(root: Path, base: dict, seed: int, ds, net, held_u, per_class: 
     singles = [acc(half.impute(x, seed=s, method="masked")) for s in SEEDS]
     draws = half.impute(x, draws=DRAWS, seed=0, method="masked")
     knn = KNNImputer(n_neighbors=5).fit(ds.train.reshape(len(ds.train), -1))
-    out["inpaint"] = {"single": float(np.mean(singles)), "median": acc(np.median(draws, axis=0)),
-                      "mean": acc(draws.mean(axis=0)),
-                      "knn": acc(knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32))}
-    out["train_s"], out["eval_s"] = train_s, time.perf_counter() - t1
-    cache.write_text(json.dumps(out, indent=1))
-    return out
+    return {"single": float(np.mean(singles)), "median": acc(np.median(draws, axis=0)), "mean": acc(draws.mean(axis=0)),
+            "knn": acc(knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32))}
 
 
 def classes_results(where: Path) -> dict:
@@ -531,7 +553,8 @@ def classes_name(name: str, model) -> str:
 
 
 def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_class: int) -> None:
-    figs = [seed_figures(root, base, s, ds, net, held_u, per_class, args.reuse) for s in args.train_seeds]
+    figs = [seed_figures(root, base, s, ds, net, held_u, per_class, args.reuse, inpaint=not args.no_inpaint)
+            for s in args.train_seeds]
     default_name = "default"
 
     def col(f) -> list[float]:
@@ -562,16 +585,19 @@ def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_
         row = [str(r["seed"])]
         for _, fa, fb, kind in columns:
             if kind == "inpaint":
-                row.append(" / ".join(f"{100 * r['inpaint'][k]:.1f} %" for k in ("single", "median", "mean")))
+                row.append(" / ".join(f"{100 * r['inpaint'][k]:.1f} %" for k in ("single", "median", "mean"))
+                           if "inpaint" in r else "—")
             else:
                 row.append(cell(fa(r), fb(r), kind))
         rows.append(row)
     stat = []
     for _, fa, fb, kind in columns:
         if kind == "inpaint":
-            stat.append(" / ".join(f"{100 * np.mean(col(lambda r, k=k: r['inpaint'][k])):.1f} ± "
-                                   f"{100 * np.std(col(lambda r, k=k: r['inpaint'][k]), ddof=1):.1f} %"
-                                   if len(figs) > 1 else "—" for k in ("single", "median", "mean")))
+            scored = [r["inpaint"] for r in figs if "inpaint" in r]
+            stat.append(" / ".join(f"{100 * np.mean([i[k] for i in scored]):.1f} ± "
+                                   f"{100 * np.std([i[k] for i in scored], ddof=1):.1f} %"
+                                   for k in ("single", "median", "mean")) + f" ({len(scored)} seeds)"
+                        if len(scored) > 1 else "—")
             continue
         parts = []
         for f, k in ((fa, kind[0]), (fb, kind[-1])):
@@ -580,7 +606,7 @@ def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_
             parts.append(f"{100 * v.mean():.1f} ± {100 * sd:.1f} %" if k == "%" else f"{v.mean():.2f} ± {sd:.2f}×")
         stat.append(" / ".join(parts))
     rows.append([f"mean ± std over {len(figs)}", *stat])
-    knn = figs[0]["inpaint"]["knn"]
+    knn = next((r["inpaint"]["knn"] for r in figs if "inpaint" in r), float("nan"))
     body = "\n".join([
         f"The goal figures of the classes and inpaint parts for training seeds {', '.join(map(str, args.train_seeds))} "
         f"(each: a conditional, an unconditional and a train.masks=half run, 3,000 × 128, everything else default). "
