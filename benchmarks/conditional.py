@@ -39,7 +39,8 @@ Super-resolution (`--part superres`): a run trained with train.lowres=2 (3,000 �
 2 × 2 block means of each held-out digit back to 8 × 8 (`Model.upscale`, two seeds); class accuracy, RMSE, block-mean
 consistency and FD of the outputs, beside nearest and bicubic upscaling of the same 4 × 4 inputs.
 
-    .venv/bin/python benchmarks/conditional.py [--quick] [--reuse] [--part classes text inpaint superres]
+    .venv/bin/python benchmarks/conditional.py [--quick] [--reuse] [--part classes text inpaint superres seeds]
+        [--train-seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -617,7 +618,9 @@ def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_
         table(["training seed", *[c[0] for c in columns]], rows),
         "",
         f"Training {fmt_s(sum(r['train_s'] for r in figs))}, evaluation {fmt_s(sum(r['eval_s'] for r in figs))} "
-        "(summed over seeds; runs reused where finished).",
+        "(summed over seeds; runs reused where finished). Each seed's figures are its seed_results.json, written by "
+        "`--part seeds --train-seeds K` (seeds trained and scored in separate processes); seed 0's class figures are "
+        "the classes part's results.json of the same runs.",
     ])
     print(body)
     if not args.quick and len(figs) > 1:
