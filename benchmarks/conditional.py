@@ -172,9 +172,27 @@ def text_part(args, root: Path, ds, net, held_u, floor: float) -> None:
         write_section("conditional_text", "Caption-conditional digits (benchmarks/conditional.py --part text)", body)
 
 
-def inpaint_part(args, root: Path, base: dict, ds, net, held_u) -> None:
+def right_half_unknown(ds) -> np.ndarray:
+    """The held-out digits with their right half unknown (NaN): the inpainting task."""
+    x = ds.holdout.copy()
+    x[:, :, :, 4:] = np.nan
+    return x
+
+
+def knn_completion(ds, x: np.ndarray) -> np.ndarray:
+    """The anchor: scikit-learn's KNNImputer (5 neighbours) fitted on the training digits."""
     from sklearn.impute import KNNImputer
 
+    knn = KNNImputer(n_neighbors=5).fit(ds.train.reshape(len(ds.train), -1))
+    return knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32)
+
+
+def holdout_accuracy(net, ds, done: np.ndarray) -> float:
+    """The classifier's accuracy on completed held-out digits against their true labels."""
+    return float(np.mean(predict(net, to_unit(done)) == ds.holdout_labels))
+
+
+def inpaint_part(args, root: Path, base: dict, ds, net, held_u) -> None:
     t0 = time.perf_counter()
     masked_cfg = {**base, "train": {**base["train"], "conditional": "off", "masks": "all"}}
     masked_s = train_run(masked_cfg, root / "masked", args.reuse)
@@ -183,18 +201,14 @@ def inpaint_part(args, root: Path, base: dict, ds, net, held_u) -> None:
     uncond_cfg = {**base, "train": {**base["train"], "conditional": "off"}}
     train_run(uncond_cfg, root / "uncond", True)  # the classes part's unconditional run, trained here if missing
     train_s = time.perf_counter() - t0
-    x = ds.holdout.copy()
-    x[:, :, :, 4:] = np.nan  # the right half unknown
-    labels = ds.holdout_labels
+    x = right_half_unknown(ds)
 
     def acc(done: np.ndarray) -> float:
-        return float(np.mean(predict(net, to_unit(done)) == labels))
+        return holdout_accuracy(net, ds, done)
 
     rows = [["complete held-out digits (the classifier's ceiling)", f"{100 * acc(ds.holdout):.1f} %", "—", "—"],
-            ["right half left blank (0)", f"{100 * acc(np.nan_to_num(x, nan=0.0)):.1f} %", "—", "—"]]
-    knn = KNNImputer(n_neighbors=5).fit(ds.train.reshape(len(ds.train), -1))
-    filled = knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32)
-    rows.append(["scikit-learn KNNImputer (5 neighbours)", f"{100 * acc(filled):.1f} %", "—", "—"])
+            ["right half left blank (0)", f"{100 * acc(np.nan_to_num(x, nan=0.0)):.1f} %", "—", "—"],
+            ["scikit-learn KNNImputer (5 neighbours)", f"{100 * acc(knn_completion(ds, x)):.1f} %", "—", "—"]]
     t1 = time.perf_counter()
     uncond, masked = steadydiff.load(root / "uncond"), steadydiff.load(root / "masked")
     half = steadydiff.load(root / "masked-half")
@@ -514,20 +528,12 @@ def class_figures(where: Path, net, held_u, per_class: int, seed: int) -> dict:
 
 def half_mask_figures(half, ds, net) -> dict:
     """Class accuracy of a train.masks=half run's completions of the held-out digits' right halves: single draws
-    (seeds 0 and 1), the per-pixel median and mean of 8 draws, and KNNImputer's on the same masks."""
-    from sklearn.impute import KNNImputer
-
-    x = ds.holdout.copy()
-    x[:, :, :, 4:] = np.nan  # the right half unknown, as in the inpaint part
-
-    def acc(done: np.ndarray) -> float:
-        return float(np.mean(predict(net, to_unit(done)) == ds.holdout_labels))
-
-    singles = [acc(half.impute(x, seed=s, method="masked")) for s in SEEDS]
+    (seeds 0 and 1), and the per-pixel median and mean of 8 draws."""
+    x = right_half_unknown(ds)
+    singles = [holdout_accuracy(net, ds, half.impute(x, seed=s, method="masked")) for s in SEEDS]
     draws = half.impute(x, draws=DRAWS, seed=0, method="masked")
-    knn = KNNImputer(n_neighbors=5).fit(ds.train.reshape(len(ds.train), -1))
-    return {"single": float(np.mean(singles)), "median": acc(np.median(draws, axis=0)), "mean": acc(draws.mean(axis=0)),
-            "knn": acc(knn.transform(x.reshape(len(x), -1)).reshape(x.shape).astype(np.float32))}
+    return {"single": float(np.mean(singles)), "median": holdout_accuracy(net, ds, np.median(draws, axis=0)),
+            "mean": holdout_accuracy(net, ds, draws.mean(axis=0))}
 
 
 def classes_results(where: Path) -> dict:
@@ -553,61 +559,57 @@ def classes_name(name: str, model) -> str:
     return f"CFG w=1.5, σ in [{INTERVAL[0]}, {INTERVAL[1]}]"
 
 
+def seed_values(r: dict, floor: float) -> dict[str, float]:
+    """One training seed's figures by name: shares (agreement, accuracy) and ratios."""
+    v, interval = r["variants"], f"w 1.5, σ in {list(INTERVAL)}"
+    out = {"agree35": v["default"]["35"]["acc"], "agree10": v["default"]["10"]["acc"],
+           "fd35": v["default"]["35"]["fd"] / floor, "fd10": v["default"]["10"]["fd"] / floor,
+           "int_fd": v[interval]["35"]["fd"] / floor, "int_agree": v[interval]["35"]["acc"],
+           "w0_35": v["w 0"]["35"]["fd"] / r["uncond"]["35"], "w0_10": v["w 0"]["10"]["fd"] / r["uncond"]["10"],
+           "unc35": r["uncond"]["35"] / floor, "unc10": r["uncond"]["10"] / floor}
+    out.update({f"inpaint_{k}": r["inpaint"][k] for k in ("single", "median", "mean") if "inpaint" in r})
+    return out
+
+
+SEED_COLUMNS = [  # header, the seed_values keys it shows, and whether they are shares (%) or ratios (×)
+    ("default: agreement 35 / 10 NFE", ("agree35", "agree10"), "%"),
+    ("default: FD × floor 35 / 10", ("fd35", "fd10"), "×"),
+    (f"w 1.5 in σ {list(INTERVAL)}: FD × floor / agreement (35)", ("int_fd", "int_agree"), "×%"),
+    ("w 0 ÷ unconditional run 35 / 10", ("w0_35", "w0_10"), "×"),
+    ("unconditional run FD × floor 35 / 10", ("unc35", "unc10"), "×"),
+    ("half-mask run: single draw / median of 8 / mean of 8", ("inpaint_single", "inpaint_median", "inpaint_mean"),
+     "%"),
+]
+
+
+def seed_cell(values: list[dict[str, float]], keys: tuple[str, ...], units: str) -> str:
+    """One table cell: the values of one seed, or mean ± std over several ("—" where a seed lacks them)."""
+    parts = []
+    for i, key in enumerate(keys):
+        got = np.array([v[key] for v in values if key in v])
+        if len(got) < len(values) or len(got) == 0:
+            return "—"
+        unit = units[min(i, len(units) - 1)]
+        scale, fmt, suffix = (100, ".1f", " %") if unit == "%" else (1, ".2f", "×")
+        text = f"{scale * got.mean():{fmt}}"
+        if len(values) > 1:
+            text += f" ± {scale * got.std(ddof=1):{fmt}}"
+        parts.append(text + suffix)
+    return " / ".join(parts)
+
+
 def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_class: int) -> None:
     figs = [seed_figures(root, base, s, ds, net, held_u, per_class, args.reuse, inpaint=not args.no_inpaint)
             for s in args.train_seeds]
-    default_name = "default"
-
-    def col(f) -> list[float]:
-        return [f(r) for r in figs]
-
-    columns = [
-        ("default: agreement 35 / 10 NFE", lambda r: r["variants"][default_name]["35"]["acc"],
-         lambda r: r["variants"][default_name]["10"]["acc"], "%"),
-        ("default: FD × floor 35 / 10", lambda r: r["variants"][default_name]["35"]["fd"] / floor,
-         lambda r: r["variants"][default_name]["10"]["fd"] / floor, "x"),
-        (f"w 1.5 in σ {list(INTERVAL)}: FD × floor / agreement (35)",
-         lambda r: r["variants"][f"w 1.5, σ in {list(INTERVAL)}"]["35"]["fd"] / floor,
-         lambda r: r["variants"][f"w 1.5, σ in {list(INTERVAL)}"]["35"]["acc"], "x%"),
-        ("w 0 ÷ unconditional run 35 / 10", lambda r: r["variants"]["w 0"]["35"]["fd"] / r["uncond"]["35"],
-         lambda r: r["variants"]["w 0"]["10"]["fd"] / r["uncond"]["10"], "x"),
-        ("unconditional run FD × floor 35 / 10", lambda r: r["uncond"]["35"] / floor,
-         lambda r: r["uncond"]["10"] / floor, "x"),
-        ("half-mask run: single draw / median of 8 / mean of 8", None, None, "inpaint"),
-    ]
-
-    def cell(a: float, b: float, kind: str) -> str:
-        fa = f"{100 * a:.1f} %" if kind[0] == "%" else f"{a:.2f}×"
-        fb = f"{100 * b:.1f} %" if kind[-1] == "%" else f"{b:.2f}×"
-        return f"{fa} / {fb}"
-
-    rows = []
-    for r in figs:
-        row = [str(r["seed"])]
-        for _, fa, fb, kind in columns:
-            if kind == "inpaint":
-                row.append(" / ".join(f"{100 * r['inpaint'][k]:.1f} %" for k in ("single", "median", "mean"))
-                           if "inpaint" in r else "—")
-            else:
-                row.append(cell(fa(r), fb(r), kind))
-        rows.append(row)
-    stat = []
-    for _, fa, fb, kind in columns:
-        if kind == "inpaint":
-            scored = [r["inpaint"] for r in figs if "inpaint" in r]
-            stat.append(" / ".join(f"{100 * np.mean([i[k] for i in scored]):.1f} ± "
-                                   f"{100 * np.std([i[k] for i in scored], ddof=1):.1f} %"
-                                   for k in ("single", "median", "mean")) + f" ({len(scored)} seeds)"
-                        if len(scored) > 1 else "—")
-            continue
-        parts = []
-        for f, k in ((fa, kind[0]), (fb, kind[-1])):
-            v = np.array(col(f))
-            sd = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
-            parts.append(f"{100 * v.mean():.1f} ± {100 * sd:.1f} %" if k == "%" else f"{v.mean():.2f} ± {sd:.2f}×")
-        stat.append(" / ".join(parts))
-    rows.append([f"mean ± std over {len(figs)}", *stat])
-    knn = next((r["inpaint"]["knn"] for r in figs if "inpaint" in r), float("nan"))
+    values = [seed_values(r, floor) for r in figs]
+    rows = [[str(r["seed"]), *[seed_cell([v], keys, units) for _, keys, units in SEED_COLUMNS]]
+            for r, v in zip(figs, values, strict=True)]
+    with_inpaint = [v for v in values if "inpaint_single" in v]
+    partial = f" ({len(with_inpaint)} seeds)" if 1 < len(with_inpaint) < len(values) else ""
+    rows.append([f"mean ± std over {len(figs)}", *[
+        seed_cell(with_inpaint, keys, units) + partial if keys[0].startswith("inpaint") else
+        seed_cell(values, keys, units) for _, keys, units in SEED_COLUMNS]])
+    knn = holdout_accuracy(net, ds, knn_completion(ds, right_half_unknown(ds)))
     body = "\n".join([
         f"The goal figures of the classes and inpaint parts for training seeds {', '.join(map(str, args.train_seeds))} "
         f"(each: a conditional, an unconditional and a train.masks=half run, 3,000 × 128, everything else default). "
@@ -615,7 +617,7 @@ def seeds_part(args, root: Path, base: dict, ds, net, held_u, floor: float, per_
         f"Default guidance: sample.guidance {cond_cfg_default()[0]:g} at every σ. Inpainting: the right half of each "
         f"held-out digit; KNNImputer (5 neighbours) {100 * knn:.1f} %.",
         "",
-        table(["training seed", *[c[0] for c in columns]], rows),
+        table(["training seed", *[c[0] for c in SEED_COLUMNS]], rows),
         "",
         f"Training {fmt_s(sum(r['train_s'] for r in figs))}, evaluation {fmt_s(sum(r['eval_s'] for r in figs))} "
         "(summed over seeds; runs reused where finished). Each seed's figures are its seed_results.json, written by "
